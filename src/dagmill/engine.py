@@ -1,0 +1,302 @@
+"""One run = plan + state + executor + store.
+
+The loop admits ready tasks while the executor has room and the resource pool allows,
+then blocks on the executor's completion events (or until the next retry is due): no
+polling. Results update the state machine, the fingerprint records beside the outputs
+and the run record; all three are written in batches.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
+from dagmill.executors.quotas import Allocation, ResourcePool
+from dagmill.io.records import RecordBook, output_version
+from dagmill.model.states import RunStatus, TaskRunStatus
+from dagmill.plan.planner import Plan, make_record
+from dagmill.plan.state import RunState
+from dagmill.store.sqlite import NewRunTask, SqliteStore
+
+__all__ = ["Reporter", "RunResult", "new_run_id", "run_plan"]
+
+S = TaskRunStatus
+_FLUSH_EVENTS = 500
+_FLUSH_SECONDS = 0.2
+
+
+class Reporter(Protocol):
+    """Receives a run's progress (the CLI draws it; the Python API may ignore it)."""
+
+    def run_started(self, run_id: str, plan: Plan) -> None: ...
+    def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None: ...
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a run did: final status, every task's status, attempts and errors."""
+
+    run_id: str
+    status: RunStatus
+    plan: Plan
+    statuses: dict[str, TaskRunStatus]
+    attempts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, TaskError] = field(default_factory=dict)
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    summary_text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.SUCCESS
+
+    @property
+    def scheduling_succeeded(self) -> bool:
+        """luigi's name for ``ok`` (d6tflow code checks it)."""
+        return self.ok
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.statuses.values():
+            out[s.value] = out.get(s.value, 0) + 1
+        return out
+
+    def with_status(self, status: TaskRunStatus) -> list[str]:
+        return [t for t in self.plan.graph.order if self.statuses[t] is status]
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique: ``20261121-101500-3fa9c2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def run_plan(
+    plan: Plan,
+    executor: Executor,
+    *,
+    pool: ResourcePool,
+    records: RecordBook,
+    store: SqliteStore | None = None,
+    name: str = "",
+    reporter: Reporter | None = None,
+    run_id: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run every task of ``plan`` that is not complete; return what happened.
+
+    Raises KeyboardInterrupt after recording a cancelled run if interrupted.
+    """
+    graph = plan.graph
+    state = RunState(graph, plan.to_run)
+    run_id = run_id or new_run_id()
+    result = RunResult(run_id, RunStatus.RUNNING, plan, state.status, started_at=time.time())
+    if store is not None:
+        store.create_run(
+            run_id,
+            name,
+            (
+                NewRunTask(
+                    tid, s.family, dict(s.params), s.upstream, plan.tasks[tid].state.value,
+                    plan.tasks[tid].reason, s.resources.to_dict(), state.status[tid].value,
+                )
+                for tid, s in graph.tasks.items()
+            ),
+            dict(options or {}),
+        )  # fmt: skip
+    if reporter is not None:
+        reporter.run_started(run_id, plan)
+    loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
+    interrupted = False
+    try:
+        loop.run()
+    except BaseException:
+        interrupted = True
+        executor.cancel()
+        for tid in state.cancel_open():
+            loop.set_status(tid, S.CANCELLED)
+        for tid, att in loop.running_attempts():
+            loop.attempt(tid, att, S.CANCELLED, ended=time.time())
+        raise
+    finally:
+        executor.shutdown()
+        records.flush()
+        result.ended_at = time.time()
+        if interrupted:
+            result.status = RunStatus.CANCELLED
+        elif result.errors or any(s is not S.SUCCESS and s is not S.SKIPPED
+                                  for s in state.status.values()):
+            result.status = RunStatus.FAILED
+        else:
+            result.status = RunStatus.SUCCESS
+        if store is not None:
+            first = next(iter(result.errors.values()), None)
+            store.finish_run(run_id, result.status.value, result.counts(),
+                             str(first) if first else None)
+    return result
+
+
+class _Loop:
+    def __init__(
+        self,
+        plan: Plan,
+        state: RunState,
+        executor: Executor,
+        pool: ResourcePool,
+        records: RecordBook,
+        store: SqliteStore | None,
+        reporter: Reporter | None,
+        result: RunResult,
+    ) -> None:
+        self.graph = plan.graph
+        self.state = state
+        self.ex = executor
+        self.pool = pool
+        self.records = records
+        self.store = store
+        self.reporter = reporter
+        self.result = result
+        self.versions: dict[str, str] = dict(plan.versions)
+        self.running: dict[str, tuple[Allocation, dict[str, str], int]] = {}
+        self.waiting_for: dict[str, str] = {}
+        self.retries: list[tuple[float, int, str]] = []
+        self.last_flush = time.monotonic()
+        self.gpu_env = pool.capacity.gpu > 0
+
+    def run(self) -> None:
+        ready: deque[str] = deque(self.state.take_ready())
+        self.ex.start()
+        seq = 0
+        while not self.state.finished:
+            now = time.monotonic()
+            while self.retries and self.retries[0][0] <= now:
+                ready.append(heapq.heappop(self.retries)[2])
+            blocked: list[str] = []
+            while ready and self.ex.can_submit():
+                tid = ready.popleft()
+                alloc = self.pool.try_acquire(self.graph.tasks[tid].resources)
+                if isinstance(alloc, str):
+                    blocked.append(tid)
+                    if self.waiting_for.get(tid) != alloc:
+                        self.waiting_for[tid] = alloc
+                        self.state.pending(tid)
+                        self.set_status(tid, S.PENDING, alloc)
+                        self.attempt(tid, self.result.attempts.get(tid, 0) + 1, S.PENDING,
+                                     waiting_for=alloc)
+                    continue
+                self.submit(tid, alloc)
+            ready.extendleft(reversed(blocked))
+            self.maybe_flush()
+            if self.running:
+                timeout = max(0.0, self.retries[0][0] - now) if self.retries else None
+                for r in self.ex.wait(timeout):
+                    self.finished(r)
+                ready.extend(self.state.take_ready())
+            elif self.retries:
+                time.sleep(max(0.0, self.retries[0][0] - time.monotonic()))
+            elif ready:
+                raise RuntimeError(  # pool.check() before the run makes this unreachable
+                    f"{len(ready)} tasks wait for resources while nothing runs: "
+                    + self.waiting_for.get(ready[0], "")
+                )
+            seq += 1
+
+    def submit(self, tid: str, alloc: Allocation) -> None:
+        spec = self.graph.tasks[tid]
+        att = self.result.attempts.get(tid, 0) + 1
+        self.result.attempts[tid] = att
+        inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
+        self.running[tid] = (alloc, inputs, att)
+        self.waiting_for.pop(tid, None)
+        self.state.running(tid)
+        self.set_status(tid, S.RUNNING)
+        self.attempt(tid, att, S.RUNNING, started=time.time())
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))} if self.gpu_env else {}
+        assert spec.action is not None  # external tasks are complete or rejected by the plan
+        self.ex.submit(Submission(tid, att, spec.action, env, spec.timeout))
+
+    def finished(self, r: TaskResult) -> None:
+        tid = r.task_id
+        alloc, inputs, att = self.running.pop(tid)
+        self.pool.release(alloc)
+        spec = self.graph.tasks[tid]
+        error = r.error
+        if r.ok and spec.outputs:
+            version = output_version(spec.outputs)
+            if version is None:
+                missing = [o.key for o in spec.outputs if output_version((o,)) is None]
+                hint = (
+                    " (in-memory outputs stay in the worker process: use workers=1 or a file"
+                    " output)" if any(o.kind == "memory" for o in spec.outputs) else ""
+                )
+                error = TaskError(
+                    "MissingOutput",
+                    f"run() finished but did not write output {', '.join(missing)}{hint}",
+                    spec.source,
+                    "",
+                )
+            else:
+                self.versions[tid] = version
+                self.records.put(spec.outputs[0].location, make_record(spec, inputs))
+        if error is None:
+            self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended)
+            self.set_status(tid, S.SUCCESS)
+            self.state.succeed(tid)
+            return
+        self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error)
+        if att <= spec.retries:
+            delay = spec.retry_delay * (2 ** (att - 1))
+            heapq.heappush(self.retries, (time.monotonic() + delay, att, tid))
+            self.state.pending(tid)
+            self.set_status(tid, S.PENDING, f"retry {att} of {spec.retries} in {delay:g}s")
+            return
+        self.result.errors[tid] = error
+        self.set_status(tid, S.FAILED, str(error))
+        for d in self.state.fail(tid):
+            self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
+
+    def set_status(self, tid: str, status: TaskRunStatus, detail: str = "") -> None:
+        if self.store is not None:
+            self.store.task_status(self.result.run_id, tid, status.value,
+                                   self.result.attempts.get(tid, 0))
+        if self.reporter is not None:
+            self.reporter.task_changed(tid, status, detail)
+
+    def attempt(
+        self,
+        tid: str,
+        att: int,
+        status: TaskRunStatus,
+        *,
+        started: float | None = None,
+        ended: float | None = None,
+        waiting_for: str | None = None,
+        error: TaskError | None = None,
+    ) -> None:
+        if self.store is None:
+            return
+        self.store.task_attempt(
+            self.result.run_id, tid, att, status.value, started_at=started, ended_at=ended,
+            waiting_for=waiting_for, error=f"{error.type}: {error.message}" if error else None,
+            error_location=error.location if error else None,
+            traceback=error.traceback if error else None,
+        )  # fmt: skip
+
+    def running_attempts(self) -> list[tuple[str, int]]:
+        return [(tid, att) for tid, (_, _, att) in self.running.items()]
+
+    def maybe_flush(self) -> None:
+        now = time.monotonic()
+        if now - self.last_flush < _FLUSH_SECONDS and (
+            self.store is None or self.store.buffered < _FLUSH_EVENTS
+        ):
+            return
+        self.last_flush = now
+        self.records.flush()
+        if self.store is not None:
+            self.store.flush()

@@ -1,0 +1,79 @@
+"""Every error dagmill raises on purpose, in one tree.
+
+    DagmillError                  base: catch this to catch anything dagmill says
+    ├── DefinitionError           the user's definitions are wrong (CLI exit code 2)
+    │   ├── ParameterError        a parameter is missing, unknown or of the wrong type
+    │   ├── ResourceError         a bad resource string, or a request larger than the pool
+    │   ├── CycleError            the task graph has a cycle (the cycle is in the message)
+    │   └── TaskLoadError         `module:Task` cannot be imported or is not a task
+    ├── StoreError                the run record cannot be opened or written
+    │   └── SchemaVersionError    the database was written by a newer dagmill
+    ├── OutputError               an output cannot be loaded (missing, or in another format)
+    └── RunFailed                 a run ended with failed tasks (raised by ``run(abort=True)``)
+
+Messages say what is wrong, where (task, parameter, file:line) and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CycleError",
+    "DagmillError",
+    "DefinitionError",
+    "OutputError",
+    "ParameterError",
+    "ResourceError",
+    "RunFailed",
+    "SchemaVersionError",
+    "StoreError",
+    "TaskLoadError",
+]
+
+
+class DagmillError(Exception):
+    """Base class of every error dagmill raises on purpose."""
+
+
+class DefinitionError(DagmillError):
+    """The definitions given to dagmill are wrong; nothing was run or written."""
+
+
+class ParameterError(DefinitionError, ValueError):
+    """A task parameter is missing, unknown, or cannot be parsed into its type."""
+
+
+class ResourceError(DefinitionError, ValueError):
+    """A resource string is malformed, or a task asks for more than the pool has."""
+
+
+class CycleError(DefinitionError):
+    """The task graph has a cycle; ``cycle`` lists the task ids around it."""
+
+    def __init__(self, message: str, cycle: list[str]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class TaskLoadError(DefinitionError):
+    """A ``module:Task`` reference cannot be resolved to a task class."""
+
+
+class StoreError(DagmillError):
+    """The run record (database) cannot be opened, migrated or written."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this dagmill understands."""
+
+
+class OutputError(DagmillError, RuntimeError):
+    """A task output cannot be loaded: it is missing, or written in another format."""
+
+
+class RunFailed(DagmillError, RuntimeError):
+    """A run finished with failed tasks; ``run_id`` and ``failed`` say which."""
+
+    def __init__(self, message: str, run_id: str, failed: list[str]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.failed = failed

@@ -1,0 +1,145 @@
+"""The executor interface and the one function that runs a task action.
+
+An executor is handed submissions, runs them somewhere, and reports results as events:
+``start()``, ``can_submit()``, ``submit(sub)``, ``wait(timeout) -> [TaskResult]``,
+``cancel()``, ``shutdown()``. It never reaches up into the engine or the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Executor", "Submission", "TaskError", "TaskResult", "execute"]
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LIB_DIRS = tuple(
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One attempt of one task, as handed to an executor."""
+
+    task_id: str
+    attempt: int
+    action: Callable[[], Any]
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """A failure, already formatted (tracebacks do not cross processes)."""
+
+    type: str
+    message: str
+    location: str | None  # "file.py:42 in run": the user's own frame, innermost
+    traceback: str
+
+    def __str__(self) -> str:
+        where = f" at {self.location}" if self.location else ""
+        return f"{self.type}: {self.message}{where}"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    task_id: str
+    attempt: int
+    ok: bool
+    started: float
+    ended: float
+    error: TaskError | None = None
+
+
+class Executor(ABC):
+    """Runs submissions; ``slots`` of them at once."""
+
+    slots: int = 1
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Prepare workers; called once before the first submission."""
+
+    @abstractmethod
+    def can_submit(self) -> bool: ...
+
+    @abstractmethod
+    def submit(self, sub: Submission) -> None: ...
+
+    @abstractmethod
+    def wait(self, timeout: float | None) -> list[TaskResult]:
+        """Block until at least one result is ready (or ``timeout`` passes); return them."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop everything that runs now, with its whole process group."""
+
+    def shutdown(self) -> None:  # noqa: B027 - optional hook
+        """Release workers; the executor is not used afterwards."""
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _Timeout()
+
+
+def execute(sub: Submission) -> TaskResult:
+    """Run one submission here and now; exceptions become a TaskError."""
+    started = time.time()
+    saved = {k: os.environ.get(k) for k in sub.env}
+    os.environ.update(sub.env)
+    timer = sub.timeout is not None and sub.timeout > 0
+    if timer:
+        old_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, float(sub.timeout or 0))
+    try:
+        sub.action()
+        return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
+    except _Timeout:
+        err = TaskError("TimeoutError", f"task ran longer than its timeout of {sub.timeout}s",
+                        None, "")
+        return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), err)
+    except Exception as e:  # the task's own failure: report it, keep the run going
+        return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), _describe(e))
+    finally:
+        if timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _describe(e: BaseException) -> TaskError:
+    frames = traceback.extract_tb(e.__traceback__)
+    location = None
+    for fr in reversed(frames):
+        path = os.path.realpath(fr.filename)
+        if path.startswith(_PKG_DIR) or path.startswith(_LIB_DIRS) or fr.filename.startswith("<"):
+            continue
+        location = f"{fr.filename}:{fr.lineno} in {fr.name}"
+        break
+    if location is None and frames:
+        fr = frames[-1]
+        location = f"{fr.filename}:{fr.lineno} in {fr.name}"
+    # the user's frames only: dagmill's own frames add nothing to a user's traceback
+    tb = "".join(
+        traceback.format_list(
+            [f for f in frames if not os.path.realpath(f.filename).startswith(_PKG_DIR)]
+        )
+    )
+    tb += "".join(traceback.format_exception_only(type(e), e))
+    return TaskError(type(e).__name__, str(e), location, tb)

@@ -1,0 +1,34 @@
+"""The resources of this machine: the default pool of a local run."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from dagmill.executors.quotas import ResourcePool
+from dagmill.model.resources import Resources
+
+__all__ = ["machine_pool"]
+
+
+def _gpu_ids() -> list[int]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    return sorted(
+        int(m.group(1))
+        for p in glob.glob("/dev/nvidia[0-9]*")
+        if (m := re.fullmatch(r"/dev/nvidia(\d+)", p))
+    )
+
+
+def machine_pool() -> ResourcePool:
+    """CPUs, physical memory and GPUs (``CUDA_VISIBLE_DEVICES`` or ``/dev/nvidiaN``)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 * 2**30
+    gpus = _gpu_ids()
+    cap = Resources(cpu_milli=(os.cpu_count() or 1) * 1000, memory_bytes=memory, gpu=len(gpus))
+    return ResourcePool(cap, gpus)

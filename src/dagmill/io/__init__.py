@@ -1,0 +1,1 @@
+"""Data nodes on storage: atomic writes, formats, targets, data versions and records."""

@@ -1,0 +1,160 @@
+"""Fingerprint records, kept beside the outputs they describe.
+
+Each output folder holds ``.dagmill-records.jsonl``: one JSON line per completed task,
+keyed by the name of the task's first output, with the fingerprint and its parts
+(params, code, input versions) so that a later plan can say *what* changed. A data
+folder therefore carries its own completeness: copy it elsewhere and it is still
+complete there.
+
+Lines are appended (one ``write`` per flush, ``O_APPEND``), the last line for a key
+wins, a torn last line is ignored, and the file is compacted when it is mostly
+superseded lines. Records of in-memory outputs live in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagmill.io import memory
+from dagmill.io.atomic import atomic_path, ensure_dir
+from dagmill.model.task import OutputRef
+
+__all__ = ["RECORDS_FILE", "Record", "RecordBook", "output_version"]
+
+RECORDS_FILE = ".dagmill-records.jsonl"
+_MEMORY = "memory://"
+_memory_records: dict[str, dict[str, Any]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a task was when it last completed."""
+
+    fingerprint: str
+    params: Mapping[str, str]
+    code: Mapping[str, str]
+    inputs: Mapping[str, str]
+    at: float
+
+    def to_json(self, key: str) -> dict[str, Any]:
+        return {
+            "o": key,
+            "fp": self.fingerprint,
+            "p": dict(self.params),
+            "c": dict(self.code),
+            "i": dict(self.inputs),
+            "t": round(self.at, 3),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Record:
+        return cls(d["fp"], d.get("p", {}), d.get("c", {}), d.get("i", {}), d.get("t", 0.0))
+
+
+def output_version(outputs: Iterable[OutputRef]) -> str | None:
+    """The combined data version of outputs (size + mtime), or None if any is missing."""
+    parts = []
+    for out in outputs:
+        if out.kind == "memory":
+            v = memory.version(out.location)
+            if v is None:
+                return None
+            parts.append(v)
+        else:
+            try:
+                st = os.stat(out.location)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+class RecordBook:
+    """Reads records lazily per folder and buffers new ones until ``flush()``."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lines: dict[str, int] = {}
+        self._pending: dict[str, list[str]] = {}
+
+    def get(self, location: str) -> Record | None:
+        if location.startswith(_MEMORY):
+            d = _memory_records.get(location)
+        else:
+            folder, key = os.path.split(location)
+            d = self._folder(folder).get(key)
+        return Record.from_json(d) if d else None
+
+    def put(self, location: str, record: Record) -> None:
+        if location.startswith(_MEMORY):
+            _memory_records[location] = record.to_json(location)
+            return
+        folder, key = os.path.split(location)
+        d = record.to_json(key)
+        self._folder(folder)[key] = d
+        self._pending.setdefault(folder, []).append(json.dumps(d, separators=(",", ":")))
+
+    def forget(self, location: str) -> None:
+        """Drop the record of an output (used by reset); written as a tombstone line."""
+        if location.startswith(_MEMORY):
+            _memory_records.pop(location, None)
+            return
+        folder, key = os.path.split(location)
+        if self._folder(folder).pop(key, None) is not None:
+            self._pending.setdefault(folder, []).append(json.dumps({"o": key, "fp": None}))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for folder, lines in pending.items():
+            ensure_dir(folder)
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+            fd = os.open(
+                os.path.join(folder, RECORDS_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            self._lines[folder] = self._lines.get(folder, 0) + len(lines)
+
+    def _folder(self, folder: str) -> dict[str, dict[str, Any]]:
+        recs = self._folders.get(folder)
+        if recs is None:
+            recs = self._folders[folder] = self._read(folder)
+        return recs
+
+    def _read(self, folder: str) -> dict[str, dict[str, Any]]:
+        path = os.path.join(folder, RECORDS_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+        recs: dict[str, dict[str, Any]] = {}
+        lines = text.split("\n")
+        for line in lines[:-1]:  # the part after the last newline may be torn: ignore it
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if d.get("fp") is None:
+                recs.pop(d.get("o"), None)
+            else:
+                recs[d["o"]] = d
+        n = len(lines) - 1
+        self._lines[folder] = n
+        if n > 1000 and n > 3 * len(recs):
+            self._compact(folder, recs)
+        return recs
+
+    def _compact(self, folder: str, recs: Mapping[str, Mapping[str, Any]]) -> None:
+        with atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp:
+            tmp.write_text(
+                "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in recs.values()),
+                encoding="utf-8",
+            )
+        self._lines[folder] = len(recs)

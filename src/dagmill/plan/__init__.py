@@ -1,0 +1,1 @@
+"""The planner (what must run, and why) and the pure run state machine."""

@@ -1,0 +1,30 @@
+"""Process-wide settings of the Python front door (d6tflow's ``d6tflow.settings``).
+
+    >>> import dagmill
+    >>> dagmill.settings.check_dependencies
+    True
+
+``dir``/``dirpath``    where task outputs go (set with ``dagmill.set_dir``)
+``check_dependencies`` a task whose upstream must run must run too
+``detect_changes``     compare fingerprints (params, code, inputs); False gives d6tflow's
+                       parameter-only identity: outputs exist → complete
+``execution_summary``  print the summary after ``run``
+``log_level``          level of the ``dagmill`` logger
+``save_with_param``    put the task id in output file names
+``cached``             keep loaded outputs in memory
+``record``             write runs to the run record (``$DAGMILL_HOME/dagmill.db``)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+dir: str = "data"
+dirpath: Path = Path(dir)
+check_dependencies: bool = True
+detect_changes: bool = True
+execution_summary: bool = True
+log_level: str = "WARNING"
+save_with_param: bool = True
+cached: bool = False
+record: bool = True

@@ -1,0 +1,44 @@
+"""The run record. The only package that knows SQL.
+
+``open_store()`` returns a :class:`~dagmill.store.sqlite.SqliteStore` for the URL in
+``DAGMILL_DATABASE_URL`` (default: SQLite at ``$DAGMILL_HOME/dagmill.db``, with
+``DAGMILL_HOME`` defaulting to ``./.dagmill``), created and migrated on first use.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagmill.errors import StoreError
+from dagmill.store.sqlite import SqliteStore
+
+__all__ = ["SqliteStore", "database_url", "dagmill_home", "open_store"]
+
+
+def dagmill_home() -> str:
+    return os.environ.get("DAGMILL_HOME") or os.path.join(os.getcwd(), ".dagmill")
+
+
+def database_url() -> str:
+    return os.environ.get("DAGMILL_DATABASE_URL") or "sqlite:///" + os.path.join(
+        dagmill_home(), "dagmill.db"
+    )
+
+
+def open_store(url: str | None = None) -> SqliteStore:
+    """Open (creating and migrating if needed) the store at ``url``."""
+    url = url or database_url()
+    if url.startswith("sqlite:///"):
+        return SqliteStore(url[len("sqlite:///") :])
+    if url == "sqlite://" or url == "sqlite:///:memory:":
+        return SqliteStore(":memory:")
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if not scheme:
+        raise StoreError(
+            f"database URL {url!r} is not a URL: expected sqlite:///path/to/dagmill.db "
+            "(set DAGMILL_DATABASE_URL, or unset it to use $DAGMILL_HOME/dagmill.db)"
+        )
+    raise StoreError(
+        f"database URL {url!r}: this dagmill stores runs in SQLite only "
+        "(sqlite:///path/to/dagmill.db); PostgreSQL comes with the jobs and history work"
+    )

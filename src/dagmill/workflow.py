@@ -1,0 +1,447 @@
+"""The Python API's facade: preview, run and reset task classes (d6tflow's API).
+
+    >>> import dagmill, tempfile
+    >>> _ = dagmill.set_dir(tempfile.mkdtemp())
+    >>> class Hello(dagmill.tasks.TaskJson):
+    ...     name = dagmill.Parameter(default="world")
+    ...     def run(self):
+    ...         self.save({"greeting": f"hello {self.name}"})
+    >>> flow = dagmill.Workflow(Hello, {"name": "you"})
+    >>> result = flow.run(execution_summary=False, record=False)
+    >>> flow.outputLoad()
+    {'greeting': 'hello you'}
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dagmill import settings
+from dagmill.engine import Reporter, RunResult, run_plan
+from dagmill.errors import DefinitionError, RunFailed
+from dagmill.executors.base import Executor
+from dagmill.executors.inline import InlineExecutor
+from dagmill.executors.local import LocalExecutor
+from dagmill.executors.machine import machine_pool
+from dagmill.executors.quotas import ResourcePool
+from dagmill.frontends.classes import Task, build_graph, flatten
+from dagmill.io.records import RecordBook
+from dagmill.model.graph import Graph
+from dagmill.model.resources import Resources
+from dagmill.model.states import TaskRunStatus
+from dagmill.plan.planner import Plan, PlanOptions, plan
+from dagmill.summary import summary_text, tree_text
+
+__all__ = [
+    "Workflow",
+    "WorkflowMulti",
+    "invalidate_downstream",
+    "invalidate_upstream",
+    "make_plan",
+    "preview",
+    "run",
+    "set_dir",
+]
+
+log = logging.getLogger("dagmill")
+
+
+def set_dir(dir: str | os.PathLike[str] | None = None) -> Path:  # noqa: A002 - d6tflow's name
+    """Set the folder task outputs go to (default ``data``); returns it."""
+    if dir is not None:
+        settings.dir = os.fspath(dir)
+        settings.dirpath = Path(dir)
+    return settings.dirpath
+
+
+def _as_list(tasks: Any) -> list[Task]:
+    if isinstance(tasks, Task):
+        return [tasks]
+    return list(flatten(tasks))
+
+
+def make_plan(tasks: Sequence[Task], forced: Iterable[str] = ()) -> tuple[Plan, dict[str, Task]]:
+    """Build the graph of ``tasks`` and decide what must run (nothing is written)."""
+    graph, objs = build_graph(tasks)
+    opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
+    return plan(graph, RecordBook(), opts, forced), objs
+
+
+def _forced_ids(graph: Graph, forced: Any, forced_all: bool, all_upstream: bool) -> set[str]:
+    if all_upstream:
+        return set(graph.tasks)
+    ids: set[str] = set(graph.targets) if forced_all else set()
+    if forced is not None:
+        chosen = {t.task_id for t in _as_list(forced)}
+        ids |= graph.downstream_closure(chosen & set(graph.tasks))
+    return ids
+
+
+def preview(
+    tasks: Any,
+    indent: str = "",
+    last: bool = True,
+    show_params: bool = True,
+    clip_params: bool = False,
+) -> None:
+    """Print the tree of ``tasks`` and their upstream with COMPLETE / PENDING / STALE."""
+    roots = _as_list(tasks)
+    p, _ = make_plan(roots)
+    color = os.isatty(1) and "NO_COLOR" not in os.environ
+    print("\n ===== Execution Preview ===== \n")
+    text = tree_text(p, [t.task_id for t in roots], show_params=show_params,
+                     clip_params=clip_params, color=color)  # fmt: skip
+    if indent:
+        text = "\n".join(indent + line for line in text.splitlines())
+    print(text)
+    print("\n ===== Execution Preview ===== \n")
+
+
+class _LogReporter:
+    """Logs failures as they happen (with the user's file and line first)."""
+
+    def __init__(self, graph: Graph, inner: Reporter | None) -> None:
+        self.graph = graph
+        self.inner = inner
+        self.errors: dict[str, str] = {}
+
+    def run_started(self, run_id: str, p: Plan) -> None:
+        log.info("run %s: %d tasks, %d to run", run_id, len(p.graph), len(p.to_run))
+        if self.inner is not None:
+            self.inner.run_started(run_id, p)
+
+    def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
+        if status is TaskRunStatus.FAILED:
+            log.error("%s failed: %s", self.graph.tasks[task_id].label, detail)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s", task_id, status.value, detail)
+        if self.inner is not None:
+            self.inner.task_changed(task_id, status, detail)
+
+
+def _pool(pool: Any) -> ResourcePool:
+    if pool is None:
+        return machine_pool()
+    if isinstance(pool, ResourcePool):
+        return pool
+    if isinstance(pool, Resources):
+        return ResourcePool(pool)
+    return ResourcePool(Resources.parse(pool))
+
+
+def _confirm(question: str) -> bool:
+    try:
+        return input(question).strip().lower() == "y"
+    except EOFError:
+        return False
+
+
+def run(
+    tasks: Any,
+    forced: Any = None,
+    forced_all: bool = False,
+    forced_all_upstream: bool = False,
+    confirm: bool = False,
+    workers: int = 1,
+    abort: bool = True,
+    execution_summary: bool | None = None,
+    *,
+    pool: Any = None,
+    record: bool | None = None,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+    name: str | None = None,
+) -> RunResult | None:
+    """Run ``tasks`` and whatever they need that is not complete.
+
+    ``forced``: tasks to rerun (with their downstream); ``forced_all``: rerun the given
+    tasks; ``forced_all_upstream``: rerun everything. ``workers=N`` runs N tasks at once
+    in worker processes. ``pool`` is the resource pool (``{"cpu": 4, "memory": "8Gi"}``;
+    default: this machine). ``abort=True`` raises :class:`RunFailed` if a task failed.
+    Returns the run's result, or None if ``confirm`` was declined.
+    """
+    roots = _as_list(tasks)
+    logging.getLogger("dagmill").setLevel(settings.log_level.upper())
+    graph, _ = build_graph(roots)
+    forced_ids = _forced_ids(graph, forced, forced_all, forced_all_upstream)
+    opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
+    the_plan = plan(graph, RecordBook(), opts, forced_ids)
+    missing = [graph.tasks[t] for t in the_plan.to_run if the_plan.tasks[t].missing_input]
+    if missing:
+        raise DefinitionError(
+            "missing inputs: "
+            + "; ".join(f"{s.label}: {the_plan.tasks[s.id].reason}" for s in missing[:5])
+            + ". Create them, or run the tasks that make them."
+        )
+    if confirm and forced_ids:
+        print("Tasks to rerun:", ", ".join(graph.tasks[t].label for t in sorted(forced_ids)))
+        if not _confirm("Confirm invalidating forced tasks (y/n) "):
+            return None
+    the_pool = _pool(pool)
+    for tid in the_plan.to_run:
+        the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
+    if workers < 1:
+        raise DefinitionError(f"workers must be at least 1, got {workers}")
+    ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
+    store = None
+    if settings.record if record is None else record:
+        from dagmill.store import open_store
+
+        store = open_store()
+    run_name = name or ", ".join(t.task_family for t in roots[:3]) + (
+        f" (+{len(roots) - 3})" if len(roots) > 3 else "")  # fmt: skip
+    try:
+        result = run_plan(
+            the_plan, ex, pool=the_pool, records=RecordBook(), store=store, name=run_name,
+            reporter=_LogReporter(graph, reporter),
+            options={"workers": workers, "targets": [repr(t) for t in roots]},
+        )  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    result.summary_text = summary_text(result)
+    show = settings.execution_summary if execution_summary is None else execution_summary
+    if show:
+        print(result.summary_text)
+    if abort and not result.ok:
+        failed = result.with_status(TaskRunStatus.FAILED)
+        first = result.errors.get(failed[0]) if failed else None
+        raise RunFailed(
+            f"run {result.run_id} failed: {len(failed)} task(s) failed"
+            + (f"; first: {graph.tasks[failed[0]].label}: {first}" if first else "")
+            + (f"\n{first.traceback}" if first and first.traceback else ""),
+            result.run_id,
+            failed,
+        )
+    return result
+
+
+def invalidate_upstream(task: Task, confirm: bool = False) -> None:
+    """Delete the outputs of ``task`` and everything upstream of it."""
+    graph, objs = build_graph([task])
+    if confirm:
+        print("Tasks to invalidate:", ", ".join(repr(objs[t]) for t in graph.order))
+        if not _confirm("Confirm invalidating tasks (y/n) "):
+            return
+    for tid in graph.order:
+        objs[tid].reset(confirm=False)
+
+
+def invalidate_downstream(task: Task, task_downstream: Task, confirm: bool = False) -> bool:
+    """Delete the outputs of ``task`` and of what depends on it, up to ``task_downstream``."""
+    graph, objs = build_graph([task_downstream])
+    if task.task_id not in graph:
+        return False
+    ids = graph.downstream_closure([task.task_id])
+    if confirm:
+        print("Tasks to invalidate:", ", ".join(repr(objs[t]) for t in sorted(ids)))
+        if not _confirm("Confirm invalidating tasks (y/n) "):
+            return False
+    for tid in ids:
+        objs[tid].reset(confirm=False)
+    return True
+
+
+class Workflow:
+    """A task class plus parameters: preview, run, load and reset it and its upstream.
+
+    ``Workflow(Train, {"lr": 0.1})``; methods take an optional task class to act on
+    another task of the flow (with the flow's parameters).
+    """
+
+    def __init__(
+        self,
+        task: type[Task] | None = None,
+        params: Mapping[str, Any] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        env: str | None = None,
+        *,
+        task_cls: type[Task] | None = None,
+    ) -> None:
+        self.default_task = task or task_cls
+        if env is not None:
+            base = path if path is not None else settings.dirpath
+            path = f"{os.fspath(base)}/env={env}"
+        self.path = path
+        self.params: dict[str, Any] = dict(params or {})
+
+    def set_default(self, task: type[Task]) -> None:
+        self.default_task = task
+
+    def get_task(self, task: type[Task] | None = None) -> Task:
+        """An instance of ``task`` (default: the flow's task) with the flow's parameters."""
+        cls = task or self.default_task
+        if cls is None:
+            raise DefinitionError("no default task set: Workflow(Task, params) or get_task(Task)")
+        names = set(cls.get_param_names(include_significant=True))
+        inst = cls(**{k: v for k, v in self.params.items() if k in names})
+        if self.path is not None:
+            inst.path = self.path
+        return inst
+
+    def _tasks(self, tasks: Any) -> list[Task]:
+        if tasks is None:
+            return [self.get_task()]
+        items = tasks if isinstance(tasks, list | tuple) else [tasks]
+        return [t if isinstance(t, Task) else self.get_task(t) for t in items]
+
+    def preview(self, tasks: Any = None, indent: str = "", last: bool = True,
+                show_params: bool = True, clip_params: bool = False) -> None:  # fmt: skip
+        preview(self._tasks(tasks), indent, last, show_params, clip_params)
+
+    def run(self, tasks: Any = None, forced: Any = None, forced_all: bool = False,
+            forced_all_upstream: bool = False, confirm: bool = False, workers: int = 1,
+            abort: bool = True, execution_summary: bool | None = None,
+            **kwargs: Any) -> RunResult | None:  # fmt: skip
+        if forced is not None:
+            forced = [f if isinstance(f, Task) else self.get_task(f) for f in _seq(forced)]
+        return run(self._tasks(tasks), forced, forced_all, forced_all_upstream, confirm,
+                   workers, abort, execution_summary, **kwargs)  # fmt: skip
+
+    def complete(self, task: type[Task] | None = None) -> bool:
+        return self.get_task(task).complete()
+
+    def output(self, task: type[Task] | None = None) -> Any:
+        return self.get_task(task).output()
+
+    def outputPath(self, task: type[Task] | None = None) -> Any:  # noqa: N802
+        out = self.get_task(task).output()
+        return {k: v.path for k, v in out.items()} if isinstance(out, Mapping) else out.path
+
+    def outputLoad(self, task: type[Task] | None = None, keys: Any = None,  # noqa: N802
+                   as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+        return self.get_task(task).outputLoad(keys=keys, as_dict=as_dict, cached=cached)
+
+    def outputLoadMeta(self, task: type[Task] | None = None) -> Any:  # noqa: N802
+        return self.get_task(task).outputLoadMeta()
+
+    def outputLoadAll(self, task: type[Task] | None = None, keys: Any = None,  # noqa: N802
+                      as_dict: bool = False, cached: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Every task's output, upstream included: ``{family: data}``, root first."""
+        graph, objs = build_graph([self.get_task(task)])
+        return {
+            objs[tid].task_family: objs[tid].outputLoad(keys=keys, as_dict=as_dict, cached=cached)
+            for tid in reversed(graph.order)
+        }
+
+    def reset(self, task: type[Task] | None = None, confirm: bool = False) -> bool:
+        return self.get_task(task).reset(confirm=confirm)
+
+    def reset_upstream(self, task: type[Task] | None = None, confirm: bool = False) -> None:
+        invalidate_upstream(self.get_task(task), confirm)
+
+    def reset_downstream(self, task: type[Task] | None = None,
+                         task_downstream: type[Task] | None = None,
+                         confirm: bool = False) -> bool:  # fmt: skip
+        return invalidate_downstream(self.get_task(task), self.get_task(task_downstream), confirm)
+
+
+def _seq(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+class WorkflowMulti:
+    """Several flows of one task class with different parameters (experiments).
+
+    ``WorkflowMulti(Train, {"ols": {"model": "ols"}, "gbm": {"model": "gbm"}})``; each
+    method takes ``flow=`` to act on one flow, and otherwise returns ``{flow: result}``.
+    A dict of lists is expanded into every combination.
+    """
+
+    def __init__(
+        self,
+        task: type[Task] | None = None,
+        params: Mapping[Any, Any] | Sequence[Mapping[str, Any]] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        env: str | None = None,
+        *,
+        task_cls: type[Task] | None = None,
+    ) -> None:
+        if not params:
+            raise DefinitionError(
+                "WorkflowMulti needs parameters per flow, e.g. {'a': {'lr': 0.1}}; "
+                "for one flow use dagmill.Workflow"
+            )
+        if isinstance(params, Mapping):
+            first = next(iter(params.values()))
+            flows: dict[Any, Mapping[str, Any]] = (
+                _grid(params) if isinstance(first, list) else dict(params)
+            )
+        elif isinstance(params, list | tuple):
+            flows = dict(enumerate(params))
+        else:
+            raise DefinitionError(
+                "WorkflowMulti params must be a dict {flow name: params} or a list of params"
+            )
+        self.workflow_objs = {
+            name: Workflow(task or task_cls, p, path, env) for name, p in flows.items()
+        }
+
+    def get_flow(self, flow: Any) -> Workflow:
+        try:
+            return self.workflow_objs[flow]
+        except KeyError:
+            names = ", ".join(map(str, self.workflow_objs))
+            raise DefinitionError(f"no flow named {flow!r}; flows: {names}") from None
+
+    def _each(self, flow: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        if flow is not None:
+            return getattr(self.get_flow(flow), method)(*args, **kwargs)
+        return {n: getattr(w, method)(*args, **kwargs) for n, w in self.workflow_objs.items()}
+
+    def set_default(self, task: type[Task]) -> None:
+        for w in self.workflow_objs.values():
+            w.set_default(task)
+
+    def get_task(self, task: type[Task] | None = None, flow: Any = None) -> Any:
+        return self._each(flow, "get_task", task)
+
+    def preview(self, tasks: Any = None, flow: Any = None, indent: str = "", last: bool = True,
+                show_params: bool = True, clip_params: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "preview", tasks, indent, last, show_params, clip_params)
+
+    def run(self, tasks: Any = None, flow: Any = None, **kwargs: Any) -> Any:
+        return self._each(flow, "run", tasks, **kwargs)
+
+    def outputLoad(self, task: type[Task] | None = None, flow: Any = None,  # noqa: N802
+                   keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "outputLoad", task, keys, as_dict, cached)
+
+    def outputPath(self, task: type[Task] | None = None, flow: Any = None) -> Any:  # noqa: N802
+        return self._each(flow, "outputPath", task)
+
+    def outputLoadMeta(self, task: type[Task] | None = None, flow: Any = None) -> Any:  # noqa: N802
+        return self._each(flow, "outputLoadMeta", task)
+
+    def outputLoadAll(self, task: type[Task] | None = None, flow: Any = None,  # noqa: N802
+                      keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "outputLoadAll", task, keys, as_dict, cached)
+
+    def complete(self, task: type[Task] | None = None, flow: Any = None) -> Any:
+        return self._each(flow, "complete", task)
+
+    def reset(self, task: type[Task] | None = None, flow: Any = None,
+              confirm: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "reset", task, confirm)
+
+    def reset_upstream(self, task: type[Task] | None = None, flow: Any = None,
+                       confirm: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "reset_upstream", task, confirm)
+
+    def reset_downstream(self, task: type[Task] | None = None, flow: Any = None,
+                         confirm: bool = False) -> Any:  # fmt: skip
+        return self._each(flow, "reset_downstream", task, None, confirm)
+
+
+def _grid(params: Mapping[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    keys = sorted(params)
+    out = {}
+    for combo in itertools.product(*(params[k] for k in keys)):
+        name = "_".join(f"{k}_{v}" for k, v in zip(keys, combo))
+        out[name] = dict(zip(keys, combo))
+    return out
