@@ -20,39 +20,85 @@
 Code written for d6tflow runs with ``import dagmill as d6tflow``.
 """
 
-from dagmill import settings, targets, tasks
-from dagmill.engine import RunResult
-from dagmill.errors import (
-    CycleError,
-    DagmillError,
-    DefinitionError,
-    OutputError,
-    ParameterError,
-    ResourceError,
-    RunFailed,
-    StoreError,
-)
-from dagmill.frontends.classes import ExternalTask, Task, flatten, inherits, requires
-from dagmill.model.params import (
-    BoolParameter,
-    DateParameter,
-    DateTimeParameter,
-    DictParameter,
-    EnumParameter,
-    FloatParameter,
-    IntParameter,
-    ListParameter,
-    Parameter,
-)
-from dagmill.workflow import (
-    Workflow,
-    WorkflowMulti,
-    invalidate_downstream,
-    invalidate_upstream,
-    preview,
-    run,
-    set_dir,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names resolve on first use (PEP 562), so `import dagmill` and `dagmill --help` stay fast
+# and pandas/SQL drivers load only when a run needs them.
+_LAZY: dict[str, str] = {
+    "settings": "", "targets": "", "tasks": "",
+    "RunResult": "dagmill.engine",
+    "CycleError": "dagmill.errors", "DagmillError": "dagmill.errors",
+    "DefinitionError": "dagmill.errors", "OutputError": "dagmill.errors",
+    "ParameterError": "dagmill.errors", "ResourceError": "dagmill.errors",
+    "RunFailed": "dagmill.errors", "StoreError": "dagmill.errors",
+    "ExternalTask": "dagmill.frontends.classes", "Task": "dagmill.frontends.classes",
+    "flatten": "dagmill.frontends.classes", "inherits": "dagmill.frontends.classes",
+    "requires": "dagmill.frontends.classes",
+    "BoolParameter": "dagmill.model.params", "DateParameter": "dagmill.model.params",
+    "DateTimeParameter": "dagmill.model.params", "DictParameter": "dagmill.model.params",
+    "EnumParameter": "dagmill.model.params", "FloatParameter": "dagmill.model.params",
+    "IntParameter": "dagmill.model.params", "ListParameter": "dagmill.model.params",
+    "Parameter": "dagmill.model.params",
+    "Workflow": "dagmill.workflow", "WorkflowMulti": "dagmill.workflow",
+    "invalidate_downstream": "dagmill.workflow", "invalidate_upstream": "dagmill.workflow",
+    "preview": "dagmill.workflow", "run": "dagmill.workflow", "set_dir": "dagmill.workflow",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dagmill' has no attribute {name!r}")
+    value = (
+        importlib.import_module(f"dagmill.{name}")
+        if module == ""
+        else getattr(importlib.import_module(module), name)
+    )
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from dagmill import settings, targets, tasks
+    from dagmill.engine import RunResult
+    from dagmill.errors import (
+        CycleError,
+        DagmillError,
+        DefinitionError,
+        OutputError,
+        ParameterError,
+        ResourceError,
+        RunFailed,
+        StoreError,
+    )
+    from dagmill.frontends.classes import ExternalTask, Task, flatten, inherits, requires
+    from dagmill.model.params import (
+        BoolParameter,
+        DateParameter,
+        DateTimeParameter,
+        DictParameter,
+        EnumParameter,
+        FloatParameter,
+        IntParameter,
+        ListParameter,
+        Parameter,
+    )
+    from dagmill.workflow import (
+        Workflow,
+        WorkflowMulti,
+        invalidate_downstream,
+        invalidate_upstream,
+        preview,
+        run,
+        set_dir,
+    )
 
 __version__ = "0.1.0"
 

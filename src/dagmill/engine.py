@@ -170,7 +170,7 @@ class _Loop:
 
     def run(self) -> None:
         ready: deque[str] = deque(self.state.take_ready())
-        self.ex.start()
+        self.ex.start({t: a for t in self.state.status if (a := self.graph.tasks[t].action)})
         seq = 0
         while not self.state.finished:
             now = time.monotonic()
@@ -217,7 +217,6 @@ class _Loop:
         self.set_status(tid, S.RUNNING)
         self.attempt(tid, att, S.RUNNING, started=time.time())
         env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))} if self.gpu_env else {}
-        assert spec.action is not None  # external tasks are complete or rejected by the plan
         self.ex.submit(Submission(tid, att, spec.action, env, spec.timeout))
 
     def finished(self, r: TaskResult) -> None:

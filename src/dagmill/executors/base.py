@@ -31,7 +31,7 @@ class Submission:
 
     task_id: str
     attempt: int
-    action: Callable[[], Any]
+    action: Callable[[], Any] | None  # None: the executor was handed it at start()
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None
 
@@ -65,8 +65,9 @@ class Executor(ABC):
 
     slots: int = 1
 
-    def start(self) -> None:  # noqa: B027 - optional hook
-        """Prepare workers; called once before the first submission."""
+    def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:  # noqa: B027
+        """Prepare workers; called once before the first submission with every task's
+        action, so that forked workers inherit them instead of unpickling each one."""
 
     @abstractmethod
     def can_submit(self) -> bool: ...
@@ -94,8 +95,8 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _Timeout()
 
 
-def execute(sub: Submission) -> TaskResult:
-    """Run one submission here and now; exceptions become a TaskError."""
+def execute(sub: Submission, action: Callable[[], Any]) -> TaskResult:
+    """Run one submission's action here and now; exceptions become a TaskError."""
     started = time.time()
     saved = {k: os.environ.get(k) for k in sub.env}
     os.environ.update(sub.env)
@@ -104,7 +105,7 @@ def execute(sub: Submission) -> TaskResult:
         old_handler = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(sub.timeout or 0))
     try:
-        sub.action()
+        action()
         return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
     except _Timeout:
         err = TaskError("TimeoutError", f"task ran longer than its timeout of {sub.timeout}s",

@@ -1,9 +1,11 @@
 """Run tasks in a pool of worker processes (``workers=N``).
 
 Each worker is a forked process in its own process group, so that cancelling a task
-stops everything it started. The engine waits on the workers' pipes and process
-sentinels together (``multiprocessing.connection.wait``): no polling. A worker that dies
-(killed, segfault, ``os._exit``) fails its task with a clear error and is replaced.
+stops everything it started. Workers are forked after the engine hands over the tasks'
+actions, so a submission is only a task id (classes defined in ``__main__``, a notebook
+or a module loaded from a path all work, and nothing is unpickled per task). The engine
+waits on the workers' pipes and process sentinels together: no polling. A worker that
+dies (killed, segfault, ``os._exit``) fails its task with a clear error and is replaced.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import selectors
 import signal
 import time
-from multiprocessing.connection import Connection, wait
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
@@ -21,9 +25,11 @@ from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, 
 __all__ = ["LocalExecutor"]
 
 _GRACE_SECONDS = 3.0
+# inherited by forked workers: the actions of the run being executed
+_actions: Mapping[str, Callable[[], Any]] = {}
 
 
-def _worker_main(conn: Connection) -> None:
+def _worker_main(conn: Connection, actions: Mapping[str, Callable[[], Any]] | None) -> None:
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
 
@@ -32,22 +38,26 @@ def _worker_main(conn: Connection) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+    known = actions if actions is not None else _actions
     while True:
         try:
-            sub = conn.recv()
+            msg = conn.recv()
         except EOFError:
             return
-        if sub is None:
+        if msg is None:
             return
-        conn.send(execute(sub))
+        # plain tuples both ways: pickling dataclasses costs more than the pipe itself
+        tid, attempt, action, env, timeout = msg
+        r = execute(Submission(tid, attempt, action, env, timeout), action or known[tid])
+        conn.send((r.ok, r.started, r.ended, r.error))
 
 
 class _Worker:
-    __slots__ = ("conn", "proc", "sub", "started")
+    __slots__ = ("conn", "proc", "started", "sub")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, actions: Mapping[str, Callable[[], Any]] | None) -> None:
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, actions), daemon=True)
         self.proc.start()
         child.close()
         self.conn: Connection = parent
@@ -62,14 +72,26 @@ class LocalExecutor(Executor):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.slots = workers
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        self._ctx = mp.get_context(method)
+        self._fork = "fork" in mp.get_all_start_methods()
+        self._ctx = mp.get_context("fork" if self._fork else "spawn")
         self._idle: list[_Worker] = []
-        self._busy: dict[Any, _Worker] = {}  # keyed by connection and by sentinel
+        self._busy: set[_Worker] = set()
+        self._sel = selectors.DefaultSelector()
+        self._actions: Mapping[str, Callable[[], Any]] = {}
 
-    def start(self) -> None:
+    def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:
+        global _actions
+        self._actions = actions
+        _actions = actions  # read by workers forked from now on
         while len(self._idle) < self.slots:
-            self._idle.append(_Worker(self._ctx))
+            self._spawn()
+
+    def _spawn(self) -> None:
+        # with spawn, the actions travel once per worker rather than once per task
+        w = _Worker(self._ctx, None if self._fork else dict(self._actions))
+        self._sel.register(w.conn, selectors.EVENT_READ, w)
+        self._sel.register(w.proc.sentinel, selectors.EVENT_READ, w)
+        self._idle.append(w)
 
     def can_submit(self) -> bool:
         return bool(self._idle)
@@ -77,23 +99,23 @@ class LocalExecutor(Executor):
     def submit(self, sub: Submission) -> None:
         w = self._idle.pop()
         w.sub, w.started = sub, time.time()
-        w.conn.send(sub)
-        self._busy[w.conn] = w
-        self._busy[w.proc.sentinel] = w
+        action = None if sub.task_id in self._actions else sub.action
+        w.conn.send((sub.task_id, sub.attempt, action, sub.env, sub.timeout))
+        self._busy.add(w)
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
         if not self._busy:
             return []
-        ready = wait(list(self._busy), timeout)
         results: list[TaskResult] = []
-        for obj in ready:
-            w = self._busy.get(obj)
-            if w is None or w.sub is None:
+        for key, _ in self._sel.select(timeout):
+            w: _Worker = key.data
+            if w.sub is None or w not in self._busy:
                 continue  # its pipe and its sentinel both fired; already handled
             sub = w.sub
-            if obj is w.conn:
+            if key.fileobj is w.conn:
                 try:
-                    results.append(w.conn.recv())
+                    ok, started, ended, error = w.conn.recv()
+                    results.append(TaskResult(sub.task_id, sub.attempt, ok, started, ended, error))
                     self._release(w, idle=True)
                     continue
                 except (EOFError, OSError):
@@ -109,20 +131,25 @@ class LocalExecutor(Executor):
             )
             results.append(TaskResult(sub.task_id, sub.attempt, False, w.started, time.time(), err))
             self._release(w, idle=False)
-            self._idle.append(_Worker(self._ctx))
+            self._spawn()
         return results
 
     def _release(self, w: _Worker, idle: bool) -> None:
-        self._busy.pop(w.conn, None)
-        self._busy.pop(w.proc.sentinel, None)
+        self._busy.discard(w)
         w.sub = None
         if idle:
             self._idle.append(w)
         else:
-            w.conn.close()
+            self._close(w)
+
+    def _close(self, w: _Worker) -> None:
+        for obj in (w.conn, w.proc.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(obj)
+        w.conn.close()
 
     def cancel(self) -> None:
-        workers = {id(w): w for w in self._busy.values()}.values()
+        workers = list(self._busy)
         for w in workers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(w.proc.pid, signal.SIGTERM)
@@ -134,10 +161,11 @@ class LocalExecutor(Executor):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(w.proc.pid, signal.SIGKILL)
             w.proc.join(1)
-            w.conn.close()
+            self._close(w)
         self._busy.clear()
 
     def shutdown(self) -> None:
+        global _actions
         if self._busy:
             self.cancel()
         for w in self._idle:
@@ -148,5 +176,7 @@ class LocalExecutor(Executor):
             if w.proc.is_alive():
                 w.proc.kill()
                 w.proc.join(1)
-            w.conn.close()
+            self._close(w)
         self._idle.clear()
+        self._sel.close()
+        _actions = {}

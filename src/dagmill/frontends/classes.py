@@ -168,7 +168,7 @@ class Task:
         self.flows = flows
         if hasattr(self, "persists"):
             self.persist = list(self.persists)
-        self._outputs: tuple[Path, Any] | None = None
+        self._outputs: tuple[str, Any] | None = None
 
     def to_str_params(self, only_significant: bool = True) -> dict[str, str]:
         """Canonical strings of the parameters (task identity is made of these)."""
@@ -211,14 +211,14 @@ class Task:
         """Do the work and ``self.save(...)`` the outputs."""
 
     # -- outputs -----------------------------------------------------------------------
-    def _root(self) -> Path:
-        return Path(self.path) if self.path is not None else settings.dirpath
+    def _root(self) -> str:
+        return os.fspath(self.path if self.path is not None else settings.dirpath)
 
-    def _getpath(self, key: str) -> Path:
+    def _getpath(self, key: str, root: str | None = None) -> str:
         folder = getattr(self, "target_dir", None) or self.task_id.split("_")[0]
         with_id = settings.save_with_param and getattr(self, "save_attrib", True)
         name = f"{self.task_id}-{key}" if with_id else key
-        return self._root() / folder / f"{name}.{self.target_ext}"
+        return os.path.join(root or self._root(), folder, f"{name}.{self.target_ext}")
 
     def output(self) -> Any:
         """The target, or ``{key: target}`` when ``persist`` names several outputs."""
@@ -226,15 +226,23 @@ class Task:
         if self._outputs is not None and self._outputs[0] == root:
             return self._outputs[1]
         if list(self.persist) == ["data"]:
-            out: Any = self.target_class(self._getpath("data"))
+            out: Any = self.target_class(self._getpath("data", root))
         else:
-            out = {k: self.target_class(self._getpath(k)) for k in self.persist}
+            out = {k: self.target_class(self._getpath(k, root)) for k in self.persist}
         self._outputs = (root, out)
         return out
 
+    def _requires(self) -> Any:
+        # requires() is a pure function of the parameters: ask it once per instance
+        try:
+            return self.__dict__["_dm_requires"]
+        except KeyError:
+            req = self.__dict__["_dm_requires"] = self.requires()
+            return req
+
     def input(self) -> Any:
         """The outputs of ``requires()``, in the same shape."""
-        return _map_struct(lambda t: t.output(), self.requires())
+        return _map_struct(lambda t: t.output(), self._requires())
 
     def save(self, data: Any, **kwargs: Any) -> None:
         """Save the output(s): one object, or ``{key: object}`` for every key of ``persist``."""
@@ -260,7 +268,7 @@ class Task:
     ) -> Any:
         """Load the outputs of ``requires()`` (see d6tflow's ``inputLoad``)."""
         inputs = self.input()[task] if task is not None else self.input()
-        requires_dict = isinstance(self.requires(), Mapping)
+        requires_dict = isinstance(self._requires(), Mapping)
         cached = cached or settings.cached
 
         def load_one(v: Any) -> Any:
@@ -304,7 +312,7 @@ class Task:
 
     # -- metadata ------------------------------------------------------------------------
     def _meta_path(self) -> Path:
-        return self._getpath("meta").with_suffix(".pickle")
+        return Path(self._getpath("meta")).with_suffix(".pickle")
 
     def saveMeta(self, data: Any) -> None:  # noqa: N802
         """Save small metadata (scores, counts) beside the outputs."""
@@ -331,7 +339,7 @@ class Task:
 
     def metaLoad(self) -> Any:  # noqa: N802
         """Load the metadata of the required tasks, in the shape of ``requires()``."""
-        return _map_struct(lambda t: t.outputLoadMeta(), self.requires())
+        return _map_struct(lambda t: t.outputLoadMeta(), self._requires())
 
     # -- state ---------------------------------------------------------------------------
     def complete(self) -> bool:
@@ -591,7 +599,7 @@ def build_graph(roots: Iterable[Task]) -> tuple[Graph, dict[str, Task]]:
             continue
         tasks[t.task_id] = t
         try:
-            req = flatten(t.requires())
+            req = flatten(t._requires())
         except DefinitionError:
             raise
         except Exception as e:

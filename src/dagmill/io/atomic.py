@@ -5,8 +5,8 @@ half-written file under the real name.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-    >>> with atomic_path(p) as tmp:
-    ...     _ = tmp.write_text("done")
+    >>> with atomic_path(p) as tmp, open(tmp, "w") as f:
+    ...     _ = f.write("done")
     >>> p.read_text()
     'done'
 """
@@ -17,31 +17,28 @@ import contextlib
 import itertools
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 __all__ = ["TMP_MARKER", "atomic_path", "ensure_dir"]
 
 TMP_MARKER = ".dagmill-tmp-"
 _counter = itertools.count()
-_made_dirs: set[str] = set()
 
 
 def ensure_dir(path: str) -> None:
-    """Create a folder (and parents) once per process."""
-    if path not in _made_dirs:
+    """Create a folder (and parents) unless it exists (it may have been deleted meanwhile)."""
+    if not os.path.isdir(path):
         os.makedirs(path, exist_ok=True)
-        _made_dirs.add(path)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
     final = os.fspath(path)
     folder, name = os.path.split(final)
     ensure_dir(folder or ".")
     tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -9,6 +9,8 @@ import json
 import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
+
+PathLike = str | Path
 from typing import Any, ClassVar
 
 __all__ = ["FORMATS", "Format"]
@@ -21,20 +23,20 @@ class Format(ABC):
     ext: ClassVar[str]
 
     @abstractmethod
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None: ...
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None: ...
 
     @abstractmethod
-    def read(self, path: Path, **kwargs: Any) -> Any: ...
+    def read(self, path: PathLike, **kwargs: Any) -> Any: ...
 
 
 class PickleFormat(Format):
     name, ext = "pickle", "pkl"
 
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None:
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
         with open(path, "wb") as f:
             pickle.dump(obj, f, protocol=kwargs.get("protocol", pickle.HIGHEST_PROTOCOL))
 
-    def read(self, path: Path, **kwargs: Any) -> Any:
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
         with open(path, "rb") as f:
             return pickle.load(f)
 
@@ -42,12 +44,12 @@ class PickleFormat(Format):
 class JsonFormat(Format):
     name, ext = "json", "json"
 
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None:
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
         kwargs.setdefault("default", str)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(obj, f, **kwargs)
 
-    def read(self, path: Path, **kwargs: Any) -> Any:
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f, **kwargs)
 
@@ -55,11 +57,11 @@ class JsonFormat(Format):
 class CsvFormat(Format):
     name, ext = "csv", "csv"
 
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None:
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
         kwargs.setdefault("index", False)
         obj.to_csv(path, **kwargs)
 
-    def read(self, path: Path, **kwargs: Any) -> Any:
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
         import pandas as pd
 
         return pd.read_csv(path, **kwargs)
@@ -68,12 +70,12 @@ class CsvFormat(Format):
 class ParquetFormat(Format):
     name, ext = "parquet", "parquet"
 
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None:
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
         kwargs.setdefault("engine", "pyarrow")
         kwargs.setdefault("compression", "gzip")
         obj.to_parquet(path, **kwargs)
 
-    def read(self, path: Path, **kwargs: Any) -> Any:
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
         import pandas as pd
 
         kwargs.setdefault("engine", "pyarrow")
@@ -83,11 +85,13 @@ class ParquetFormat(Format):
 class TextFormat(Format):
     name, ext = "text", "txt"
 
-    def write(self, obj: Any, path: Path, **kwargs: Any) -> None:
-        path.write_text(str(obj), encoding="utf-8")
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(str(obj))
 
-    def read(self, path: Path, **kwargs: Any) -> Any:
-        return path.read_text(encoding="utf-8")
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
 
 
 FORMATS: dict[str, Format] = {

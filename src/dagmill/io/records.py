@@ -39,10 +39,12 @@ class Record:
     code: Mapping[str, str]
     inputs: Mapping[str, str]
     at: float
+    family: str = ""
 
     def to_json(self, key: str) -> dict[str, Any]:
         return {
             "o": key,
+            "f": self.family,
             "fp": self.fingerprint,
             "p": dict(self.params),
             "c": dict(self.code),
@@ -52,7 +54,9 @@ class Record:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
-        return cls(d["fp"], d.get("p", {}), d.get("c", {}), d.get("i", {}), d.get("t", 0.0))
+        return cls(
+            d["fp"], d.get("p", {}), d.get("c", {}), d.get("i", {}), d.get("t", 0.0), d.get("f", "")
+        )
 
 
 def output_version(outputs: Iterable[OutputRef]) -> str | None:
@@ -88,6 +92,11 @@ class RecordBook:
             folder, key = os.path.split(location)
             d = self._folder(folder).get(key)
         return Record.from_json(d) if d else None
+
+    def latest(self, folder: str, family: str) -> Record | None:
+        """The most recent record of ``family`` in ``folder`` (for "what changed" reasons)."""
+        recs = [d for d in self._folder(folder).values() if d.get("f") == family]
+        return Record.from_json(max(recs, key=lambda d: d.get("t", 0.0))) if recs else None
 
     def put(self, location: str, record: Record) -> None:
         if location.startswith(_MEMORY):
@@ -152,9 +161,8 @@ class RecordBook:
         return recs
 
     def _compact(self, folder: str, recs: Mapping[str, Mapping[str, Any]]) -> None:
-        with atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp:
-            tmp.write_text(
-                "".join(json.dumps(d, separators=(",", ":")) + "\n" for d in recs.values()),
-                encoding="utf-8",
-            )
+        with atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp, open(
+            tmp, "w", encoding="utf-8"
+        ) as f:
+            f.write("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in recs.values()))
         self._lines[folder] = len(recs)

@@ -39,19 +39,23 @@ class Target:
     kind: ClassVar[str] = "file"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self._location = os.fspath(path)
+
+    @property
+    def path(self) -> Path:
+        return Path(self._location)
 
     @property
     def location(self) -> str:
-        return os.fspath(self.path)
+        return self._location
 
     def exists(self) -> bool:
-        return os.path.exists(self.path)
+        return os.path.exists(self._location)
 
     def version(self) -> str | None:
         """The data version (size and modification time), or None when missing."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._location)
         except FileNotFoundError:
             return None
         return f"{st.st_size}:{st.st_mtime_ns}"
@@ -59,7 +63,7 @@ class Target:
     def invalidate(self) -> None:
         """Delete the output (a missing output is fine)."""
         try:
-            os.unlink(self.path)
+            os.unlink(self._location)
         except FileNotFoundError:
             pass
 
@@ -72,10 +76,10 @@ class Target:
         raise OutputError(f"{type(self).__name__} at {self.path} cannot be saved")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({os.fspath(self.path)!r})"
+        return f"{type(self).__name__}({self._location!r})"
 
     def __fspath__(self) -> str:
-        return os.fspath(self.path)
+        return self._location
 
 
 class DataTarget(Target):
@@ -84,14 +88,14 @@ class DataTarget(Target):
     format: ClassVar[Format] = FORMATS["pickle"]
 
     def load(self, cached: bool = False, **kwargs: Any) -> Any:
-        key = (os.fspath(self.path), "")
+        key = (self._location, "")
         if cached:
             v = self.version()
             key = (key[0], v or "")
             if key in _load_cache:
                 return _load_cache[key]
         try:
-            obj = self.format.read(self.path, **kwargs)
+            obj = self.format.read(self._location, **kwargs)
         except FileNotFoundError:
             raise OutputError(
                 f"output {self.path} does not exist: run the task that writes it first"
@@ -101,7 +105,7 @@ class DataTarget(Target):
         return obj
 
     def save(self, obj: Any, **kwargs: Any) -> Path:
-        with atomic_path(self.path) as tmp:
+        with atomic_path(self._location) as tmp:
             self.format.write(obj, tmp, **kwargs)
         return self.path
 
@@ -142,7 +146,7 @@ class CacheTarget(Target):
 
     @property
     def location(self) -> str:
-        return f"memory://{os.fspath(self.path)}"
+        return f"memory://{self._location}"
 
     def exists(self) -> bool:
         return memory.exists(self.location)

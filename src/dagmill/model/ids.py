@@ -10,8 +10,8 @@ written by d6tflow/luigi lines up with the one dagmill writes.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
 from collections.abc import Mapping
 
 __all__ = ["digest", "task_id"]
@@ -24,7 +24,8 @@ _INVALID = re.compile(r"[^A-Za-z0-9_]")
 
 def task_id(family: str, params: Mapping[str, str]) -> str:
     """The id of a task: family, the first 20 canonical param values, a hash of all."""
-    param_str = json.dumps(dict(params), separators=(",", ":"), sort_keys=True)
+    # the same text as json.dumps(params, separators=(",", ":"), sort_keys=True), faster
+    param_str = "{" + ",".join(f"{_enc(k)}:{_enc(params[k])}" for k in sorted(params)) + "}"
     param_hash = hashlib.md5(param_str.encode("utf-8"), usedforsecurity=False).hexdigest()
     names = sorted(params)[:_INCLUDE_PARAMS]
     summary = _INVALID.sub("_", "_".join(params[n][:_TRUNCATE_PARAMS] for n in names))

@@ -7,6 +7,7 @@ will run), with a reason a person can read.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -113,7 +114,7 @@ def _decide(
         if present:
             missing = next(o for o in spec.outputs if o not in present)
             return TaskPlan(PlanState.STALE, f"output {missing.key} is missing")
-        return TaskPlan(PlanState.PENDING, "never ran")
+        return TaskPlan(PlanState.PENDING, _never_ran(spec, records))
     if forced:
         return TaskPlan(PlanState.STALE, "forced")
     if options.check_dependencies and running_up:
@@ -139,7 +140,25 @@ def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:
         dict(spec.code),
         dict(inputs),
         time.time(),
+        spec.family,
     )
+
+
+def _never_ran(spec: TaskSpec, records: RecordBook) -> str:
+    """"never ran", or which params differ from the family's last run in the same folder."""
+    loc = spec.outputs[0].location
+    if loc.startswith("memory://"):
+        return "never ran"
+    prior = records.latest(os.path.dirname(loc), spec.family)
+    if prior is None:
+        return "never ran"
+    params = dict(spec.params)
+    changed = [
+        f"{k} {prior.params.get(k, '-')}→{params.get(k, '-')}"
+        for k in sorted(params.keys() | prior.params.keys())
+        if prior.params.get(k) != params.get(k)
+    ]
+    return "new params: " + ", ".join(changed) if changed else "never ran"
 
 
 def _name(graph: Graph, tid: str) -> str:

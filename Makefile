@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := examples/ml/pipeline.py:Evaluate
+DEMO_DATA := examples/ml/data
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,demo]"
+	touch $(VENV)/.installed $@
+
+## demo: install, then run a real ML pipeline end to end (SQLite run record in .dagmill/)
+demo: $(VENV)/.installed
+	@bash examples/ml/demo.sh $(BIN)/dagmill $(DEMO) $(DEMO_DATA)
+
+## test: install dev extras, lint, type-check, check layers, run the whole suite
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix src tests examples bench
+	$(BIN)/ruff format src tests examples bench
+
+## bench: engine overhead figures (plain script; prints medians)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .dagmill $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache

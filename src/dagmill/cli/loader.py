@@ -1,0 +1,62 @@
+"""Resolve ``MODULE:Task`` (a dotted module or a path to a .py file) to a task class."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from dagmill.errors import TaskLoadError
+
+if TYPE_CHECKING:
+    from dagmill.frontends.classes import Task
+
+
+def load_task(target: str) -> type[Task]:
+    from dagmill.frontends.classes import Task
+
+    module_ref, sep, name = target.rpartition(":")
+    if not sep or not module_ref or not name:
+        raise TaskLoadError(
+            f"{target!r}: expected MODULE:TASK, e.g. pipeline.py:Train or my_pkg.flows:Train"
+        )
+    if module_ref.endswith(".py") or os.sep in module_ref:
+        path = os.path.abspath(module_ref)
+        if not os.path.isfile(path):
+            raise TaskLoadError(f"{module_ref}: no such file")
+        mod_name = os.path.splitext(os.path.basename(path))[0]
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # so the module's own imports of its neighbours work
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise TaskLoadError(f"{module_ref}: cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise TaskLoadError(f"{module_ref}: importing it failed: {type(e).__name__}: {e}") from e
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_ref)
+        except ImportError as e:
+            raise TaskLoadError(f"{module_ref}: cannot import it ({e})") from e
+    obj = getattr(module, name, None)
+    if not (isinstance(obj, type) and issubclass(obj, Task)):
+        tasks = sorted(
+            n for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module.__name__
+        )  # fmt: skip
+        close = difflib.get_close_matches(name, tasks, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        what = "is not a task class" if obj is not None else "is not defined there"
+        raise TaskLoadError(
+            f"{target}: {name!r} {what}{hint}; tasks in {module_ref}: {', '.join(tasks) or 'none'}"
+        )
+    return obj

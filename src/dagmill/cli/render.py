@@ -1,0 +1,149 @@
+"""Rich rendering for the command line: live progress, run tables, run details."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from dagmill.engine import RunResult
+from dagmill.model.runs import RunInfo, RunTaskInfo
+from dagmill.model.states import TaskRunStatus
+from dagmill.plan.planner import Plan
+
+S = TaskRunStatus
+_STYLE = {
+    "SUCCESS": "green", "SKIPPED": "green", "FAILED": "red", "UPSTREAM_FAILED": "red",
+    "CANCELLED": "yellow", "RUNNING": "cyan", "PENDING": "magenta", "WAITING": "dim",
+}  # fmt: skip
+
+
+class Progress:
+    """A live progress bar on stderr, fed by the engine's reporter calls."""
+
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._done = 0
+        self._running = 0
+        self._failed = 0
+        self._pending = 0
+
+    def __enter__(self) -> Progress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._update()
+        self._bar.__exit__(None, None, None)
+
+    def run_started(self, run_id: str, plan: Plan) -> None:
+        skipped = len(plan.graph) - len(plan.to_run)
+        self._task = self._bar.add_task(
+            f"run {run_id}", total=len(plan.to_run), detail=f"{skipped} already complete"
+        )
+
+    def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
+        if status is S.RUNNING:
+            self._running += 1
+        elif status in (S.SUCCESS, S.FAILED, S.UPSTREAM_FAILED, S.CANCELLED):
+            if status is not S.UPSTREAM_FAILED:
+                self._running = max(0, self._running - 1)
+            self._done += 1
+            if status is not S.SUCCESS:
+                self._failed += 1
+        elif status is S.PENDING:
+            self._running = max(0, self._running - 1) if "retry" in detail else self._running
+        self._update()
+
+    def _update(self) -> None:
+        if self._task is None:
+            return
+        bits = [f"{self._running} running"]
+        if self._failed:
+            bits.append(f"[red]{self._failed} failed[/]")
+        self._bar.update(self._task, completed=self._done, detail=", ".join(bits))
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    graph = result.plan.graph
+    return {
+        "run_id": result.run_id,
+        "status": result.status.value,
+        "counts": result.counts(),
+        "tasks": [
+            {
+                "id": tid,
+                "family": graph.tasks[tid].family,
+                "params": dict(graph.tasks[tid].params),
+                "plan": result.plan.tasks[tid].state.value,
+                "reason": result.plan.tasks[tid].reason,
+                "status": result.statuses[tid].value,
+                "attempts": result.attempts.get(tid, 0),
+                "error": str(result.errors[tid]) if tid in result.errors else None,
+            }
+            for tid in graph.order
+        ],
+    }
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _dur(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "-"
+    d = b - a
+    return f"{d * 1000:.0f}ms" if d < 1 else f"{d:.1f}s"
+
+
+def runs_table(runs: Sequence[RunInfo]) -> None:
+    console = Console()
+    if not runs:
+        console.print("no runs yet: start one with `dagmill run MODULE:TASK`")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("RUN", "NAME", "STATUS", "STARTED", "DURATION"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("TASKS")
+    for r in runs:
+        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.counts.items()))
+        table.add_row(r.id, r.name, f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
+                      _when(r.started_at), _dur(r.started_at, r.ended_at), counts)  # fmt: skip
+    console.print(table)
+
+
+def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
+    console = Console()
+    console.print(f"[bold]run {info.id}[/] {info.name}: "
+                  f"[{_STYLE.get(info.status, '')}]{info.status}[/] "
+                  f"started {_when(info.started_at)}, took {_dur(info.started_at, info.ended_at)}")  # fmt: skip
+    if info.error:
+        console.print(f"[red]{info.error}[/]")
+    table = Table(box=None, header_style="bold")
+    for col in ("TASK", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"):
+        table.add_column(col)
+    for t in tasks:
+        last = t.history[-1] if t.history else None
+        detail = t.plan_reason if t.status == "SKIPPED" else ""
+        if last is not None:
+            detail = last.waiting_for or (f"{last.error} at {last.error_location}"
+                                          if last.error else detail)  # fmt: skip
+        table.add_row(t.task_id, f"[{_STYLE.get(t.status, '')}]{t.status}[/]", str(t.attempts),
+                      _dur(last.started_at, last.ended_at) if last else "-", detail or "")  # fmt: skip
+    console.print(table)
