@@ -78,7 +78,9 @@ def test_every_output_kind_round_trips_a_dataframe(kind: str, ext: str, data_dir
 
 @pytest.mark.parametrize("kind", ["TaskCache", "TaskPickle", "TaskJson"])
 @pytest.mark.parametrize(
-    "value", [{"v": 3, "w": [1, 2]}, [1, "two", 3.0], "text", 42], ids=["dict", "list", "str", "int"]
+    "value",
+    [{"v": 3, "w": [1, 2]}, [1, "two", 3.0], "text", 42],
+    ids=["dict", "list", "str", "int"],
 )
 def test_object_outputs_round_trip(kind: str, value: Any):
     Out = make_task(kind, value)
@@ -224,7 +226,10 @@ INPUTLOAD_TABLE = [
 @pytest.mark.parametrize(
     ("shape", "kwargs", "expected"),
     INPUTLOAD_TABLE,
-    ids=[f"{s}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'plain'}" for s, kw, _ in INPUTLOAD_TABLE],
+    ids=[
+        f"{s}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'plain'}"
+        for s, kw, _ in INPUTLOAD_TABLE
+    ],
 )
 def test_input_load_table(shape: str, kwargs: dict[str, Any], expected: Any):
     d6tflow.run([S(), M(), M2()], execution_summary=False)
@@ -358,7 +363,7 @@ def test_task_id_and_path_with_params(data_dir: Path):
 
 
 def test_folder_is_task_id_prefix_before_underscore(data_dir: Path):
-    class T_single(d6tflow.tasks.TaskPickle):  # noqa: N801 - the quirk is about the name
+    class T_single(d6tflow.tasks.TaskPickle):  # the quirk is about the name
         def run(self):
             self.save(1)
 
@@ -565,9 +570,17 @@ PARAM_CASES = [
     ("make", "text", "value", "same", "other"),
     PARAM_CASES,
     ids=[
-        "str", "int", "float", "bool_true", "bool_false", "date", "datetime", "enum", "list",
+        "str",
+        "int",
+        "float",
+        "bool_true",
+        "bool_false",
+        "date",
+        "datetime",
+        "enum",
+        "list",
         "dict",
-    ],  # fmt: skip
+    ],
 )
 def test_parameter_parses_strings_and_has_a_canonical_form(make, text, value, same, other):
     class P(d6tflow.tasks.TaskPickle):
@@ -795,9 +808,9 @@ def test_workflow_multi_list_and_named_flows():
 
 
 def test_workflow_multi_needs_params():
-    with pytest.raises(Exception, match="(?i)param"):
+    with pytest.raises(Exception, match=r"(?i)param"):
         d6tflow.WorkflowMulti(Grid, {})
-    with pytest.raises(Exception, match="(?i)param"):
+    with pytest.raises(Exception, match=r"(?i)param"):
         d6tflow.WorkflowMulti(Grid, None)
 
 
@@ -848,7 +861,9 @@ def test_workflow_env_and_path_put_every_task_of_the_flow_there(data_dir: Path, 
     flow.run(execution_summary=False)
     tid = WPrep(scale=2).task_id
     assert Path(flow.outputPath()) == data_dir / "env=dev" / "WPrep" / f"{tid}-data.pkl"
-    assert Path(flow.outputPath(WGet)) == data_dir / "env=dev" / "WGet" / "WGet__99914b932b-data.pkl"
+    assert (
+        Path(flow.outputPath(WGet)) == data_dir / "env=dev" / "WGet" / "WGet__99914b932b-data.pkl"
+    )
     assert Path(flow.outputPath()).is_file()
     assert (data_dir / "env=dev" / "WGet" / "WGet__99914b932b-data.pkl").is_file()
     assert not (data_dir / "WGet").exists()  # upstream went to the env folder too

@@ -21,6 +21,9 @@ import sklearn.preprocessing
 
 import dagmill as d6tflow
 
+# the minimal example's verbatim df.join(lsuffix=, rsuffix=) is deprecated in pandas 3
+pytestmark = pytest.mark.filterwarnings("ignore:The 'lsuffix' and 'rsuffix' keywords")
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -45,15 +48,13 @@ def assert_lines_in_order(text: str, expected: list[str]) -> None:
         try:
             pos = lines.index(want, pos) + 1
         except ValueError:
-            raise AssertionError(
-                f"line {want!r} not found (in order) in output:\n{text}"
-            ) from None
+            raise AssertionError(f"line {want!r} not found (in order) in output:\n{text}") from None
 
 
 def assert_tree(text: str, expected: list[str]) -> None:
     """The preview draws exactly these nodes; a node may carry a trailing ``=> reason``."""
     got = tree_lines(text)
-    assert len(got) == len(expected), f"expected tree:\n" + "\n".join(expected) + f"\ngot:\n{text}"
+    assert len(got) == len(expected), "expected tree:\n" + "\n".join(expected) + f"\ngot:\n{text}"
     for line, want in zip(got, expected):
         assert line == want or line.startswith(want + " => "), (
             f"expected node {want!r}, got {line!r}; whole tree:\n" + "\n".join(got)
@@ -87,7 +88,7 @@ def minimal_tasks() -> tuple[Any, Any, Any]:
 
 
 def test_minimal_example_runs_and_loads_the_documented_dataframe(capsys):
-    Task1, Task2, Task3 = minimal_tasks()
+    Task1, _Task2, Task3 = minimal_tasks()
 
     flow = d6tflow.Workflow(Task3)
     flow.run()
@@ -116,7 +117,7 @@ def test_minimal_example_runs_and_loads_the_documented_dataframe(capsys):
 
 
 def test_minimal_example_rerun_with_changed_parameter(capsys):
-    Task1, Task2, Task3 = minimal_tasks()
+    _Task1, _Task2, Task3 = minimal_tasks()
     d6tflow.Workflow(Task3).run()
     capsys.readouterr()
 
@@ -206,7 +207,7 @@ def ml_tasks() -> tuple[Any, Any, Any]:
 
 
 def test_ml_example_with_workflow_multi(capsys):
-    GetData, ModelData, ModelTrain = ml_tasks()
+    _GetData, ModelData, ModelTrain = ml_tasks()
     params_model1 = {"do_preprocess": True, "model": "ols"}
     params_model2 = {"do_preprocess": False, "model": "gbm"}
 
@@ -287,7 +288,7 @@ def _split_two(out: str) -> tuple[str, str, str]:
 
 
 def test_ml_example_preview_after_partial_run(capsys):
-    GetData, ModelData, ModelTrain = ml_tasks()
+    _GetData, _ModelData, ModelTrain = ml_tasks()
     flow = d6tflow.WorkflowMulti(
         ModelTrain,
         {"ols": {"do_preprocess": True, "model": "ols"}, "gbm": {"do_preprocess": False}},
@@ -341,7 +342,9 @@ def test_readme_model_comparison(capsys):
             self.saveMeta({"score": model.score(df_trainX, df_trainY)})  # save model score
 
     # goal: compare performance of two models
-    flow = d6tflow.WorkflowMulti(ModelTrain, {"model1": {"model": "ols"}, "model2": {"model": "gbm"}})
+    flow = d6tflow.WorkflowMulti(
+        ModelTrain, {"model1": {"model": "ols"}, "model2": {"model": "gbm"}}
+    )
     flow.reset_upstream(confirm=False)  # DEMO ONLY: force re-run
     flow.run()  # execute model training including all dependencies
     out = out_of(capsys)
@@ -411,7 +414,7 @@ def runrst_tasks(calls: list[str], fail: dict[str, bool] | None = None) -> tuple
 
 def test_run_rst_preview_complete_and_output_path(capsys, data_dir: Path):
     calls: list[str] = []
-    TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls)
+    _TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls)
 
     assert TaskTrain().complete() is False
     d6tflow.preview(TaskTrain())
@@ -480,7 +483,9 @@ def test_run_rst_invalidate(capsys):
     calls: list[str] = []
     TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls)
     d6tflow.run(TaskTrain())
-    paths = {t.task_family: Path(t.output().path) for t in (TaskGetData(), TaskPreprocess(), TaskTrain())}
+    paths = {
+        t.task_family: Path(t.output().path) for t in (TaskGetData(), TaskPreprocess(), TaskTrain())
+    }
     assert all(p.exists() for p in paths.values())
 
     # a task: only its own output goes; with check_dependencies the downstream is incomplete
@@ -518,7 +523,7 @@ def _trained_then_getdata_reset(capsys: pytest.CaptureFixture[str]) -> tuple[Any
 
 
 def test_run_rst_check_dependencies_true_preview(capsys):
-    TaskGetData, TaskPreprocess, TaskTrain = _trained_then_getdata_reset(capsys)
+    _TaskGetData, TaskPreprocess, TaskTrain = _trained_then_getdata_reset(capsys)
     d6tflow.settings.check_dependencies = True  # default
     d6tflow.preview(TaskTrain())
     assert_tree(
@@ -553,7 +558,7 @@ def test_run_rst_check_dependencies_false_preview(capsys):
 def test_run_rst_failing_task_abort_true_raises(capsys):
     calls: list[str] = []
     fail = {"train": True}
-    TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls, fail)
+    _TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls, fail)
     d6tflow.run(TaskPreprocess())
     capsys.readouterr()
 
@@ -574,7 +579,7 @@ def test_run_rst_failing_task_abort_true_raises(capsys):
 
 def test_run_rst_failing_task_abort_false_returns_failed_summary(capsys):
     calls: list[str] = []
-    TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls, {"train": True})
+    _TaskGetData, TaskPreprocess, TaskTrain = runrst_tasks(calls, {"train": True})
     d6tflow.run(TaskPreprocess())
     capsys.readouterr()
 
