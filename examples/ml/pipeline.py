@@ -45,7 +45,13 @@ class Features(dagmill.tasks.TaskPqPandas):
 
     def run(self) -> None:
         df = self.inputLoad()
-        top = ["alcohol", "flavanoids", "color_intensity", "proline", "od280/od315_of_diluted_wines"]
+        top = [
+            "alcohol",
+            "flavanoids",
+            "color_intensity",
+            "proline",
+            "od280/od315_of_diluted_wines",
+        ]
         top = top[: self.interactions + 1]
         for i, a in enumerate(top):
             for b in top[i + 1 :]:
@@ -67,8 +73,9 @@ class Train(dagmill.tasks.TaskPickle):
 
         df = self.inputLoad()
         x, y = df.drop(columns="target"), df["target"]
-        x_train, _, y_train, _ = train_test_split(x, y, test_size=0.3, stratify=y,
-                                                  random_state=self.seed)
+        x_train, _, y_train, _ = train_test_split(
+            x, y, test_size=0.3, stratify=y, random_state=self.seed
+        )
         if self.model == "logreg":
             clf = LogisticRegression(max_iter=2000)
         elif self.model == "forest":
@@ -90,12 +97,15 @@ class Evaluate(dagmill.tasks.TaskJson):
 
         clf, df = self.inputLoad()
         x, y = df.drop(columns="target"), df["target"]
-        _, x_test, _, y_test = train_test_split(x, y, test_size=0.3, stratify=y,
-                                                random_state=self.seed)
+        _, x_test, _, y_test = train_test_split(
+            x, y, test_size=0.3, stratify=y, random_state=self.seed
+        )
         pred = clf.predict(x_test)
-        self.save({
-            "model": self.model,
-            "test_rows": len(y_test),
-            "accuracy": round(float(accuracy_score(y_test, pred)), 4),
-            "f1_macro": round(float(f1_score(y_test, pred, average="macro")), 4),
-        })
+        self.save(
+            {
+                "model": self.model,
+                "test_rows": len(y_test),
+                "accuracy": round(float(accuracy_score(y_test, pred)), 4),
+                "f1_macro": round(float(f1_score(y_test, pred, average="macro")), 4),
+            }
+        )

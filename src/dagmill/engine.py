@@ -102,13 +102,19 @@ def run_plan(
             name,
             (
                 NewRunTask(
-                    tid, s.family, dict(s.params), s.upstream, plan.tasks[tid].state.value,
-                    plan.tasks[tid].reason, s.resources.to_dict(), state.status[tid].value,
+                    tid,
+                    s.family,
+                    dict(s.params),
+                    s.upstream,
+                    plan.tasks[tid].state.value,
+                    plan.tasks[tid].reason,
+                    s.resources.to_dict(),
+                    state.status[tid].value,
                 )
                 for tid, s in graph.tasks.items()
             ),
             dict(options or {}),
-        )  # fmt: skip
+        )
     if reporter is not None:
         reporter.run_started(run_id, plan)
     loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
@@ -129,15 +135,17 @@ def run_plan(
         result.ended_at = time.time()
         if interrupted:
             result.status = RunStatus.CANCELLED
-        elif result.errors or any(s is not S.SUCCESS and s is not S.SKIPPED
-                                  for s in state.status.values()):
+        elif result.errors or any(
+            s is not S.SUCCESS and s is not S.SKIPPED for s in state.status.values()
+        ):
             result.status = RunStatus.FAILED
         else:
             result.status = RunStatus.SUCCESS
         if store is not None:
             first = next(iter(result.errors.values()), None)
-            store.finish_run(run_id, result.status.value, result.counts(),
-                             str(first) if first else None)
+            store.finish_run(
+                run_id, result.status.value, result.counts(), str(first) if first else None
+            )
     return result
 
 
@@ -186,8 +194,9 @@ class _Loop:
                         self.waiting_for[tid] = alloc
                         self.state.pending(tid)
                         self.set_status(tid, S.PENDING, alloc)
-                        self.attempt(tid, self.result.attempts.get(tid, 0) + 1, S.PENDING,
-                                     waiting_for=alloc)
+                        self.attempt(
+                            tid, self.result.attempts.get(tid, 0) + 1, S.PENDING, waiting_for=alloc
+                        )
                     continue
                 self.submit(tid, alloc)
             ready.extendleft(reversed(blocked))
@@ -231,7 +240,9 @@ class _Loop:
                 missing = [o.key for o in spec.outputs if output_version((o,)) is None]
                 hint = (
                     " (in-memory outputs stay in the worker process: use workers=1 or a file"
-                    " output)" if any(o.kind == "memory" for o in spec.outputs) else ""
+                    " output)"
+                    if any(o.kind == "memory" for o in spec.outputs)
+                    else ""
                 )
                 error = TaskError(
                     "MissingOutput",
@@ -261,8 +272,9 @@ class _Loop:
 
     def set_status(self, tid: str, status: TaskRunStatus, detail: str = "") -> None:
         if self.store is not None:
-            self.store.task_status(self.result.run_id, tid, status.value,
-                                   self.result.attempts.get(tid, 0))
+            self.store.task_status(
+                self.result.run_id, tid, status.value, self.result.attempts.get(tid, 0)
+            )
         if self.reporter is not None:
             self.reporter.task_changed(tid, status, detail)
 
@@ -280,11 +292,17 @@ class _Loop:
         if self.store is None:
             return
         self.store.task_attempt(
-            self.result.run_id, tid, att, status.value, started_at=started, ended_at=ended,
-            waiting_for=waiting_for, error=f"{error.type}: {error.message}" if error else None,
+            self.result.run_id,
+            tid,
+            att,
+            status.value,
+            started_at=started,
+            ended_at=ended,
+            waiting_for=waiting_for,
+            error=f"{error.type}: {error.message}" if error else None,
             error_location=error.location if error else None,
             traceback=error.traceback if error else None,
-        )  # fmt: skip
+        )
 
     def running_attempts(self) -> list[tuple[str, int]]:
         return [(tid, att) for tid, (_, _, att) in self.running.items()]

@@ -56,14 +56,13 @@ def _int_range(values: Iterable[str]) -> tuple[str, str] | None:
 
 
 def _one_param(specs: Sequence[TaskSpec]) -> str:
-    row, count = "", 0
-    for spec in specs:
+    row = ""
+    for count, spec in enumerate(specs):
         if (len(row) >= 30 and count > 2 and count != len(specs) - 1) or len(row) > 200:
             return row + "..."
         row += spec.params[0][1]
         if count < len(specs) - 1:
             row += ","
-        count += 1
     return row
 
 
@@ -95,7 +94,7 @@ def _group(graph: Graph, ids: Sequence[str], indent: int) -> str:
         spec = graph.tasks[tid]
         families.setdefault(spec.family, []).append(spec)
     prefix = " " * indent
-    lines = []
+    lines: list[str] = []
     for family in sorted(families):
         if len(lines) >= _MAX_FAMILIES:
             lines.append(prefix + "...")
@@ -118,15 +117,21 @@ def summary_text(result: RunResult) -> str:
     if total == 0:
         return f"\n{_BAR}\n\nDid not schedule any tasks\n\n{_BAR}\n"
     out = f"Scheduled {total} tasks of which:\n"
-    for ids, what in ((done, "complete ones were encountered"), (ok, "ran successfully"),
-                      (failed, "failed")):  # fmt: skip
+    for ids, what in (
+        (done, "complete ones were encountered"),
+        (ok, "ran successfully"),
+        (failed, "failed"),
+    ):
         if ids:
             out += f"* {len(ids)} {what}:\n{_group(graph, ids, 4)}\n"
     pending = up_failed + cancelled + open_
     if pending:
         out += f"* {len(pending)} were left pending, among these:\n"
-        for ids, what in ((up_failed, "had failed dependencies"), (cancelled, "were cancelled"),
-                          (open_, "were not run")):  # fmt: skip
+        for ids, what in (
+            (up_failed, "had failed dependencies"),
+            (cancelled, "were cancelled"),
+            (open_, "were not run"),
+        ):
             if ids:
                 out += f"    * {len(ids)} {what}:\n{_group(graph, ids, 8)}\n"
     if not (ok or failed):
@@ -160,8 +165,11 @@ def tree_text(
     """
     graph = plan.graph
     kids = children or {t: list(graph.tasks[t].upstream) for t in graph.tasks}
-    colors = {PlanState.COMPLETE: "\033[92m", PlanState.PENDING: "\033[94m",
-              PlanState.STALE: "\033[93m"}  # fmt: skip
+    colors = {
+        PlanState.COMPLETE: "\033[92m",
+        PlanState.PENDING: "\033[94m",
+        PlanState.STALE: "\033[93m",
+    }
     lines: list[str] = []
     # iterative, so a chain of thousands of tasks does not hit the recursion limit
     stack: list[tuple[str, str, bool]] = [(r, "", True) for r in reversed(roots)]
@@ -171,8 +179,11 @@ def tree_text(
         params = ""
         if show_params:
             d = dict(spec.params)
-            params = str(d) if not (clip_params and len(d) > 1) else str(
-                dict([next(iter(d.items()))])) + "[more]"  # fmt: skip
+            params = (
+                str(d)
+                if not (clip_params and len(d) > 1)
+                else str(dict([next(iter(d.items()))])) + "[more]"
+            )
         state = tp.state.value
         if color:
             state = f"{colors[tp.state]}{state}\033[0m"

@@ -1,15 +1,15 @@
 """The Python API's facade: preview, run and reset task classes (d6tflow's API).
 
-    >>> import dagmill, tempfile
-    >>> _ = dagmill.set_dir(tempfile.mkdtemp())
-    >>> class Hello(dagmill.tasks.TaskJson):
-    ...     name = dagmill.Parameter(default="world")
-    ...     def run(self):
-    ...         self.save({"greeting": f"hello {self.name}"})
-    >>> flow = dagmill.Workflow(Hello, {"name": "you"})
-    >>> result = flow.run(execution_summary=False, record=False)
-    >>> flow.outputLoad()
-    {'greeting': 'hello you'}
+>>> import dagmill, tempfile
+>>> _ = dagmill.set_dir(tempfile.mkdtemp())
+>>> class Hello(dagmill.tasks.TaskJson):
+...     name = dagmill.Parameter(default="world")
+...     def run(self):
+...         self.save({"greeting": f"hello {self.name}"})
+>>> flow = dagmill.Workflow(Hello, {"name": "you"})
+>>> result = flow.run(execution_summary=False, record=False)
+>>> flow.outputLoad()
+{'greeting': 'hello you'}
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger("dagmill")
 
 
-def set_dir(dir: str | os.PathLike[str] | None = None) -> Path:  # noqa: A002 - d6tflow's name
+def set_dir(dir: str | os.PathLike[str] | None = None) -> Path:
     """Set the folder task outputs go to (default ``data``); returns it."""
     if dir is not None:
         settings.dir = os.fspath(dir)
@@ -94,8 +94,9 @@ def preview(
     p, _ = make_plan(roots)
     color = os.isatty(1) and "NO_COLOR" not in os.environ
     print("\n ===== Execution Preview ===== \n")
-    text = tree_text(p, [t.task_id for t in roots], show_params=show_params,
-                     clip_params=clip_params, color=color)  # fmt: skip
+    text = tree_text(
+        p, [t.task_id for t in roots], show_params=show_params, clip_params=clip_params, color=color
+    )
     if indent:
         text = "\n".join(indent + line for line in text.splitlines())
     print(text)
@@ -194,13 +195,19 @@ def run(
 
         store = open_store()
     run_name = name or ", ".join(t.task_family for t in roots[:3]) + (
-        f" (+{len(roots) - 3})" if len(roots) > 3 else "")  # fmt: skip
+        f" (+{len(roots) - 3})" if len(roots) > 3 else ""
+    )
     try:
         result = run_plan(
-            the_plan, ex, pool=the_pool, records=RecordBook(), store=store, name=run_name,
+            the_plan,
+            ex,
+            pool=the_pool,
+            records=RecordBook(),
+            store=store,
+            name=run_name,
             reporter=_LogReporter(graph, reporter),
             options={"workers": workers, "targets": [repr(t) for t in roots]},
-        )  # fmt: skip
+        )
     finally:
         if store is not None:
             store.close()
@@ -290,18 +297,41 @@ class Workflow:
         items = tasks if isinstance(tasks, list | tuple) else [tasks]
         return [t if isinstance(t, Task) else self.get_task(t) for t in items]
 
-    def preview(self, tasks: Any = None, indent: str = "", last: bool = True,
-                show_params: bool = True, clip_params: bool = False) -> None:  # fmt: skip
+    def preview(
+        self,
+        tasks: Any = None,
+        indent: str = "",
+        last: bool = True,
+        show_params: bool = True,
+        clip_params: bool = False,
+    ) -> None:
         preview(self._tasks(tasks), indent, last, show_params, clip_params)
 
-    def run(self, tasks: Any = None, forced: Any = None, forced_all: bool = False,
-            forced_all_upstream: bool = False, confirm: bool = False, workers: int = 1,
-            abort: bool = True, execution_summary: bool | None = None,
-            **kwargs: Any) -> RunResult | None:  # fmt: skip
+    def run(
+        self,
+        tasks: Any = None,
+        forced: Any = None,
+        forced_all: bool = False,
+        forced_all_upstream: bool = False,
+        confirm: bool = False,
+        workers: int = 1,
+        abort: bool = True,
+        execution_summary: bool | None = None,
+        **kwargs: Any,
+    ) -> RunResult | None:
         if forced is not None:
             forced = [f if isinstance(f, Task) else self.get_task(f) for f in _seq(forced)]
-        return run(self._tasks(tasks), forced, forced_all, forced_all_upstream, confirm,
-                   workers, abort, execution_summary, **kwargs)  # fmt: skip
+        return run(
+            self._tasks(tasks),
+            forced,
+            forced_all,
+            forced_all_upstream,
+            confirm,
+            workers,
+            abort,
+            execution_summary,
+            **kwargs,
+        )
 
     def complete(self, task: type[Task] | None = None) -> bool:
         return self.get_task(task).complete()
@@ -309,19 +339,29 @@ class Workflow:
     def output(self, task: type[Task] | None = None) -> Any:
         return self.get_task(task).output()
 
-    def outputPath(self, task: type[Task] | None = None) -> Any:  # noqa: N802
+    def outputPath(self, task: type[Task] | None = None) -> Any:
         out = self.get_task(task).output()
         return {k: v.path for k, v in out.items()} if isinstance(out, Mapping) else out.path
 
-    def outputLoad(self, task: type[Task] | None = None, keys: Any = None,  # noqa: N802
-                   as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+    def outputLoad(
+        self,
+        task: type[Task] | None = None,
+        keys: Any = None,
+        as_dict: bool = False,
+        cached: bool = False,
+    ) -> Any:
         return self.get_task(task).outputLoad(keys=keys, as_dict=as_dict, cached=cached)
 
-    def outputLoadMeta(self, task: type[Task] | None = None) -> Any:  # noqa: N802
+    def outputLoadMeta(self, task: type[Task] | None = None) -> Any:
         return self.get_task(task).outputLoadMeta()
 
-    def outputLoadAll(self, task: type[Task] | None = None, keys: Any = None,  # noqa: N802
-                      as_dict: bool = False, cached: bool = False) -> dict[str, Any]:  # fmt: skip
+    def outputLoadAll(
+        self,
+        task: type[Task] | None = None,
+        keys: Any = None,
+        as_dict: bool = False,
+        cached: bool = False,
+    ) -> dict[str, Any]:
         """Every task's output, upstream included: ``{family: data}``, root first."""
         graph, objs = build_graph([self.get_task(task)])
         return {
@@ -335,9 +375,12 @@ class Workflow:
     def reset_upstream(self, task: type[Task] | None = None, confirm: bool = False) -> None:
         invalidate_upstream(self.get_task(task), confirm)
 
-    def reset_downstream(self, task: type[Task] | None = None,
-                         task_downstream: type[Task] | None = None,
-                         confirm: bool = False) -> bool:  # fmt: skip
+    def reset_downstream(
+        self,
+        task: type[Task] | None = None,
+        task_downstream: type[Task] | None = None,
+        confirm: bool = False,
+    ) -> bool:
         return invalidate_downstream(self.get_task(task), self.get_task(task_downstream), confirm)
 
 
@@ -369,9 +412,7 @@ class WorkflowMulti:
             )
         if isinstance(params, Mapping):
             first = next(iter(params.values()))
-            flows: dict[Any, Mapping[str, Any]] = (
-                _grid(params) if isinstance(first, list) else dict(params)
-            )
+            flows: dict[Any, Any] = _grid(params) if isinstance(first, list) else dict(params)
         elif isinstance(params, list | tuple):
             flows = dict(enumerate(params))
         else:
@@ -401,40 +442,60 @@ class WorkflowMulti:
     def get_task(self, task: type[Task] | None = None, flow: Any = None) -> Any:
         return self._each(flow, "get_task", task)
 
-    def preview(self, tasks: Any = None, flow: Any = None, indent: str = "", last: bool = True,
-                show_params: bool = True, clip_params: bool = False) -> Any:  # fmt: skip
+    def preview(
+        self,
+        tasks: Any = None,
+        flow: Any = None,
+        indent: str = "",
+        last: bool = True,
+        show_params: bool = True,
+        clip_params: bool = False,
+    ) -> Any:
         return self._each(flow, "preview", tasks, indent, last, show_params, clip_params)
 
     def run(self, tasks: Any = None, flow: Any = None, **kwargs: Any) -> Any:
         return self._each(flow, "run", tasks, **kwargs)
 
-    def outputLoad(self, task: type[Task] | None = None, flow: Any = None,  # noqa: N802
-                   keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+    def outputLoad(
+        self,
+        task: type[Task] | None = None,
+        flow: Any = None,
+        keys: Any = None,
+        as_dict: bool = False,
+        cached: bool = False,
+    ) -> Any:
         return self._each(flow, "outputLoad", task, keys, as_dict, cached)
 
-    def outputPath(self, task: type[Task] | None = None, flow: Any = None) -> Any:  # noqa: N802
+    def outputPath(self, task: type[Task] | None = None, flow: Any = None) -> Any:
         return self._each(flow, "outputPath", task)
 
-    def outputLoadMeta(self, task: type[Task] | None = None, flow: Any = None) -> Any:  # noqa: N802
+    def outputLoadMeta(self, task: type[Task] | None = None, flow: Any = None) -> Any:
         return self._each(flow, "outputLoadMeta", task)
 
-    def outputLoadAll(self, task: type[Task] | None = None, flow: Any = None,  # noqa: N802
-                      keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:  # fmt: skip
+    def outputLoadAll(
+        self,
+        task: type[Task] | None = None,
+        flow: Any = None,
+        keys: Any = None,
+        as_dict: bool = False,
+        cached: bool = False,
+    ) -> Any:
         return self._each(flow, "outputLoadAll", task, keys, as_dict, cached)
 
     def complete(self, task: type[Task] | None = None, flow: Any = None) -> Any:
         return self._each(flow, "complete", task)
 
-    def reset(self, task: type[Task] | None = None, flow: Any = None,
-              confirm: bool = False) -> Any:  # fmt: skip
+    def reset(self, task: type[Task] | None = None, flow: Any = None, confirm: bool = False) -> Any:
         return self._each(flow, "reset", task, confirm)
 
-    def reset_upstream(self, task: type[Task] | None = None, flow: Any = None,
-                       confirm: bool = False) -> Any:  # fmt: skip
+    def reset_upstream(
+        self, task: type[Task] | None = None, flow: Any = None, confirm: bool = False
+    ) -> Any:
         return self._each(flow, "reset_upstream", task, confirm)
 
-    def reset_downstream(self, task: type[Task] | None = None, flow: Any = None,
-                         confirm: bool = False) -> Any:  # fmt: skip
+    def reset_downstream(
+        self, task: type[Task] | None = None, flow: Any = None, confirm: bool = False
+    ) -> Any:
         return self._each(flow, "reset_downstream", task, None, confirm)
 
 

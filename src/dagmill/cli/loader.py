@@ -39,7 +39,9 @@ def load_task(target: str) -> type[Task]:
         try:
             spec.loader.exec_module(module)
         except Exception as e:
-            raise TaskLoadError(f"{module_ref}: importing it failed: {type(e).__name__}: {e}") from e
+            raise TaskLoadError(
+                f"{module_ref}: importing it failed: {type(e).__name__}: {e}"
+            ) from e
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
@@ -50,9 +52,10 @@ def load_task(target: str) -> type[Task]:
     obj = getattr(module, name, None)
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         tasks = sorted(
-            n for n, v in vars(module).items()
+            n
+            for n, v in vars(module).items()
             if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module.__name__
-        )  # fmt: skip
+        )
         close = difflib.get_close_matches(name, tasks, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         what = "is not a task class" if obj is not None else "is not defined there"

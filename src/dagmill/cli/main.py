@@ -44,13 +44,21 @@ def _guard(fn: F) -> F:
 
 def _target_options(fn: F) -> F:
     fn = click.option(
-        "--data", "data_dir", metavar="DIR", envvar="DAGMILL_DATA", show_envvar=True,
+        "--data",
+        "data_dir",
+        metavar="DIR",
+        envvar="DAGMILL_DATA",
+        show_envvar=True,
         help="Folder for task outputs (default: ./data).",
-    )(fn)  # fmt: skip
+    )(fn)
     fn = click.option(
-        "-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+        "-p",
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="A parameter of the task (repeat for several).",
-    )(fn)  # fmt: skip
+    )(fn)
     fn = click.argument("target", metavar="MODULE:TASK")(fn)
     return fn
 
@@ -98,13 +106,22 @@ def preview(target: str, params: tuple[str, ...], data_dir: str | None, as_json:
     task = _load_target(target, params, data_dir)
     plan, _ = make_plan([task])
     if as_json:
-        click.echo(json.dumps([
-            {"id": tid, "family": plan.graph.tasks[tid].family,
-             "params": dict(plan.graph.tasks[tid].params),
-             "state": plan.tasks[tid].state.value, "reason": plan.tasks[tid].reason,
-             "upstream": list(plan.graph.tasks[tid].upstream)}
-            for tid in plan.graph.order
-        ], indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": tid,
+                        "family": plan.graph.tasks[tid].family,
+                        "params": dict(plan.graph.tasks[tid].params),
+                        "state": plan.tasks[tid].state.value,
+                        "reason": plan.tasks[tid].reason,
+                        "upstream": list(plan.graph.tasks[tid].upstream),
+                    }
+                    for tid in plan.graph.order
+                ],
+                indent=2,
+            )
+        )
         return
     color = sys.stdout.isatty()
     click.echo(tree_text(plan, [task.task_id], color=color))
@@ -124,9 +141,17 @@ def preview(target: str, params: tuple[str, ...], data_dir: str | None, as_json:
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_guard
-def run(target: str, params: tuple[str, ...], data_dir: str | None, workers: int, force: bool,
-        force_all: bool,
-        pool: str | None, quiet: bool, as_json: bool) -> None:  # fmt: skip
+def run(
+    target: str,
+    params: tuple[str, ...],
+    data_dir: str | None,
+    workers: int,
+    force: bool,
+    force_all: bool,
+    pool: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Run a task and whatever it needs that is not complete."""
     from dagmill import workflow
     from dagmill.cli.render import Progress, result_json
@@ -137,9 +162,15 @@ def run(target: str, params: tuple[str, ...], data_dir: str | None, workers: int
     try:
         with progress if progress is not None else _null():
             result = workflow.run(
-                [task], forced_all=force, forced_all_upstream=force_all, workers=workers,
-                abort=False, execution_summary=False, pool=pool_spec, reporter=progress,
-            )  # fmt: skip
+                [task],
+                forced_all=force,
+                forced_all_upstream=force_all,
+                workers=workers,
+                abort=False,
+                execution_summary=False,
+                pool=pool_spec,
+                reporter=progress,
+            )
     except KeyboardInterrupt:
         click.echo("cancelled", err=True)
         sys.exit(EXIT_CANCELLED)
@@ -162,8 +193,9 @@ def run(target: str, params: tuple[str, ...], data_dir: str | None, workers: int
 @click.option("--upstream", is_flag=True, help="Also reset everything the task needs.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_guard
-def reset(target: str, params: tuple[str, ...], data_dir: str | None, upstream: bool,
-          yes: bool) -> None:  # fmt: skip
+def reset(
+    target: str, params: tuple[str, ...], data_dir: str | None, upstream: bool, yes: bool
+) -> None:
     """Delete a task's outputs (and its upstream's with --upstream)."""
     from dagmill.frontends.classes import build_graph
 
@@ -195,8 +227,12 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--status", type=click.Choice(
-    ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"], case_sensitive=False))  # fmt: skip
+@click.option(
+    "--status",
+    type=click.Choice(
+        ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"], case_sensitive=False
+    ),
+)
 @click.option("-n", "--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_guard
@@ -233,8 +269,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
     if as_json:
         from dataclasses import asdict
 
-        click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]},
-                              indent=2))  # fmt: skip
+        click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]}, indent=2))
         return
     run_detail(info, tasks)
 

@@ -18,9 +18,15 @@ from dagmill.plan.planner import Plan
 
 S = TaskRunStatus
 _STYLE = {
-    "SUCCESS": "green", "SKIPPED": "green", "FAILED": "red", "UPSTREAM_FAILED": "red",
-    "CANCELLED": "yellow", "RUNNING": "cyan", "PENDING": "magenta", "WAITING": "dim",
-}  # fmt: skip
+    "SUCCESS": "green",
+    "SKIPPED": "green",
+    "FAILED": "red",
+    "UPSTREAM_FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "PENDING": "magenta",
+    "WAITING": "dim",
+}
 
 
 class Progress:
@@ -123,16 +129,24 @@ def runs_table(runs: Sequence[RunInfo]) -> None:
     table.add_column("TASKS")
     for r in runs:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.counts.items()))
-        table.add_row(r.id, r.name, f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
-                      _when(r.started_at), _dur(r.started_at, r.ended_at), counts)  # fmt: skip
+        table.add_row(
+            r.id,
+            r.name,
+            f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
+            _when(r.started_at),
+            _dur(r.started_at, r.ended_at),
+            counts,
+        )
     console.print(table)
 
 
 def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
     console = Console()
-    console.print(f"[bold]run {info.id}[/] {info.name}: "
-                  f"[{_STYLE.get(info.status, '')}]{info.status}[/] "
-                  f"started {_when(info.started_at)}, took {_dur(info.started_at, info.ended_at)}")  # fmt: skip
+    console.print(
+        f"[bold]run {info.id}[/] {info.name}: "
+        f"[{_STYLE.get(info.status, '')}]{info.status}[/] "
+        f"started {_when(info.started_at)}, took {_dur(info.started_at, info.ended_at)}"
+    )
     if info.error:
         console.print(f"[red]{info.error}[/]")
     table = Table(box=None, header_style="bold")
@@ -142,8 +156,14 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
         last = t.history[-1] if t.history else None
         detail = t.plan_reason if t.status == "SKIPPED" else ""
         if last is not None:
-            detail = last.waiting_for or (f"{last.error} at {last.error_location}"
-                                          if last.error else detail)  # fmt: skip
-        table.add_row(t.task_id, f"[{_STYLE.get(t.status, '')}]{t.status}[/]", str(t.attempts),
-                      _dur(last.started_at, last.ended_at) if last else "-", detail or "")  # fmt: skip
+            detail = last.waiting_for or (
+                f"{last.error} at {last.error_location}" if last.error else detail
+            )
+        table.add_row(
+            t.task_id,
+            f"[{_STYLE.get(t.status, '')}]{t.status}[/]",
+            str(t.attempts),
+            _dur(last.started_at, last.ended_at) if last else "-",
+            detail or "",
+        )
     console.print(table)

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,9 +19,7 @@ from typing import Any
 __all__ = ["Executor", "Submission", "TaskError", "TaskResult", "execute"]
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_LIB_DIRS = tuple(
-    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-)
+_LIB_DIRS = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +105,9 @@ def execute(sub: Submission, action: Callable[[], Any]) -> TaskResult:
         action()
         return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
     except _Timeout:
-        err = TaskError("TimeoutError", f"task ran longer than its timeout of {sub.timeout}s",
-                        None, "")
+        err = TaskError(
+            "TimeoutError", f"task ran longer than its timeout of {sub.timeout}s", None, ""
+        )
         return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), err)
     except Exception as e:  # the task's own failure: report it, keep the run going
         return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), _describe(e))
@@ -125,6 +123,8 @@ def execute(sub: Submission, action: Callable[[], Any]) -> TaskResult:
 
 
 def _describe(e: BaseException) -> TaskError:
+    import traceback
+
     frames = traceback.extract_tb(e.__traceback__)
     location = None
     for fr in reversed(frames):

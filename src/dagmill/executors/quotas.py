@@ -1,11 +1,11 @@
 """Pure resource admission: a pool with capacity, requests that fit or wait, and why.
 
-    >>> from dagmill.model.resources import Resources
-    >>> pool = ResourcePool(Resources(cpu_milli=2000, memory_bytes=2**30))
-    >>> a = pool.try_acquire(Resources(cpu_milli=2000))
-    >>> pool.try_acquire(Resources(cpu_milli=500))
-    'waiting for cpu: needs 500m, 0 of 2 free'
-    >>> pool.release(a)
+>>> from dagmill.model.resources import Resources
+>>> pool = ResourcePool(Resources(cpu_milli=2000, memory_bytes=2**30))
+>>> a = pool.try_acquire(Resources(cpu_milli=2000))
+>>> pool.try_acquire(Resources(cpu_milli=500))
+'waiting for cpu: needs 500m, 0 of 2 free'
+>>> pool.release(a)
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ outputs are targets under ``settings.dirpath/<Family>/<task_id>-<key>.<ext>``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -122,8 +121,13 @@ class Task:
     def task_family(self) -> str:
         return type(self).get_task_family()
 
-    def __init__(self, *args: Any, path: str | os.PathLike[str] | None = None,
-                 flows: Any = None, **kwargs: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args: Any,
+        path: str | os.PathLike[str] | None = None,
+        flows: Any = None,
+        **kwargs: Any,
+    ) -> None:
         cls = type(self)
         params = cls.get_params()
         family = cls.get_task_family()
@@ -134,6 +138,8 @@ class Task:
         names = {n for n, _ in params}
         unknown = [k for k in kwargs if k not in names]
         if unknown:
+            import difflib
+
             close = difflib.get_close_matches(unknown[0], names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             known = ", ".join(sorted(names)) or "none"
@@ -167,7 +173,7 @@ class Task:
         self.path = path if path is not None else cls.path
         self.flows = flows
         if hasattr(self, "persists"):
-            self.persist = list(self.persists)
+            self.persist = list(self.persists)  # type: ignore[misc]
         self._outputs: tuple[str, Any] | None = None
 
     def to_str_params(self, only_significant: bool = True) -> dict[str, str]:
@@ -178,7 +184,7 @@ class Task:
 
     def clone(self, cls: type[TaskT] | None = None, **kwargs: Any) -> TaskT:
         """An instance of ``cls`` (default: this class) with the parameters they share."""
-        target = cls or type(self)
+        target: type[Any] = cls or type(self)
         names = set(target.get_param_names(include_significant=True))
         args = {n: v for n, v in self.param_kwargs.items() if n in names}
         args.update(kwargs)
@@ -259,7 +265,7 @@ class Task:
         for k, v in data.items():
             targets[k].save(v, **kwargs)
 
-    def inputLoad(  # noqa: N802 - d6tflow's name
+    def inputLoad(
         self,
         keys: Any = None,
         task: Any = None,
@@ -292,7 +298,7 @@ class Task:
             return [load_one(t) for t in inputs]
         return inputs.load(cached)
 
-    def outputLoad(self, keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:  # noqa: N802
+    def outputLoad(self, keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:
         """Load this task's output(s)."""
         if not _outputs_exist(self):
             raise OutputError(
@@ -314,7 +320,7 @@ class Task:
     def _meta_path(self) -> Path:
         return Path(self._getpath("meta")).with_suffix(".pickle")
 
-    def saveMeta(self, data: Any) -> None:  # noqa: N802
+    def saveMeta(self, data: Any) -> None:
         """Save small metadata (scores, counts) beside the outputs."""
         import pickle
 
@@ -322,9 +328,9 @@ class Task:
         with atomic_path(self._meta_path()) as tmp, open(tmp, "wb") as f:
             pickle.dump(data, f)
 
-    metaSave = saveMeta  # noqa: N815
+    metaSave = saveMeta
 
-    def outputLoadMeta(self) -> Any:  # noqa: N802
+    def outputLoadMeta(self) -> Any:
         """Load the metadata this task saved."""
         import pickle
 
@@ -337,7 +343,7 @@ class Task:
                 "self.saveMeta(...) in its run()"
             ) from None
 
-    def metaLoad(self) -> Any:  # noqa: N802
+    def metaLoad(self) -> Any:
         """Load the metadata of the required tasks, in the shape of ``requires()``."""
         return _map_struct(lambda t: t.outputLoadMeta(), self._requires())
 
@@ -376,9 +382,7 @@ class Task:
     # -- compilation -------------------------------------------------------------------
     def to_spec(self, upstream: tuple[str, ...]) -> TaskSpec:
         cls = type(self)
-        outputs = tuple(
-            OutputRef(k, t.location, t.kind) for k, t in _output_items(self.output())
-        )
+        outputs = tuple(OutputRef(k, t.location, t.kind) for k, t in _output_items(self.output()))
         if cls.version is not None:
             code: tuple[tuple[str, str], ...] = (("version", str(cls.version)),)
         else:
@@ -504,9 +508,16 @@ class TaskPqPandas(TaskData):
 
 
 _FRAMEWORK: tuple[type, ...] = (
-    Task, ExternalTask, TaskData, TaskCache, TaskCachePandas, TaskPickle, TaskJson,
-    TaskCSVPandas, TaskPqPandas,
-)  # fmt: skip
+    Task,
+    ExternalTask,
+    TaskData,
+    TaskCache,
+    TaskCachePandas,
+    TaskPickle,
+    TaskJson,
+    TaskCSVPandas,
+    TaskPqPandas,
+)
 
 
 # -- decorators ---------------------------------------------------------------------------
@@ -525,8 +536,9 @@ def inherits(*tasks: Any) -> Callable[[type[TaskT]], type[TaskT]]:
 
     A dict ``{key: Task}`` works too. Adds ``clone_parent()`` / ``clone_parents()``.
     """
-    parents: list[type[Task]] = list(tasks[0].values()) if tasks and isinstance(
-        tasks[0], Mapping) else list(tasks)  # fmt: skip
+    parents: list[type[Task]] = (
+        list(tasks[0].values()) if tasks and isinstance(tasks[0], Mapping) else list(tasks)
+    )
     if not parents or not all(isinstance(p, type) and issubclass(p, Task) for p in parents):
         raise DefinitionError("@inherits(...) takes task classes (or a dict of task classes)")
 
@@ -617,4 +629,3 @@ def build_graph(roots: Iterable[Task]) -> tuple[Graph, dict[str, Task]]:
     specs = [t.to_spec(deps[tid]) for tid, t in tasks.items()]
     graph = Graph.build(specs, targets=list(dict.fromkeys(r.task_id for r in roots)))
     return graph, tasks
-

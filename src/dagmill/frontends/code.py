@@ -78,7 +78,10 @@ def class_code(cls: type, stop: tuple[type, ...]) -> tuple[tuple[str, str], ...]
                 obj = obj.__func__
             elif isinstance(obj, property):
                 obj = obj.fget
-            if isinstance(obj, types.FunctionType) and obj.__module__ != "dagmill.frontends.classes":
+            if (
+                isinstance(obj, types.FunctionType)
+                and obj.__module__ != "dagmill.frontends.classes"
+            ):
                 parts[name] = function_hash(obj)
     result = tuple(sorted(parts.items()))
     _cache[cls] = result

@@ -9,9 +9,9 @@ import json
 import pickle
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, ClassVar
 
 PathLike = str | Path
-from typing import Any, ClassVar
 
 __all__ = ["FORMATS", "Format"]
 

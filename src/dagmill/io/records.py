@@ -161,8 +161,9 @@ class RecordBook:
         return recs
 
     def _compact(self, folder: str, recs: Mapping[str, Mapping[str, Any]]) -> None:
-        with atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp, open(
-            tmp, "w", encoding="utf-8"
-        ) as f:
+        with (
+            atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp,
+            open(tmp, "w", encoding="utf-8") as f,
+        ):
             f.write("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in recs.values()))
         self._lines[folder] = len(recs)

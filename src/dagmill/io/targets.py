@@ -1,14 +1,15 @@
 """Targets: one output of a task at one location, in one format.
 
-    >>> import tempfile, pathlib
-    >>> t = PickleTarget(pathlib.Path(tempfile.mkdtemp()) / "x.pkl")
-    >>> _ = t.save({"a": 1})
-    >>> t.exists(), t.load()
-    (True, {'a': 1})
+>>> import tempfile, pathlib
+>>> t = PickleTarget(pathlib.Path(tempfile.mkdtemp()) / "x.pkl")
+>>> _ = t.save({"a": 1})
+>>> t.exists(), t.load()
+(True, {'a': 1})
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,10 +63,8 @@ class Target:
 
     def invalidate(self) -> None:
         """Delete the output (a missing output is fine)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._location)
-        except FileNotFoundError:
-            pass
 
     remove = invalidate
 

@@ -53,7 +53,8 @@ class Graph:
         except graphlib.CycleError as e:
             cycle = list(e.args[1])
             raise CycleError(
-                "the task graph has a cycle: " + " -> ".join(cycle)
+                "the task graph has a cycle: "
+                + " -> ".join(cycle)
                 + ". Remove one of these dependencies.",
                 cycle,
             ) from None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii as _enc
 
 __all__ = ["digest", "task_id"]
 

@@ -197,7 +197,9 @@ class BoolParameter(Parameter):
 
     def _check(self, value: Any) -> bool:
         if not isinstance(value, bool):
-            raise ParameterValueError(f"expects true or false, got {type(value).__name__} {value!r}")
+            raise ParameterValueError(
+                f"expects true or false, got {type(value).__name__} {value!r}"
+            )
         return value
 
 

@@ -1,7 +1,7 @@
 """Resource requests and pools in Kubernetes quantity syntax (``500m``, ``128Mi``, ``2Gi``).
 
-    >>> Resources.parse({"cpu": "500m", "memory": "2Gi", "gpu": 1})
-    Resources(cpu=0.5, memory='2Gi', gpu=1)
+>>> Resources.parse({"cpu": "500m", "memory": "2Gi", "gpu": 1})
+Resources(cpu=0.5, memory='2Gi', gpu=1)
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ __all__ = ["Resources", "format_bytes", "parse_cpu", "parse_memory"]
 
 _MEM_UNITS = {
     "": 1,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
-}  # fmt: skip
+    "k": 10**3,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -80,9 +89,7 @@ class Resources:
             return NO_RESOURCES
         unknown = set(spec) - {"cpu", "memory", "gpu"}
         if unknown:
-            raise ValueError(
-                f"unknown resource {sorted(unknown)[0]!r}: use cpu, memory and gpu"
-            )
+            raise ValueError(f"unknown resource {sorted(unknown)[0]!r}: use cpu, memory and gpu")
         gpu = spec.get("gpu", 0)
         if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
             try:

@@ -67,7 +67,7 @@ class Plan:
 def plan(
     graph: Graph,
     records: RecordBook,
-    options: PlanOptions = PlanOptions(),  # noqa: B008 - frozen, shared safely
+    options: PlanOptions = PlanOptions(),
     forced: Iterable[str] = (),
 ) -> Plan:
     """Decide the state of every task of ``graph``, upstream first."""
@@ -93,9 +93,7 @@ def _decide(
     outs = output_version(spec.outputs)
     if spec.external:
         if outs is None:
-            missing = next(
-                o.location for o in spec.outputs if output_version((o,)) is None
-            )
+            missing = next(o.location for o in spec.outputs if output_version((o,)) is None)
             return TaskPlan(PlanState.PENDING, f"external input {missing} is missing", True)
         versions[spec.id] = outs
         return _COMPLETE
@@ -112,8 +110,8 @@ def _decide(
     if outs is None:
         present = [o for o in spec.outputs if output_version((o,)) is not None]
         if present:
-            missing = next(o for o in spec.outputs if o not in present)
-            return TaskPlan(PlanState.STALE, f"output {missing.key} is missing")
+            gone = next(o for o in spec.outputs if o not in present)
+            return TaskPlan(PlanState.STALE, f"output {gone.key} is missing")
         return TaskPlan(PlanState.PENDING, _never_ran(spec, records))
     if forced:
         return TaskPlan(PlanState.STALE, "forced")
@@ -145,7 +143,7 @@ def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:
 
 
 def _never_ran(spec: TaskSpec, records: RecordBook) -> str:
-    """"never ran", or which params differ from the family's last run in the same folder."""
+    """ "never ran", or which params differ from the family's last run in the same folder."""
     loc = spec.outputs[0].location
     if loc.startswith("memory://"):
         return "never ran"

@@ -4,7 +4,8 @@ It knows nothing of processes or storage; the engine feeds it events.
 
     >>> from dagmill.model.graph import Graph
     >>> from dagmill.model.task import TaskSpec
-    >>> g = Graph.build([TaskSpec("a", "A", action=print), TaskSpec("b", "B", upstream=("a",), action=print)])
+    >>> a = TaskSpec("a", "A", action=print)
+    >>> g = Graph.build([a, TaskSpec("b", "B", upstream=("a",), action=print)])
     >>> s = RunState(g, to_run=["a", "b"])
     >>> s.take_ready()
     ['a']

@@ -12,7 +12,7 @@ import os
 from dagmill.errors import StoreError
 from dagmill.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "database_url", "dagmill_home", "open_store"]
+__all__ = ["SqliteStore", "dagmill_home", "database_url", "open_store"]
 
 
 def dagmill_home() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -66,7 +65,7 @@ class SqliteStore:
                 f"cannot open the run record {path}: {e} "
                 "(is it an SQLite database? set DAGMILL_DATABASE_URL or DAGMILL_HOME elsewhere)"
             ) from e
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._owner = f"{os.uname().nodename}:{os.getpid()}"
         self._task_status: dict[tuple[str, str], tuple[str, int]] = {}
         self._attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._heartbeats: set[str] = set()
@@ -110,11 +109,18 @@ class SqliteStore:
         now = time.time()
         rows = [
             (
-                run_id, t.task_id, t.family, json.dumps(t.params), json.dumps(list(t.upstream)),
-                t.plan_state, t.plan_reason, json.dumps(t.resources), t.status,
+                run_id,
+                t.task_id,
+                t.family,
+                json.dumps(t.params),
+                json.dumps(list(t.upstream)),
+                t.plan_state,
+                t.plan_reason,
+                json.dumps(t.resources),
+                t.status,
             )
             for t in tasks
-        ]  # fmt: skip
+        ]
         with self._tx() as c:
             c.execute(
                 "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
@@ -152,9 +158,17 @@ class SqliteStore:
         if prev is not None and started_at is None:
             started_at = prev[5]
         self._attempts[key] = (
-            run_id, task_id, attempt, status, waiting_for, started_at, ended_at,
-            error, error_location, traceback,
-        )  # fmt: skip
+            run_id,
+            task_id,
+            attempt,
+            status,
+            waiting_for,
+            started_at,
+            ended_at,
+            error,
+            error_location,
+            traceback,
+        )
         self._heartbeats.add(run_id)
 
     @property
@@ -184,7 +198,8 @@ class SqliteStore:
                 )
             if statuses:
                 c.executemany(
-                    "UPDATE run_tasks SET status = ?, attempts = ? WHERE run_id = ? AND task_id = ?",
+                    "UPDATE run_tasks SET status = ?, attempts = ?"
+                    " WHERE run_id = ? AND task_id = ?",
                     [(s, a, r, t) for (r, t), (s, a) in statuses.items()],
                 )
             c.executemany(
@@ -215,7 +230,8 @@ class SqliteStore:
         self, status: str | None = None, limit: int = 20, since: float | None = None
     ) -> list[RunInfo]:
         """Most recent runs first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if status:
             where.append("status = ?")
             args.append(status.upper())
@@ -250,9 +266,15 @@ class SqliteStore:
             history.setdefault(r[0], []).append(TaskAttempt(*r[1:]))
         return [
             RunTaskInfo(
-                task_id=r[0], family=r[1], params=json.loads(r[2]),
-                upstream=tuple(json.loads(r[3])), plan_state=r[4], plan_reason=r[5],
-                resources=json.loads(r[6]), status=r[7], attempts=r[8],
+                task_id=r[0],
+                family=r[1],
+                params=json.loads(r[2]),
+                upstream=tuple(json.loads(r[3])),
+                plan_state=r[4],
+                plan_reason=r[5],
+                resources=json.loads(r[6]),
+                status=r[7],
+                attempts=r[8],
                 history=tuple(history.get(r[0], ())),
             )
             for r in self._conn.execute(
@@ -260,7 +282,7 @@ class SqliteStore:
                 " status, attempts FROM run_tasks WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             )
-        ]  # fmt: skip
+        ]
 
     def close(self) -> None:
         self.flush()
@@ -285,7 +307,16 @@ class _Transaction:
 
 def _run(r: Sequence[Any]) -> RunInfo:
     return RunInfo(
-        id=r[0], name=r[1], status=r[2], created_at=r[3], started_at=r[4], ended_at=r[5],
-        job_id=r[6], project=r[7], owner=r[8], error=r[9],
-        counts=json.loads(r[10] or "{}"), options=json.loads(r[11] or "{}"),
-    )  # fmt: skip
+        id=r[0],
+        name=r[1],
+        status=r[2],
+        created_at=r[3],
+        started_at=r[4],
+        ended_at=r[5],
+        job_id=r[6],
+        project=r[7],
+        owner=r[8],
+        error=r[9],
+        counts=json.loads(r[10] or "{}"),
+        options=json.loads(r[11] or "{}"),
+    )
