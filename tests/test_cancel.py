@@ -108,20 +108,25 @@ def test_sigint_cancels_the_run_and_everything_it_started(
     marks.mkdir()
     script = tmp_path / "cancel_me.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen(
-        [sys.executable, os.fspath(script), os.fspath(marks), os.fspath(data_dir), str(workers)],
-        cwd=tmp_path,
-        env=dict(os.environ),
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "run.log"  # a file, not a pipe: a leftover child would hold a pipe open
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, os.fspath(script), os.fspath(marks), os.fspath(data_dir),
+             str(workers)],
+            cwd=tmp_path,
+            env=dict(os.environ),
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     child_pids: list[int] = []
     groups: set[int] = {proc.pid}
     try:
         started = _wait_for(
-            lambda: all((marks / f"writing-{i}").exists() for i in range(workers))
-            or proc.poll() is not None,
+            lambda: (
+                all((marks / f"writing-{i}").exists() for i in range(workers))
+                or proc.poll() is not None
+            ),
             timeout=20,
         )
         assert started and proc.poll() is None, "the tasks did not start"
@@ -134,11 +139,11 @@ def test_sigint_cancels_the_run_and_everything_it_started(
         interrupted = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pytest.fail("the run did not stop within 10 s of SIGINT")
         took = time.monotonic() - interrupted
-        text = output.decode(errors="replace")
+        text = log.read_text(errors="replace")
         assert took < 5, f"the run took {took:.1f}s to stop after SIGINT"
         assert proc.returncode != 0, text
 

@@ -760,7 +760,8 @@ def test_workflow_reset_with_confirm_declined(monkeypatch: pytest.MonkeyPatch, c
 
 def test_workflow_set_default_and_no_default():
     flow = d6tflow.Workflow()
-    with pytest.raises(RuntimeError):  # d6tflow: RuntimeError('no default tasks set')
+    # d6tflow raises a bare RuntimeError; dagmill's is a DefinitionError (CLI exit code 2)
+    with pytest.raises(dagmill.DefinitionError, match="no default task"):
         flow.get_task()
     flow.set_default(WGet)
     assert flow.get_task() == WGet()

@@ -525,17 +525,20 @@ def _trained_then_getdata_reset(capsys: pytest.CaptureFixture[str]) -> tuple[Any
 def test_run_rst_check_dependencies_true_preview(capsys):
     _TaskGetData, TaskPreprocess, TaskTrain = _trained_then_getdata_reset(capsys)
     d6tflow.settings.check_dependencies = True  # default
+    assert TaskTrain().complete() is False
+    assert TaskPreprocess().complete() is False
     d6tflow.preview(TaskTrain())
+    # d6tflow prints PENDING for tasks that ran before; dagmill says STALE and why
     assert_tree(
         out_of(capsys),
         [
-            "└─--[TaskTrain-{'do_preprocess': 'True'} (PENDING)]",
-            "   └─--[TaskPreprocess-{'do_preprocess': 'True'} (PENDING)]",
+            "└─--[TaskTrain-{'do_preprocess': 'True'} (STALE)] => upstream "
+            "TaskPreprocess-{'do_preprocess': 'True'} will run",
+            "   └─--[TaskPreprocess-{'do_preprocess': 'True'} (STALE)] => upstream "
+            "TaskGetData-{} will run",
             "      └─--[TaskGetData-{} (PENDING)]",
         ],
     )
-    assert TaskTrain().complete() is False
-    assert TaskPreprocess().complete() is False
 
 
 def test_run_rst_check_dependencies_false_preview(capsys):

@@ -7,6 +7,7 @@ test what happened by appending lines to files in ``$DM_EVENTS``.
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import os
 import threading
@@ -151,8 +152,7 @@ def test_fan_out_and_in(workers: int) -> None:
     assert Gather().outputLoad() == expected
     assert sorted(e["i"] for e in read_events("leaf")) == [0, 1, 2, 3, 4]
     assert len(read_events("source")) == 1
-    if workers == 2:
-        assert len({e["pid"] for e in read_events("leaf")}) >= 1
+    if workers == 2:  # in worker processes
         assert os.getpid() not in {e["pid"] for e in read_events("leaf")}
 
 
@@ -300,7 +300,7 @@ def test_tasks_that_fill_the_pool_never_overlap() -> None:
         spans.setdefault(e["i"], {})[e["phase"]] = e["t"]
     assert len(spans) == 3
     ordered = sorted(spans.values(), key=lambda s: s["start"])
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         assert after["start"] >= before["end"], f"overlap: {before} and {after}"
 
 
@@ -406,25 +406,22 @@ class Hog(dagmill.tasks.TaskPickle):
 
 def test_task_waiting_for_resources_is_pending_in_the_store(events: Path) -> None:
     seen: list[tuple[str, str | None]] = []
+    errors: list[BaseException] = []
+    store = open_store()  # created (and migrated) before the run starts
 
     def watch() -> None:
         deadline = time.monotonic() + 4
-        store = None
         try:
             while time.monotonic() < deadline and not seen:
-                if store is None and (Path(os.environ["DAGMILL_HOME"]) / "dagmill.db").exists():
-                    store = open_store()
-                if store is not None:
-                    for info in store.list_runs(limit=1):
-                        for t in store.get_run_tasks(info.id):
-                            for a in t.history:
-                                if a.status == "PENDING":
-                                    seen.append((t.task_id, a.waiting_for))
+                for info in store.list_runs(limit=1):
+                    for t in store.get_run_tasks(info.id):
+                        seen.extend((t.task_id, a.waiting_for) for a in t.history
+                                    if a.status == "PENDING")  # fmt: skip
                 time.sleep(0.02)
+        except BaseException as e:
+            errors.append(e)
         finally:
             (events / "release").touch()
-            if store is not None:
-                store.close()
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -433,6 +430,8 @@ def test_task_waiting_for_resources_is_pending_in_the_store(events: Path) -> Non
     finally:
         (events / "release").touch()
         watcher.join()
+        store.close()
+    assert errors == []
     assert result.status is RunStatus.SUCCESS
     assert seen, "no task run was PENDING in the store while it waited for cpu"
     task_id, waiting_for = seen[0]

@@ -459,9 +459,7 @@ def test_records_live_beside_outputs_and_travel_with_the_data(tmp_path: Path) ->
     dagmill.set_dir(copy)
 
     p, _ = make_plan([Score(), Clean()])
-    assert {t: tp.state for t, tp in p.tasks.items()} == dict.fromkeys(
-        p.tasks, PlanState.COMPLETE
-    )
+    assert {t: tp.state for t, tp in p.tasks.items()} == dict.fromkeys(p.tasks, PlanState.COMPLETE)
     result = run_quietly([Score(), Clean()])
     assert set(result.statuses.values()) == {TaskRunStatus.SKIPPED}
     assert Score().outputLoad() == {"score": 4}

@@ -27,41 +27,24 @@ from typing import TYPE_CHECKING, Any
 
 # Names resolve on first use (PEP 562), so `import dagmill` and `dagmill --help` stay fast
 # and pandas/SQL drivers load only when a run needs them.
-_LAZY: dict[str, str] = {
-    "settings": "",
-    "targets": "",
-    "tasks": "",
-    "RunResult": "dagmill.engine",
-    "CycleError": "dagmill.errors",
-    "DagmillError": "dagmill.errors",
-    "DefinitionError": "dagmill.errors",
-    "OutputError": "dagmill.errors",
-    "ParameterError": "dagmill.errors",
-    "ResourceError": "dagmill.errors",
-    "RunFailed": "dagmill.errors",
-    "StoreError": "dagmill.errors",
-    "ExternalTask": "dagmill.frontends.classes",
-    "Task": "dagmill.frontends.classes",
-    "flatten": "dagmill.frontends.classes",
-    "inherits": "dagmill.frontends.classes",
-    "requires": "dagmill.frontends.classes",
-    "BoolParameter": "dagmill.model.params",
-    "DateParameter": "dagmill.model.params",
-    "DateTimeParameter": "dagmill.model.params",
-    "DictParameter": "dagmill.model.params",
-    "EnumParameter": "dagmill.model.params",
-    "FloatParameter": "dagmill.model.params",
-    "IntParameter": "dagmill.model.params",
-    "ListParameter": "dagmill.model.params",
-    "Parameter": "dagmill.model.params",
-    "Workflow": "dagmill.workflow",
-    "WorkflowMulti": "dagmill.workflow",
-    "invalidate_downstream": "dagmill.workflow",
-    "invalidate_upstream": "dagmill.workflow",
-    "preview": "dagmill.workflow",
-    "run": "dagmill.workflow",
-    "set_dir": "dagmill.workflow",
-}
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "": ("settings", "targets", "tasks"),
+    "dagmill.engine": ("RunResult",),
+    "dagmill.errors": (
+        "CycleError", "DagmillError", "DefinitionError", "OutputError", "ParameterError",
+        "ResourceError", "RunFailed", "StoreError",
+    ),
+    "dagmill.frontends.classes": ("ExternalTask", "Task", "flatten", "inherits", "requires"),
+    "dagmill.model.params": (
+        "BoolParameter", "DateParameter", "DateTimeParameter", "DictParameter",
+        "EnumParameter", "FloatParameter", "IntParameter", "ListParameter", "Parameter",
+    ),
+    "dagmill.workflow": (
+        "Workflow", "WorkflowMulti", "invalidate_downstream", "invalidate_upstream", "preview",
+        "run", "set_dir", "show", "taskflow_downstream", "taskflow_upstream",
+    ),
+}  # fmt: skip
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
@@ -114,6 +97,9 @@ if TYPE_CHECKING:
         preview,
         run,
         set_dir,
+        show,
+        taskflow_downstream,
+        taskflow_upstream,
     )
 
 __version__ = "0.1.0"
@@ -151,6 +137,9 @@ __all__ = [
     "run",
     "set_dir",
     "settings",
+    "show",
     "targets",
+    "taskflow_downstream",
+    "taskflow_upstream",
     "tasks",
 ]

@@ -56,6 +56,10 @@ class RunResult:
     def ok(self) -> bool:
         return self.status is RunStatus.SUCCESS
 
+    def __bool__(self) -> bool:
+        # d6tflow's run() returns True/False without a summary: `if run(...)` keeps working
+        return self.ok
+
     @property
     def scheduling_succeeded(self) -> bool:
         """luigi's name for ``ok`` (d6tflow code checks it)."""
@@ -202,7 +206,12 @@ class _Loop:
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
             if self.running:
+                # block until an event, a due retry, or (with changes buffered) the next
+                # flush, so the record never lags more than _FLUSH_SECONDS behind
                 timeout = max(0.0, self.retries[0][0] - now) if self.retries else None
+                if self.dirty():
+                    due = max(0.0, self.last_flush + _FLUSH_SECONDS - time.monotonic())
+                    timeout = due if timeout is None else min(timeout, due)
                 for r in self.ex.wait(timeout):
                     self.finished(r)
                 ready.extend(self.state.take_ready())
@@ -306,6 +315,9 @@ class _Loop:
 
     def running_attempts(self) -> list[tuple[str, int]]:
         return [(tid, att) for tid, (_, _, att) in self.running.items()]
+
+    def dirty(self) -> bool:
+        return self.store is not None and self.store.buffered > 0
 
     def maybe_flush(self) -> None:
         now = time.monotonic()

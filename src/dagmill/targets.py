@@ -2,8 +2,10 @@
 
 from dagmill.io.targets import (
     CacheTarget,
+    CSVGZPandasTarget,
     CSVPandasTarget,
     DataTarget,
+    ExcelPandasTarget,
     JsonTarget,
     PdCacheTarget,
     PickleTarget,
@@ -13,9 +15,11 @@ from dagmill.io.targets import (
 )
 
 __all__ = [
+    "CSVGZPandasTarget",
     "CSVPandasTarget",
     "CacheTarget",
     "DataTarget",
+    "ExcelPandasTarget",
     "JsonTarget",
     "PdCacheTarget",
     "PickleTarget",

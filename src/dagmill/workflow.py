@@ -23,7 +23,7 @@ from typing import Any
 
 from dagmill import settings
 from dagmill.engine import Reporter, RunResult, run_plan
-from dagmill.errors import DefinitionError, RunFailed
+from dagmill.errors import DefinitionError, ResourceError, RunFailed
 from dagmill.executors.base import Executor
 from dagmill.executors.inline import InlineExecutor
 from dagmill.executors.local import LocalExecutor
@@ -46,6 +46,9 @@ __all__ = [
     "preview",
     "run",
     "set_dir",
+    "show",
+    "taskflow_downstream",
+    "taskflow_upstream",
 ]
 
 log = logging.getLogger("dagmill")
@@ -132,7 +135,10 @@ def _pool(pool: Any) -> ResourcePool:
         return pool
     if isinstance(pool, Resources):
         return ResourcePool(pool)
-    return ResourcePool(Resources.parse(pool))
+    try:
+        return ResourcePool(Resources.parse(pool))
+    except ValueError as e:
+        raise ResourceError(f"resource pool {pool!r}: {e}") from None
 
 
 def _confirm(question: str) -> bool:
@@ -226,6 +232,33 @@ def run(
             failed,
         )
     return result
+
+
+show = preview
+
+
+def taskflow_upstream(task: Task, only_complete: bool = False) -> list[Task]:
+    """``task`` and every task it needs, root first (only complete ones if asked)."""
+    graph, objs = build_graph([task])
+    order = list(reversed(graph.order))
+    if only_complete:
+        p, _ = make_plan([task])
+        order = [t for t in order if not p.tasks[t].runs]
+    return [objs[t] for t in order]
+
+
+def taskflow_downstream(
+    task: Task, task_downstream: Task, only_complete: bool = False
+) -> list[Task]:
+    """The tasks between ``task`` and ``task_downstream`` that depend on ``task``."""
+    graph, objs = build_graph([task_downstream])
+    if task.task_id not in graph:
+        return []
+    ids = graph.downstream_closure([task.task_id])
+    if only_complete:
+        p, _ = make_plan([task_downstream])
+        ids = {t for t in ids if not p.tasks[t].runs}
+    return [objs[t] for t in graph.order if t in ids]
 
 
 def invalidate_upstream(task: Task, confirm: bool = False) -> None:

@@ -1,13 +1,26 @@
-"""Run tasks one at a time in this process (``workers=1``): in-memory outputs work."""
+"""Run tasks one at a time in this process (``workers=1``): in-memory outputs work.
+
+Ctrl-C interrupts the task itself. Processes the task started are children of this
+process, not of a worker with its own process group, so ``cancel()`` finds them in the
+process tree: descendants of this process started after the task began (so that a
+notebook kernel's earlier children are left alone). On systems without ``/proc`` they
+are left to the operating system.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskResult, execute
 
 __all__ = ["InlineExecutor"]
+
+_GRACE_SECONDS = 3.0
 
 
 class InlineExecutor(Executor):
@@ -16,6 +29,7 @@ class InlineExecutor(Executor):
     def __init__(self) -> None:
         self._done: list[TaskResult] = []
         self._actions: Mapping[str, Callable[[], Any]] = {}
+        self._task_started = 0.0
 
     def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:
         self._actions = actions
@@ -24,6 +38,7 @@ class InlineExecutor(Executor):
         return not self._done
 
     def submit(self, sub: Submission) -> None:
+        self._task_started = _boot_seconds()
         self._done.append(execute(sub, sub.action or self._actions[sub.task_id]))
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
@@ -31,4 +46,65 @@ class InlineExecutor(Executor):
         return done
 
     def cancel(self) -> None:
-        """Nothing runs between calls: Ctrl-C interrupts the task itself."""
+        """Stop the processes the interrupted task started (and theirs)."""
+        victims = _descendants_since(os.getpid(), self._task_started)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _GRACE_SECONDS
+        while victims and time.monotonic() < deadline:
+            victims = [p for p in victims if _reap(p)]
+            if victims:
+                time.sleep(0.05)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+
+
+def _boot_seconds() -> float:
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def _reap(pid: int) -> bool:
+    """True while ``pid`` still runs; reaps it if it is our exited child."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _descendants_since(root: int, since: float) -> list[int]:
+    """Processes below ``root`` in the tree that started at or after ``since``."""
+    if not os.path.isdir("/proc") or since <= 0:
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    started: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        started[pid] = int(fields[19]) / ticks
+    out, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid:
+                frontier.append(child)
+                if started[child] >= since - 0.01:
+                    out.append(child)
+    return out

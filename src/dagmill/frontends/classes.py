@@ -500,6 +500,20 @@ class TaskCSVPandas(TaskData):
     target_ext = "csv"
 
 
+class TaskCSVGZPandas(TaskData):
+    """A pandas DataFrame as gzipped CSV."""
+
+    target_class = T.CSVGZPandasTarget
+    target_ext = "csv.gz"
+
+
+class TaskExcelPandas(TaskData):
+    """A pandas DataFrame as an Excel sheet (needs openpyxl)."""
+
+    target_class = T.ExcelPandasTarget
+    target_ext = "xlsx"
+
+
 class TaskPqPandas(TaskData):
     """A pandas DataFrame as Parquet."""
 
@@ -507,16 +521,11 @@ class TaskPqPandas(TaskData):
     target_ext = "parquet"
 
 
-_FRAMEWORK: tuple[type, ...] = (
-    Task,
-    ExternalTask,
-    TaskData,
-    TaskCache,
-    TaskCachePandas,
-    TaskPickle,
-    TaskJson,
-    TaskCSVPandas,
-    TaskPqPandas,
+# the framework's own classes: the code of a task is what the user wrote below them
+_FRAMEWORK: tuple[type, ...] = tuple(
+    c
+    for c in list(globals().values())
+    if isinstance(c, type) and issubclass(c, Task) and c.__module__ == __name__
 )
 
 

@@ -45,7 +45,6 @@ class JsonFormat(Format):
     name, ext = "json", "json"
 
     def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
-        kwargs.setdefault("default", str)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(obj, f, **kwargs)
 
@@ -65,6 +64,34 @@ class CsvFormat(Format):
         import pandas as pd
 
         return pd.read_csv(path, **kwargs)
+
+
+class CsvGzFormat(CsvFormat):
+    name, ext = "csv.gz", "csv.gz"
+
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
+        kwargs.setdefault("compression", "gzip")
+        super().write(obj, path, **kwargs)
+
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
+        kwargs.setdefault("compression", "gzip")
+        return super().read(path, **kwargs)
+
+
+class ExcelFormat(Format):
+    """Excel through pandas (needs openpyxl installed)."""
+
+    name, ext = "excel", "xlsx"
+
+    def write(self, obj: Any, path: PathLike, **kwargs: Any) -> None:
+        kwargs.setdefault("index", False)
+        kwargs.setdefault("engine", "openpyxl")
+        obj.to_excel(path, **kwargs)
+
+    def read(self, path: PathLike, **kwargs: Any) -> Any:
+        import pandas as pd
+
+        return pd.read_excel(path, **kwargs)
 
 
 class ParquetFormat(Format):
@@ -95,5 +122,14 @@ class TextFormat(Format):
 
 
 FORMATS: dict[str, Format] = {
-    f.name: f for f in (PickleFormat(), JsonFormat(), CsvFormat(), ParquetFormat(), TextFormat())
+    f.name: f
+    for f in (
+        PickleFormat(),
+        JsonFormat(),
+        CsvFormat(),
+        CsvGzFormat(),
+        ExcelFormat(),
+        ParquetFormat(),
+        TextFormat(),
+    )
 }

@@ -20,9 +20,11 @@ from dagmill.io.atomic import atomic_path
 from dagmill.io.formats import FORMATS, Format
 
 __all__ = [
+    "CSVGZPandasTarget",
     "CSVPandasTarget",
     "CacheTarget",
     "DataTarget",
+    "ExcelPandasTarget",
     "JsonTarget",
     "PdCacheTarget",
     "PickleTarget",
@@ -128,6 +130,14 @@ class JsonTarget(DataTarget):
 
 class CSVPandasTarget(DataTarget):
     format = FORMATS["csv"]
+
+
+class CSVGZPandasTarget(DataTarget):
+    format = FORMATS["csv.gz"]
+
+
+class ExcelPandasTarget(DataTarget):
+    format = FORMATS["excel"]
 
 
 class PqPandasTarget(DataTarget):

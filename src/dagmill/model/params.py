@@ -290,7 +290,9 @@ class _JsonParameter(Parameter):
             raise ParameterValueError(f"expects JSON ({e.msg}), got {text!r}") from None
 
     def serialize(self, value: Any) -> str:
-        return json.dumps(_thaw(value), separators=(",", ":"), sort_keys=True, default=str)
+        # luigi's separators, so task ids match d6tflow's data folders; keys sorted, so
+        # equal mappings are one task whatever order they were written in
+        return json.dumps(_thaw(value), sort_keys=True, default=str)
 
 
 class ListParameter(_JsonParameter):

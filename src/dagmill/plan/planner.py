@@ -123,11 +123,22 @@ def _decide(
             return TaskPlan(
                 PlanState.STALE, "outputs exist but no fingerprint was recorded for them"
             )
-        inputs = {u: versions[u] for u in spec.upstream if u in versions}
+        inputs = _current_inputs(spec, versions, rec)
         if fingerprint(spec.params, spec.code, inputs) != rec.fingerprint:
             return TaskPlan(PlanState.STALE, _why(spec, graph, rec, inputs))
     versions[spec.id] = outs
     return _COMPLETE
+
+
+def _current_inputs(spec: TaskSpec, versions: Mapping[str, str], rec: Record) -> dict[str, str]:
+    """Input versions now; an upstream task that is about to run (only reachable here
+    without check_dependencies) counts as it was recorded, as d6tflow ignores it."""
+    out = {}
+    for u in spec.upstream:
+        v = versions.get(u, rec.inputs.get(u))
+        if v is not None:
+            out[u] = v
+    return out
 
 
 def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:

@@ -28,10 +28,15 @@ def database_url() -> str:
 def open_store(url: str | None = None) -> SqliteStore:
     """Open (creating and migrating if needed) the store at ``url``."""
     url = url or database_url()
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
         return SqliteStore(url[len("sqlite:///") :])
-    if url == "sqlite://" or url == "sqlite:///:memory:":
+    if url == "sqlite:///:memory:":
         return SqliteStore(":memory:")
+    if url in ("sqlite://", "sqlite:///"):
+        raise StoreError(
+            f"database URL {url!r} has no path: use sqlite:///path/to/dagmill.db "
+            "(or unset DAGMILL_DATABASE_URL to use $DAGMILL_HOME/dagmill.db)"
+        )
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if not scheme:
         raise StoreError(

@@ -73,14 +73,14 @@ class SqliteStore:
     # -- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
         c = self._conn
-        has = c.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
-        ).fetchone()
-        current = c.execute("SELECT version FROM schema_version").fetchone()[0] if has else 0
-        if current == LATEST:
+        if self._version() == LATEST:
             return
         c.execute("BEGIN IMMEDIATE")
         try:
+            # asked again under the write lock: another process may have just created it
+            has = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+            ).fetchone()
             if not has:
                 c.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
                 c.execute("INSERT INTO schema_version VALUES (0)")
@@ -91,6 +91,16 @@ class SqliteStore:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def _version(self) -> int:
+        has = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+        ).fetchone()
+        return (
+            int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
+            if has
+            else 0
+        )
 
     @property
     def schema_version(self) -> int:
