@@ -53,27 +53,49 @@ class SqliteStore:
                 os.makedirs(folder, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"cannot create the folder for the run record {path}: {e}") from e
-        try:
-            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"cannot open the run record {path}: {e} "
-                "(is it an SQLite database? set DAGMILL_DATABASE_URL or DAGMILL_HOME elsewhere)"
-            ) from e
+        # SQLite answers BUSY without waiting in a few set-up paths (switching a new file to
+        # WAL, recovering its index): retry the opening for a while, then say so
+        delay, deadline = 0.01, time.monotonic() + 15
+        while True:
+            try:
+                self._conn = self._open(path)
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise StoreError(f"cannot open the run record {path}: {e}") from e
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"the run record {path} stayed locked for 15 s: is another process "
+                        "holding a long transaction on it?"
+                    ) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(
+                    f"cannot open the run record {path}: {e} "
+                    "(is it an SQLite database? set DAGMILL_DATABASE_URL or DAGMILL_HOME elsewhere)"
+                ) from e
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
         self._task_status: dict[tuple[str, str], tuple[str, int]] = {}
         self._attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._heartbeats: set[str] = set()
 
+    def _open(self, path: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     # -- schema ----------------------------------------------------------------------
-    def _migrate(self) -> None:
-        c = self._conn
-        if self._version() == LATEST:
+    def _migrate(self, c: sqlite3.Connection) -> None:
+        if self._version(c) == LATEST:
             return
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -92,19 +114,16 @@ class SqliteStore:
             c.execute("ROLLBACK")
             raise
 
-    def _version(self) -> int:
-        has = self._conn.execute(
+    @staticmethod
+    def _version(c: sqlite3.Connection) -> int:
+        has = c.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
         ).fetchone()
-        return (
-            int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
-            if has
-            else 0
-        )
+        return int(c.execute("SELECT version FROM schema_version").fetchone()[0]) if has else 0
 
     @property
     def schema_version(self) -> int:
-        return int(self._conn.execute("SELECT version FROM schema_version").fetchone()[0])
+        return self._version(self._conn)
 
     # -- writing -----------------------------------------------------------------------
     def create_run(
