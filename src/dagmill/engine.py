@@ -114,6 +114,7 @@ def run_plan(
                     plan.tasks[tid].reason,
                     s.resources.to_dict(),
                     state.status[tid].value,
+                    plan.tasks[tid].fingerprint,
                 )
                 for tid, s in graph.tasks.items()
             ),
@@ -243,6 +244,7 @@ class _Loop:
         self.pool.release(alloc)
         spec = self.graph.tasks[tid]
         error = r.error
+        fp = None
         if r.ok and spec.outputs:
             version = output_version(spec.outputs)
             if version is None:
@@ -261,10 +263,12 @@ class _Loop:
                 )
             else:
                 self.versions[tid] = version
-                self.records.put(spec.outputs[0].location, make_record(spec, inputs))
+                record = make_record(spec, inputs)
+                self.records.put(spec.outputs[0].location, record)
+                fp = record.fingerprint
         if error is None:
             self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended)
-            self.set_status(tid, S.SUCCESS)
+            self.set_status(tid, S.SUCCESS, fingerprint=fp)
             self.state.succeed(tid)
             return
         self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error)
@@ -279,10 +283,12 @@ class _Loop:
         for d in self.state.fail(tid):
             self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
 
-    def set_status(self, tid: str, status: TaskRunStatus, detail: str = "") -> None:
+    def set_status(
+        self, tid: str, status: TaskRunStatus, detail: str = "", fingerprint: str | None = None
+    ) -> None:
         if self.store is not None:
             self.store.task_status(
-                self.result.run_id, tid, status.value, self.result.attempts.get(tid, 0)
+                self.result.run_id, tid, status.value, self.result.attempts.get(tid, 0), fingerprint
             )
         if self.reporter is not None:
             self.reporter.task_changed(tid, status, detail)

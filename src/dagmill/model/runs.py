@@ -60,4 +60,5 @@ class RunTaskInfo:
     status: str
     attempts: int
     resources: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
     history: tuple[TaskAttempt, ...] = ()

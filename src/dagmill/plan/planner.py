@@ -36,6 +36,7 @@ class TaskPlan:
     state: PlanState
     reason: str = ""
     missing_input: bool = False  # an external input that is not there
+    fingerprint: str = ""  # of a COMPLETE task, as recorded
 
     @property
     def runs(self) -> bool:
@@ -126,6 +127,8 @@ def _decide(
         inputs = _current_inputs(spec, versions, rec)
         if fingerprint(spec.params, spec.code, inputs) != rec.fingerprint:
             return TaskPlan(PlanState.STALE, _why(spec, graph, rec, inputs))
+        versions[spec.id] = outs
+        return TaskPlan(PlanState.COMPLETE, fingerprint=rec.fingerprint)
     versions[spec.id] = outs
     return _COMPLETE
 
@@ -202,7 +205,7 @@ def _why(spec: TaskSpec, graph: Graph, rec: Record, inputs: Mapping[str, str]) -
         if up not in rec.inputs:
             reasons.append(f"input {_name(graph, up) if up in graph else up} added")
         elif up not in inputs:
-            reasons.append(f"input {up} removed")
+            reasons.append(f"input {up.split('_', 1)[0]} removed")
         elif inputs[up] != rec.inputs[up]:
             reasons.append(f"input {_name(graph, up)} changed")
     if not reasons:

@@ -34,6 +34,7 @@ class NewRunTask:
     plan_reason: str
     resources: dict[str, Any]
     status: str
+    fingerprint: str = ""
 
 
 _RUN_COLS = (
@@ -76,7 +77,7 @@ class SqliteStore:
                     "(is it an SQLite database? set DAGMILL_DATABASE_URL or DAGMILL_HOME elsewhere)"
                 ) from e
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
-        self._task_status: dict[tuple[str, str], tuple[str, int]] = {}
+        self._task_status: dict[tuple[str, str], tuple[str, int, str | None]] = {}
         self._attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._heartbeats: set[str] = set()
 
@@ -147,6 +148,7 @@ class SqliteStore:
                 t.plan_reason,
                 json.dumps(t.resources),
                 t.status,
+                t.fingerprint or None,
             )
             for t in tasks
         ]
@@ -158,13 +160,19 @@ class SqliteStore:
             )
             c.executemany(
                 "INSERT INTO run_tasks (run_id, task_id, family, params, upstream, plan_state,"
-                " plan_reason, resources, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " plan_reason, resources, status, fingerprint)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
-    def task_status(self, run_id: str, task_id: str, status: str, attempts: int) -> None:
+    def task_status(
+        self, run_id: str, task_id: str, status: str, attempts: int, fingerprint: str | None = None
+    ) -> None:
         """Buffer a task's status in a run (written at the next flush)."""
-        self._task_status[(run_id, task_id)] = (status, attempts)
+        prev = self._task_status.get((run_id, task_id))
+        if fingerprint is None and prev is not None:
+            fingerprint = prev[2]
+        self._task_status[(run_id, task_id)] = (status, attempts, fingerprint)
         self._heartbeats.add(run_id)
 
     def task_attempt(
@@ -227,9 +235,9 @@ class SqliteStore:
                 )
             if statuses:
                 c.executemany(
-                    "UPDATE run_tasks SET status = ?, attempts = ?"
-                    " WHERE run_id = ? AND task_id = ?",
-                    [(s, a, r, t) for (r, t), (s, a) in statuses.items()],
+                    "UPDATE run_tasks SET status = ?, attempts = ?,"
+                    " fingerprint = COALESCE(?, fingerprint) WHERE run_id = ? AND task_id = ?",
+                    [(s, a, f, r, t) for (r, t), (s, a, f) in statuses.items()],
                 )
             c.executemany(
                 "UPDATE runs SET heartbeat_at = ? WHERE id = ?", [(now, r) for r in beats]
@@ -304,11 +312,12 @@ class SqliteStore:
                 resources=json.loads(r[6]),
                 status=r[7],
                 attempts=r[8],
+                fingerprint=r[9],
                 history=tuple(history.get(r[0], ())),
             )
             for r in self._conn.execute(
                 "SELECT task_id, family, params, upstream, plan_state, plan_reason, resources,"
-                " status, attempts FROM run_tasks WHERE run_id = ? ORDER BY rowid",
+                " status, attempts, fingerprint FROM run_tasks WHERE run_id = ? ORDER BY rowid",
                 (run_id,),
             )
         ]
