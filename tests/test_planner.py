@@ -463,3 +463,29 @@ def test_records_live_beside_outputs_and_travel_with_the_data(tmp_path: Path) ->
     result = run_quietly([Score(), Clean()])
     assert set(result.statuses.values()) == {TaskRunStatus.SKIPPED}
     assert Score().outputLoad() == {"score": 4}
+
+
+def test_a_module_rewritten_in_place_and_reloaded_is_hashed_from_its_new_source(tmp_path, data_dir):
+    """A notebook or `importlib.reload` re-imports the same file: the new code counts."""
+    import importlib
+    import sys as _sys
+
+    mod_file = tmp_path / "reloaded_flow.py"
+    body = (
+        "import dagmill\n\n\nclass Reloaded(dagmill.tasks.TaskPickle):\n"
+        "    def run(self):\n        self.save({value})\n"
+    )
+    mod_file.write_text(body.format(value=1))
+    _sys.path.insert(0, str(tmp_path))
+    try:
+        mod = importlib.import_module("reloaded_flow")
+        dagmill.run(mod.Reloaded(), execution_summary=False)
+        mod_file.write_text(body.format(value=2) + "\n")  # other size: a new mtime/size key
+        mod = importlib.reload(mod)
+        plan, _ = make_plan([mod.Reloaded()])
+        tp = plan.tasks[mod.Reloaded().task_id]
+        assert tp.state.value == "STALE"
+        assert "code of Reloaded.run changed" in tp.reason
+    finally:
+        _sys.path.remove(str(tmp_path))
+        _sys.modules.pop("reloaded_flow", None)

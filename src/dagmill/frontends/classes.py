@@ -14,7 +14,6 @@ outputs are targets under ``settings.dirpath/<Family>/<task_id>-<key>.<ext>``.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 from dagmill import settings
 from dagmill.errors import DefinitionError, OutputError, ParameterError, ResourceError
-from dagmill.frontends.code import class_code
+from dagmill.frontends.code import class_code, class_location
 from dagmill.io import targets as T
 from dagmill.io.atomic import atomic_path
 from dagmill.model.graph import Graph
@@ -449,10 +448,7 @@ def _resources(cls: type[Task]) -> Resources:
 
 def _source(cls: type) -> str | None:
     if cls not in _source_cache:
-        try:
-            _source_cache[cls] = f"{inspect.getsourcefile(cls)}:{inspect.getsourcelines(cls)[1]}"
-        except (OSError, TypeError):
-            _source_cache[cls] = None
+        _source_cache[cls] = class_location(cls)
     return _source_cache[cls]
 
 

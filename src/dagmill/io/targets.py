@@ -43,10 +43,13 @@ class Target:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._location = os.fspath(path)
+        self._path: Path | None = None
 
     @property
     def path(self) -> Path:
-        return Path(self._location)
+        if self._path is None:
+            self._path = Path(self._location)
+        return self._path
 
     @property
     def location(self) -> str:

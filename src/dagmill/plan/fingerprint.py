@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from dagmill.model.ids import digest
@@ -15,5 +14,8 @@ def fingerprint(
     code: tuple[tuple[str, str], ...],
     inputs: Mapping[str, str],
 ) -> str:
-    """Hash of everything a task's output depends on."""
-    return digest(json.dumps([params, code, sorted(inputs.items())], separators=(",", ":")))
+    """Hash of everything a task's output depends on.
+
+    The text hashed is the ``repr`` of tuples of strings: canonical, and made in C.
+    """
+    return digest(repr((params, code, tuple(sorted(inputs.items())))))

@@ -109,7 +109,10 @@ def _decide(
     if not spec.outputs:
         return TaskPlan(PlanState.PENDING, "has no outputs, so it always runs")
     if outs is None:
-        present = [o for o in spec.outputs if output_version((o,)) is not None]
+        # with one output, "missing" is all there is to know: spare the second stat
+        present = []
+        if len(spec.outputs) > 1:
+            present = [o for o in spec.outputs if output_version((o,)) is not None]
         if present:
             gone = next(o for o in spec.outputs if o not in present)
             return TaskPlan(PlanState.STALE, f"output {gone.key} is missing")

@@ -146,7 +146,7 @@ class SqliteStore:
                 json.dumps(list(t.upstream)),
                 t.plan_state,
                 t.plan_reason,
-                json.dumps(t.resources),
+                json.dumps(t.resources) if t.resources else "{}",
                 t.status,
                 t.fingerprint or None,
             )
