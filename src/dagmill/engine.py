@@ -235,8 +235,11 @@ class _Loop:
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
         self.attempt(tid, att, S.RUNNING, started=time.time())
-        env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))} if self.gpu_env else {}
-        self.ex.submit(Submission(tid, att, spec.action, env, spec.timeout))
+        if self.gpu_env:
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))}
+            self.ex.submit(Submission(tid, att, spec.action, env, spec.timeout))
+        else:
+            self.ex.submit(Submission(tid, att, spec.action, timeout=spec.timeout))
 
     def finished(self, r: TaskResult) -> None:
         tid = r.task_id
@@ -288,7 +291,12 @@ class _Loop:
     ) -> None:
         if self.store is not None:
             self.store.task_status(
-                self.result.run_id, tid, status.value, self.result.attempts.get(tid, 0), fingerprint
+                # a StrEnum member is already the str to store; .value costs a descriptor call
+                self.result.run_id,
+                tid,
+                status,
+                self.result.attempts.get(tid, 0),
+                fingerprint,
             )
         if self.reporter is not None:
             self.reporter.task_changed(tid, status, detail)
@@ -310,7 +318,7 @@ class _Loop:
             self.result.run_id,
             tid,
             att,
-            status.value,
+            status,
             started_at=started,
             ended_at=ended,
             waiting_for=waiting_for,

@@ -13,8 +13,9 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 __all__ = ["Executor", "Submission", "TaskError", "TaskResult", "execute"]
 
@@ -22,14 +23,17 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIB_DIRS = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+# NamedTuples, not frozen dataclasses: one of each per task, and they are built in C
+class Submission(NamedTuple):
     """One attempt of one task, as handed to an executor."""
 
     task_id: str
     attempt: int
     action: Callable[[], Any] | None  # None: the executor was handed it at start()
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = _NO_ENV
     timeout: float | None = None
 
 
@@ -47,8 +51,7 @@ class TaskError:
         return f"{self.type}: {self.message}{where}"
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
+class TaskResult(NamedTuple):
     task_id: str
     attempt: int
     ok: bool
@@ -94,13 +97,25 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 def execute(sub: Submission, action: Callable[[], Any]) -> TaskResult:
     """Run one submission's action here and now; exceptions become a TaskError."""
+    if sub.env or sub.timeout:
+        return _execute_with(sub, action)
     started = time.time()
+    try:
+        action()
+    except Exception as e:  # the task's own failure: report it, keep the run going
+        return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), _describe(e))
+    return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
+
+
+def _execute_with(sub: Submission, action: Callable[[], Any]) -> TaskResult:
+    """``execute`` with environment variables set and a timeout armed for the task."""
     saved = {k: os.environ.get(k) for k in sub.env}
     os.environ.update(sub.env)
     timer = sub.timeout is not None and sub.timeout > 0
     if timer:
         old_handler = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(sub.timeout or 0))
+    started = time.time()
     try:
         action()
         return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
@@ -109,7 +124,7 @@ def execute(sub: Submission, action: Callable[[], Any]) -> TaskResult:
             "TimeoutError", f"task ran longer than its timeout of {sub.timeout}s", None, ""
         )
         return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), err)
-    except Exception as e:  # the task's own failure: report it, keep the run going
+    except Exception as e:
         return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), _describe(e))
     finally:
         if timer:

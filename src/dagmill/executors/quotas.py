@@ -37,6 +37,7 @@ class ResourcePool:
         self._cpu = capacity.cpu_milli
         self._mem = capacity.memory_bytes
         self._gpus = list(gpu_ids if gpu_ids is not None else range(capacity.gpu))
+        self._nothing = Allocation(Resources())
 
     def check(self, request: Resources, who: str) -> None:
         """Raise ResourceError if ``request`` can never fit, naming ``who`` asked."""
@@ -50,7 +51,7 @@ class ResourcePool:
     def try_acquire(self, request: Resources) -> Allocation | str:
         """An allocation, or a sentence saying what the request waits for."""
         if request.empty:
-            return Allocation(request)
+            return self._nothing
         if request.cpu_milli > self._cpu:
             return (
                 f"waiting for cpu: needs {_cpu(request.cpu_milli)}, "

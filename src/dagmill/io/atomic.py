@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import Iterator
 
 __all__ = ["TMP_MARKER", "atomic_path", "ensure_dir"]
 
@@ -30,17 +29,25 @@ def ensure_dir(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
-    final = os.fspath(path)
-    folder, name = os.path.split(final)
-    ensure_dir(folder or ".")
-    tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+class atomic_path:
+    """``with atomic_path(path) as tmp:`` yields a temporary path beside ``path`` and
+    renames it to ``path`` if the block succeeds (a small class: this runs once per output,
+    and a generator-based context manager costs more)."""
+
+    __slots__ = ("final", "tmp")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.final = os.fspath(path)
+        folder, name = os.path.split(self.final)
+        ensure_dir(folder or ".")
+        self.tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
+
+    def __enter__(self) -> str:
+        return self.tmp
+
+    def __exit__(self, et: object, ev: object, tb: object) -> None:
+        if et is None:
+            os.replace(self.tmp, self.final)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)

@@ -28,6 +28,8 @@ __all__ = ["RECORDS_FILE", "Record", "RecordBook", "output_version"]
 RECORDS_FILE = ".dagmill-records.jsonl"
 _MEMORY = "memory://"
 _memory_records: dict[str, dict[str, Any]] = {}
+# one encoder for all lines: json.dumps with options builds a new encoder on every call
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ class RecordBook:
         folder, key = os.path.split(location)
         d = record.to_json(key)
         self._folder(folder)[key] = d
-        self._pending.setdefault(folder, []).append(json.dumps(d, separators=(",", ":")))
+        self._pending.setdefault(folder, []).append(_encode(d))
 
     def forget(self, location: str) -> None:
         """Drop the record of an output (used by reset); written as a tombstone line."""
@@ -114,7 +116,7 @@ class RecordBook:
             return
         folder, key = os.path.split(location)
         if self._folder(folder).pop(key, None) is not None:
-            self._pending.setdefault(folder, []).append(json.dumps({"o": key, "fp": None}))
+            self._pending.setdefault(folder, []).append(_encode({"o": key, "fp": None}))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
@@ -165,5 +167,5 @@ class RecordBook:
             atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp,
             open(tmp, "w", encoding="utf-8") as f,
         ):
-            f.write("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in recs.values()))
+            f.write("".join(_encode(d) + "\n" for d in recs.values()))
         self._lines[folder] = len(recs)

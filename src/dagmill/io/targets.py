@@ -76,7 +76,8 @@ class Target:
     def load(self, cached: bool = False, **kwargs: Any) -> Any:
         raise OutputError(f"{type(self).__name__} at {self.path} cannot be loaded")
 
-    def save(self, obj: Any, **kwargs: Any) -> Path:
+    def save(self, obj: Any, **kwargs: Any) -> Target:
+        """Save ``obj``; returns the target (path-like: ``open(target)`` works)."""
         raise OutputError(f"{type(self).__name__} at {self.path} cannot be saved")
 
     def __repr__(self) -> str:
@@ -108,10 +109,10 @@ class DataTarget(Target):
             _load_cache[key] = obj
         return obj
 
-    def save(self, obj: Any, **kwargs: Any) -> Path:
+    def save(self, obj: Any, **kwargs: Any) -> Target:
         with atomic_path(self._location) as tmp:
             self.format.write(obj, tmp, **kwargs)
-        return self.path
+        return self
 
 
 class PickleTarget(DataTarget):
@@ -126,7 +127,7 @@ class JsonTarget(DataTarget):
     def load(self, cached: bool = False, **kwargs: Any) -> Any:
         return super().load(cached, **kwargs)["data"]
 
-    def save(self, obj: Any, **kwargs: Any) -> Path:
+    def save(self, obj: Any, **kwargs: Any) -> Target:
         kwargs.setdefault("indent", 4)
         return super().save({"data": obj}, **kwargs)
 
@@ -180,9 +181,9 @@ class CacheTarget(Target):
             )
         return memory.load(self.location)
 
-    def save(self, obj: Any, **kwargs: Any) -> Path:
+    def save(self, obj: Any, **kwargs: Any) -> Target:
         memory.save(self.location, obj)
-        return self.path
+        return self
 
 
 class PdCacheTarget(CacheTarget):
