@@ -48,7 +48,7 @@ def _worker_main(conn: Connection, actions: Mapping[str, Callable[[], Any]] | No
             return
         # plain tuples both ways: pickling dataclasses costs more than the pipe itself
         tid, attempt, action, env, timeout = msg
-        r = execute(Submission(tid, attempt, action, env, timeout), action or known[tid])
+        r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
         conn.send((r.ok, r.started, r.ended, r.error))
 
 
@@ -100,7 +100,8 @@ class LocalExecutor(Executor):
         w = self._idle.pop()
         w.sub, w.started = sub, time.time()
         action = None if sub.task_id in self._actions else sub.action
-        w.conn.send((sub.task_id, sub.attempt, action, sub.env, sub.timeout))
+        env = dict(sub.env) if sub.env else None
+        w.conn.send((sub.task_id, sub.attempt, action, env, sub.timeout))
         self._busy.add(w)
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
