@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,26 +80,63 @@ def output_version(outputs: Iterable[OutputRef]) -> str | None:
     return "|".join(parts)
 
 
+# Lines are written as {"o": key, "f": family, "fp": fingerprint, ...}: the planner needs
+# only those three, so reading takes them with a regex and decodes a line when asked.
+_HEAD = re.compile(r'\{"o":("(?:[^"\\]|\\.)*"),"f":("(?:[^"\\]|\\.)*"),"fp":(?:"([0-9a-f]+)"|null)')
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1] if "\\" not in s else str(json.loads(s))
+
+
+class _Entry:
+    __slots__ = ("_d", "family", "fp", "raw")
+
+    def __init__(self, fp: str, family: str, raw: str | None, d: dict[str, Any] | None) -> None:
+        self.fp, self.family, self.raw, self._d = fp, family, raw, d
+
+    def data(self) -> dict[str, Any]:
+        if self._d is None:
+            self._d = json.loads(self.raw or "{}")
+        return self._d
+
+    def line(self) -> str:
+        return self.raw if self.raw is not None else _encode(self.data())
+
+
 class RecordBook:
     """Reads records lazily per folder and buffers new ones until ``flush()``."""
 
     def __init__(self) -> None:
-        self._folders: dict[str, dict[str, dict[str, Any]]] = {}
+        self._folders: dict[str, dict[str, _Entry]] = {}
         self._lines: dict[str, int] = {}
         self._pending: dict[str, list[str]] = {}
+        self._latest: dict[tuple[str, str], Record | None] = {}
 
-    def get(self, location: str) -> Record | None:
+    def _entry(self, location: str) -> _Entry | None:
         if location.startswith(_MEMORY):
             d = _memory_records.get(location)
-        else:
-            folder, key = os.path.split(location)
-            d = self._folder(folder).get(key)
-        return Record.from_json(d) if d else None
+            return _Entry(d["fp"], d.get("f", ""), None, d) if d else None
+        folder, key = os.path.split(location)
+        return self._folder(folder).get(key)
+
+    def fingerprint(self, location: str) -> str | None:
+        """Just the recorded fingerprint (the planner's fast path)."""
+        e = self._entry(location)
+        return e.fp if e else None
+
+    def get(self, location: str) -> Record | None:
+        e = self._entry(location)
+        return Record.from_json(e.data()) if e else None
 
     def latest(self, folder: str, family: str) -> Record | None:
         """The most recent record of ``family`` in ``folder`` (for "what changed" reasons)."""
-        recs = [d for d in self._folder(folder).values() if d.get("f") == family]
-        return Record.from_json(max(recs, key=lambda d: d.get("t", 0.0))) if recs else None
+        key = (folder, family)
+        if key not in self._latest:
+            recs = [e.data() for e in self._folder(folder).values() if e.family == family]
+            best = max(recs, key=lambda d: d.get("t", 0.0)) if recs else None
+            self._latest[key] = Record.from_json(best) if best else None
+        return self._latest[key]
 
     def put(self, location: str, record: Record) -> None:
         if location.startswith(_MEMORY):
@@ -106,8 +144,10 @@ class RecordBook:
             return
         folder, key = os.path.split(location)
         d = record.to_json(key)
-        self._folder(folder)[key] = d
-        self._pending.setdefault(folder, []).append(_encode(d))
+        line = _encode(d)
+        self._folder(folder)[key] = _Entry(record.fingerprint, record.family, line, d)
+        self._pending.setdefault(folder, []).append(line)
+        self._latest.pop((folder, record.family), None)
 
     def forget(self, location: str) -> None:
         """Drop the record of an output (used by reset); written as a tombstone line."""
@@ -132,40 +172,51 @@ class RecordBook:
                 os.close(fd)
             self._lines[folder] = self._lines.get(folder, 0) + len(lines)
 
-    def _folder(self, folder: str) -> dict[str, dict[str, Any]]:
+    def _folder(self, folder: str) -> dict[str, _Entry]:
         recs = self._folders.get(folder)
         if recs is None:
             recs = self._folders[folder] = self._read(folder)
         return recs
 
-    def _read(self, folder: str) -> dict[str, dict[str, Any]]:
+    def _read(self, folder: str) -> dict[str, _Entry]:
         path = os.path.join(folder, RECORDS_FILE)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         except (FileNotFoundError, NotADirectoryError):
             return {}
-        recs: dict[str, dict[str, Any]] = {}
+        recs: dict[str, _Entry] = {}
         lines = text.split("\n")
+        head = _HEAD.match
         for line in lines[:-1]:  # the part after the last newline may be torn: ignore it
-            try:
+            m = head(line)
+            if m is not None and line.endswith("}"):
+                key, fp = _unquote(m.group(1)), m.group(3)
+                if fp is None:
+                    recs.pop(key, None)
+                else:
+                    recs[key] = _Entry(fp, _unquote(m.group(2)), line, None)
+                continue
+            try:  # written some other way (by hand, an older dagmill): decode it all
                 d = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(d, dict) or "o" not in d:
+                continue
             if d.get("fp") is None:
-                recs.pop(d.get("o"), None)
+                recs.pop(d["o"], None)
             else:
-                recs[d["o"]] = d
+                recs[d["o"]] = _Entry(d["fp"], d.get("f", ""), line, d)
         n = len(lines) - 1
         self._lines[folder] = n
         if n > 1000 and n > 3 * len(recs):
             self._compact(folder, recs)
         return recs
 
-    def _compact(self, folder: str, recs: Mapping[str, Mapping[str, Any]]) -> None:
+    def _compact(self, folder: str, recs: Mapping[str, _Entry]) -> None:
         with (
             atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp,
             open(tmp, "w", encoding="utf-8") as f,
         ):
-            f.write("".join(_encode(d) + "\n" for d in recs.values()))
+            f.write("".join(e.line() + "\n" for e in recs.values()))
         self._lines[folder] = len(recs)

@@ -47,17 +47,7 @@ class Graph:
                 "tasks depend on tasks that are not in the graph: " + "; ".join(missing[:5])
             )
         _check_single_producers(tasks)
-        sorter = graphlib.TopologicalSorter({tid: s.upstream for tid, s in tasks.items()})
-        try:
-            order = tuple(sorter.static_order())
-        except graphlib.CycleError as e:
-            cycle = list(e.args[1])
-            raise CycleError(
-                "the task graph has a cycle: "
-                + " -> ".join(cycle)
-                + ". Remove one of these dependencies.",
-                cycle,
-            ) from None
+        order = _topological(tasks, downstream)
         tgt = tuple(targets) or tuple(t for t in order if not downstream[t])
         return cls(
             tasks=MappingProxyType(tasks),
@@ -101,6 +91,34 @@ class Graph:
             (self.tasks[t] for t in self.order if t in keep),
             targets=[t for t in self.targets if t in keep],
         )
+
+
+def _topological(
+    tasks: Mapping[str, TaskSpec], downstream: Mapping[str, list[str]]
+) -> tuple[str, ...]:
+    """Kahn's algorithm, upstream first; on a cycle, graphlib finds it for the message."""
+    waiting = {tid: len(set(s.upstream)) for tid, s in tasks.items()}
+    order = [tid for tid, n in waiting.items() if n == 0]
+    i = 0
+    while i < len(order):
+        for d in dict.fromkeys(downstream[order[i]]):
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                order.append(d)
+        i += 1
+    if len(order) < len(tasks):
+        sorter = graphlib.TopologicalSorter({tid: s.upstream for tid, s in tasks.items()})
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as e:
+            cycle = list(e.args[1])
+            raise CycleError(
+                "the task graph has a cycle: "
+                + " -> ".join(cycle)
+                + ". Remove one of these dependencies.",
+                cycle,
+            ) from None
+    return tuple(order)
 
 
 def _check_single_producers(tasks: Mapping[str, TaskSpec]) -> None:

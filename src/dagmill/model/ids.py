@@ -22,8 +22,13 @@ _TRUNCATE_HASH = 10
 _INVALID = re.compile(r"[^A-Za-z0-9_]")
 
 
+_NO_PARAMS_HASH = hashlib.md5(b"{}", usedforsecurity=False).hexdigest()[:_TRUNCATE_HASH]
+
+
 def task_id(family: str, params: Mapping[str, str]) -> str:
     """The id of a task: family, the first 20 canonical param values, a hash of all."""
+    if not params:
+        return f"{family}__{_NO_PARAMS_HASH}"
     # the same text as json.dumps(params, separators=(",", ":"), sort_keys=True), faster
     param_str = "{" + ",".join(f"{_enc(k)}:{_enc(params[k])}" for k in sorted(params)) + "}"
     param_hash = hashlib.md5(param_str.encode("utf-8"), usedforsecurity=False).hexdigest()

@@ -122,16 +122,24 @@ def _decide(
     if options.check_dependencies and running_up:
         return TaskPlan(PlanState.STALE, f"upstream {_name(graph, running_up[0])} will run")
     if options.detect_changes:
-        rec = records.get(spec.outputs[0].location)
-        if rec is None:
+        recorded = records.fingerprint(spec.outputs[0].location)
+        if recorded is None:
             return TaskPlan(
                 PlanState.STALE, "outputs exist but no fingerprint was recorded for them"
             )
-        inputs = _current_inputs(spec, versions, rec)
-        if fingerprint(spec.params, spec.code, inputs) != rec.fingerprint:
-            return TaskPlan(PlanState.STALE, _why(spec, graph, rec, inputs))
+        inputs = {u: versions[u] for u in spec.upstream if u in versions}
+        if len(inputs) < len(spec.upstream) or (
+            fingerprint(spec.params, spec.code, inputs) != recorded
+        ):
+            # the slow path: the whole record, for upstream tasks about to run (without
+            # check_dependencies) and for the reasons of a STALE task
+            rec = records.get(spec.outputs[0].location)
+            assert rec is not None
+            inputs = _current_inputs(spec, versions, rec)
+            if fingerprint(spec.params, spec.code, inputs) != recorded:
+                return TaskPlan(PlanState.STALE, _why(spec, graph, rec, inputs))
         versions[spec.id] = outs
-        return TaskPlan(PlanState.COMPLETE, fingerprint=rec.fingerprint)
+        return TaskPlan(PlanState.COMPLETE, fingerprint=recorded)
     versions[spec.id] = outs
     return _COMPLETE
 
