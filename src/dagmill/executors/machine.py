@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -23,12 +24,20 @@ def _gpu_ids() -> list[int]:
     )
 
 
-def machine_pool() -> ResourcePool:
-    """CPUs, physical memory and GPUs (``CUDA_VISIBLE_DEVICES`` or ``/dev/nvidiaN``)."""
+@functools.cache
+def _capacity() -> tuple[Resources, tuple[int, ...]]:
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         memory = 8 * 2**30
-    gpus = _gpu_ids()
-    cap = Resources(cpu_milli=(os.cpu_count() or 1) * 1000, memory_bytes=memory, gpu=len(gpus))
+    gpus = tuple(_gpu_ids())
+    cpus = (os.cpu_count() or 1) * 1000
+    return Resources(cpu_milli=cpus, memory_bytes=memory, gpu=len(gpus)), gpus
+
+
+def machine_pool() -> ResourcePool:
+    """CPUs, physical memory and GPUs (``CUDA_VISIBLE_DEVICES`` or ``/dev/nvidiaN``)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # may change between runs of one process
+        _capacity.cache_clear()
+    cap, gpus = _capacity()
     return ResourcePool(cap, gpus)
