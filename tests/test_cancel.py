@@ -179,3 +179,71 @@ def test_sigint_cancels_the_run_and_everything_it_started(
         for pid in child_pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_killing_the_engine_stops_its_workers_and_what_they_started(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """kill -9 of the engine (an OOM kill, a CI timeout): no worker or task child lives on,
+    and the workers unwind, so no temporary output stays behind."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "cancel_me.py"
+    script.write_text(SCRIPT)
+    with open(tmp_path / "run.log", "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, os.fspath(script), os.fspath(marks), os.fspath(data_dir), "2"],
+            cwd=tmp_path, env=dict(os.environ), start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    child_pids: list[int] = []
+    try:
+        assert _wait_for(
+            lambda: all((marks / f"writing-{i}").exists() for i in range(2)), timeout=20
+        ), "the tasks did not start"
+        child_pids = [int((marks / f"child-{i}").read_text()) for i in range(2)]
+        workers = [int((marks / f"writing-{i}").read_text()) for i in range(2)]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+        gone = _wait_for(lambda: not any(_alive(p) for p in child_pids + workers), timeout=5)
+        assert gone, f"left running after the engine died: {child_pids + workers}"
+        leftovers = [p for p in data_dir.rglob("*") if ".dagmill-tmp-" in p.name]
+        assert leftovers == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in child_pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_to_the_cli_cancels_and_records_the_run(tmp_path: Path) -> None:
+    flow = tmp_path / "slow_flow.py"
+    flow.write_text(
+        "import time\nfrom pathlib import Path\nimport dagmill\n\n\n"
+        "class Sleepy(dagmill.tasks.TaskPickle):\n"
+        "    def run(self):\n"
+        "        Path('started').touch()\n"
+        "        time.sleep(60)\n"
+        "        self.save(1)\n"
+    )
+    env = {**os.environ, "DAGMILL_HOME": os.fspath(tmp_path / ".dagmill")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagmill.cli.main", "run", f"{flow}:Sleepy", "--workers", "2",
+         "--quiet"],
+        cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: (tmp_path / "started").exists(), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    store = open_store(f"sqlite:///{tmp_path}/.dagmill/dagmill.db")
+    try:
+        (run,) = store.list_runs()
+        assert run.status == "CANCELLED"
+    finally:
+        store.close()

@@ -184,7 +184,6 @@ class _Loop:
     def run(self) -> None:
         ready: deque[str] = deque(self.state.take_ready())
         self.ex.start({t: a for t in self.state.status if (a := self.graph.tasks[t].action)})
-        seq = 0
         while not self.state.finished:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
@@ -223,7 +222,6 @@ class _Loop:
                     f"{len(ready)} tasks wait for resources while nothing runs: "
                     + self.waiting_for.get(ready[0], "")
                 )
-            seq += 1
 
     def submit(self, tid: str, alloc: Allocation) -> None:
         spec = self.graph.tasks[tid]

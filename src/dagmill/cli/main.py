@@ -158,6 +158,7 @@ def run(
 
     task = _load_target(target, params, data_dir)
     pool_spec = _parse_pool(pool) if pool else None
+    _cancel_on_sigterm()
     progress = None if (quiet or as_json) else Progress()
     try:
         with progress if progress is not None else _null():
@@ -272,6 +273,16 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]}, indent=2))
         return
     run_detail(info, tasks)
+
+
+def _cancel_on_sigterm() -> None:
+    """`kill PID` cancels a run the way Ctrl-C does: recorded, workers and children stopped."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _parse_pool(text: str) -> dict[str, str]:

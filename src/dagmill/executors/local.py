@@ -29,12 +29,32 @@ _GRACE_SECONDS = 3.0
 _actions: Mapping[str, Callable[[], Any]] = {}
 
 
-def _worker_main(conn: Connection, actions: Mapping[str, Callable[[], Any]] | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send SIGTERM if the engine dies (kill -9): no orphaned workers."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the pipe's EOF still ends an idle worker
+    if os.getppid() != parent:  # the engine died before the request was made
+        os._exit(1)
+
+
+def _worker_main(
+    conn: Connection, actions: Mapping[str, Callable[[], Any]] | None, parent: int
+) -> None:
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
+    _die_with_parent(parent)
 
     def _terminate(signum: int, frame: Any) -> None:
-        # unwinds the task's stack, so atomic writes remove their temporary files
+        # what the task started goes too (it shares this worker's process group) ...
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with contextlib.suppress(OSError):
+            os.killpg(0, signal.SIGTERM)
+        # ... and the task's stack unwinds, so atomic writes remove their temporary files
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -57,7 +77,9 @@ class _Worker:
 
     def __init__(self, ctx: Any, actions: Mapping[str, Callable[[], Any]] | None) -> None:
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, actions), daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, actions, os.getpid()), daemon=True
+        )
         self.proc.start()
         child.close()
         self.conn: Connection = parent
