@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := examples/ml/pipeline.py:Evaluate
 DEMO_DATA := examples/ml/data
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test services lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,20 @@ demo: $(VENV)/.installed
 	@bash examples/ml/demo.sh $(BIN)/dagmill $(DEMO) $(DEMO_DATA)
 
 ## test: install dev extras, lint, type-check, check layers, run the whole suite
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev services
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+## services: the local servers the tests talk to (PostgreSQL); started if they are down
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+	  || { command -v pg_ctlcluster >/dev/null \
+	       && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start \
+	       && for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; } \
+	  || echo "PostgreSQL is not running and could not be started: the PostgreSQL tests will fail"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests examples bench

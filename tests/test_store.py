@@ -54,8 +54,8 @@ def run(tasks, **kwargs) -> dagmill.RunResult:
 
 
 @pytest.fixture
-def store():
-    s = open_store()
+def store(database_url: str):
+    s = open_store(database_url)
     yield s
     s.close()
 
@@ -178,10 +178,8 @@ def test_delete_run_removes_run_and_its_tasks(store) -> None:
     assert [r.id for r in store.list_runs()] == [keep]
     assert len(store.get_run_tasks(keep)) == 1
     assert store.delete_run(gone) is False
-    db = Path(os.environ["DAGMILL_HOME"]) / "dagmill.db"
-    with sqlite3.connect(db) as conn:
-        left = conn.execute("SELECT COUNT(*) FROM task_runs WHERE run_id = ?", (gone,)).fetchone()
-    assert left == (0,)
+    left = store._execute("SELECT COUNT(*) FROM task_runs WHERE run_id = ?", (gone,)).fetchone()
+    assert left[0] == 0
 
 
 def test_a_database_from_a_newer_dagmill_is_refused(tmp_path: Path) -> None:

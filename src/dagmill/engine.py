@@ -22,7 +22,7 @@ from dagmill.io.records import RecordBook, output_version
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.plan.planner import Plan, make_record
 from dagmill.plan.state import RunState
-from dagmill.store.sqlite import NewRunTask, SqliteStore
+from dagmill.store.base import NewRunTask, Store
 
 __all__ = ["Reporter", "RunResult", "new_run_id", "run_plan"]
 
@@ -86,7 +86,7 @@ def run_plan(
     *,
     pool: ResourcePool,
     records: RecordBook,
-    store: SqliteStore | None = None,
+    store: Store | None = None,
     name: str = "",
     reporter: Reporter | None = None,
     run_id: str | None = None,
@@ -162,7 +162,7 @@ class _Loop:
         executor: Executor,
         pool: ResourcePool,
         records: RecordBook,
-        store: SqliteStore | None,
+        store: Store | None,
         reporter: Reporter | None,
         result: RunResult,
     ) -> None:

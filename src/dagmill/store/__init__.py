@@ -1,8 +1,9 @@
 """The run record. The only package that knows SQL.
 
-``open_store()`` returns a :class:`~dagmill.store.sqlite.SqliteStore` for the URL in
-``DAGMILL_DATABASE_URL`` (default: SQLite at ``$DAGMILL_HOME/dagmill.db``, with
-``DAGMILL_HOME`` defaulting to ``./.dagmill``), created and migrated on first use.
+``open_store()`` returns the repository for the URL in ``DAGMILL_DATABASE_URL``: SQLite
+(the default, at ``$DAGMILL_HOME/dagmill.db`` with ``DAGMILL_HOME`` defaulting to
+``./.dagmill``) or PostgreSQL (``postgresql+psycopg://...``), created and migrated on first
+use.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import os
 
 from dagmill.errors import StoreError
+from dagmill.store.base import NewRunTask, Store
 from dagmill.store.sqlite import SqliteStore
 
-__all__ = ["SqliteStore", "dagmill_home", "database_url", "open_store"]
+__all__ = ["NewRunTask", "SqliteStore", "Store", "dagmill_home", "database_url", "open_store"]
 
 
 def dagmill_home() -> str:
@@ -25,7 +27,7 @@ def database_url() -> str:
     )
 
 
-def open_store(url: str | None = None) -> SqliteStore:
+def open_store(url: str | None = None) -> Store:
     """Open (creating and migrating if needed) the store at ``url``."""
     url = url or database_url()
     if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
@@ -43,7 +45,11 @@ def open_store(url: str | None = None) -> SqliteStore:
             f"database URL {url!r} is not a URL: expected sqlite:///path/to/dagmill.db "
             "(set DAGMILL_DATABASE_URL, or unset it to use $DAGMILL_HOME/dagmill.db)"
         )
+    if scheme in ("postgresql", "postgresql+psycopg", "postgres"):
+        from dagmill.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise StoreError(
-        f"database URL {url!r}: this dagmill stores runs in SQLite only "
-        "(sqlite:///path/to/dagmill.db); PostgreSQL comes with the jobs and history work"
+        f"database URL {url!r}: dagmill stores runs in SQLite (sqlite:///path/to/dagmill.db)"
+        " or PostgreSQL (postgresql+psycopg://user@host/db)"
     )

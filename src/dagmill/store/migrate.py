@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -31,7 +32,7 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
-def upgrade(conn: Any, current: int, where: str) -> None:
+def upgrade(execute: Callable[[str], Any], current: int, where: str) -> None:
     """Apply the migrations after ``current`` inside the caller's transaction."""
     if current > LATEST:
         raise SchemaVersionError(
@@ -41,4 +42,4 @@ def upgrade(conn: Any, current: int, where: str) -> None:
     for version, sql in migrations():
         if version > current:
             for stmt in statements(sql):
-                conn.execute(stmt)
+                execute(stmt)

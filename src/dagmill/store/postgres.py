@@ -1,0 +1,78 @@
+"""The run record in PostgreSQL (``postgresql+psycopg://user@host/db``), for team servers.
+
+The repository's SQL is the same as SQLite's; ``?`` placeholders become ``%s``. The
+schema is created or upgraded under a transaction-scoped advisory lock, so many
+processes may open a new database at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from dagmill.errors import StoreError
+from dagmill.store.base import Store
+from dagmill.store.migrate import LATEST
+
+__all__ = ["PostgresStore"]
+
+_MIGRATION_LOCK = 0x6461676D  # "dagm": one migrator at a time, any number of databases
+
+
+class PostgresStore(Store):
+    """The repository over one PostgreSQL database (psycopg 3)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        try:
+            import psycopg
+        except ImportError as e:
+            raise StoreError(
+                "PostgreSQL needs the psycopg driver: pip install 'dagmill[postgres]'"
+            ) from e
+        conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            self._conn = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot connect to the run record at {_safe(url)}: {e}") from e
+        self._sql: dict[str, str] = {}
+        if self.schema_version != LATEST:
+            with self._tx():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                self._migrate()
+
+    def _q(self, sql: str) -> str:
+        q = self._sql.get(sql)
+        if q is None:
+            q = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return q
+
+    def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._q(sql), args)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(self._q(sql), rows)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+    def _has_table(self, name: str) -> bool:
+        row = self._conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def _close(self) -> None:
+        self._conn.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and ":" in url.split("://", 1)[-1].split("@", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.split("@", 1)
+        return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+    return url
