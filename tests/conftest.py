@@ -13,7 +13,7 @@ from dagmill import settings
 
 _DEFAULTS = {k: getattr(settings, k) for k in (
     "dir", "dirpath", "check_dependencies", "detect_changes", "execution_summary",
-    "log_level", "save_with_param", "cached", "record",
+    "log_level", "save_with_param", "cached", "record", "capture_logs",
 )}  # fmt: skip
 
 

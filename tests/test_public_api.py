@@ -14,7 +14,7 @@ PINNED = [
     "IntParameter", "ListParameter", "OutputError", "Parameter", "ParameterError",
     "ResourceError", "RunFailed", "RunResult", "StoreError", "Task", "Workflow",
     "WorkflowMulti", "__version__", "flatten", "inherits", "invalidate_downstream",
-    "invalidate_upstream", "preview", "requires", "run", "set_dir", "settings", "show",
+    "invalidate_upstream", "preview", "requires", "run", "runs", "set_dir", "settings", "show",
     "targets", "taskflow_downstream", "taskflow_upstream", "tasks",
 ]  # fmt: skip
 

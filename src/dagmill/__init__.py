@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 # Names resolve on first use (PEP 562), so `import dagmill` and `dagmill --help` stay fast
 # and pandas/SQL drivers load only when a run needs them.
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "": ("settings", "targets", "tasks"),
+    "": ("runs", "settings", "targets", "tasks"),
     "dagmill.engine": ("RunResult",),
     "dagmill.errors": (
         "CycleError", "DagmillError", "DefinitionError", "OutputError", "ParameterError",
@@ -65,7 +65,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from dagmill import settings, targets, tasks
+    from dagmill import runs, settings, targets, tasks
     from dagmill.engine import RunResult
     from dagmill.errors import (
         CycleError,
@@ -135,6 +135,7 @@ __all__ = [
     "preview",
     "requires",
     "run",
+    "runs",
     "set_dir",
     "settings",
     "show",

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import heapq
 import secrets
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.records import RecordBook, output_version
+from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.plan.planner import Plan, make_record
 from dagmill.plan.state import RunState
@@ -29,6 +32,7 @@ __all__ = ["Reporter", "RunResult", "new_run_id", "run_plan"]
 S = TaskRunStatus
 _FLUSH_EVENTS = 500
 _FLUSH_SECONDS = 0.2
+_HEARTBEAT_SECONDS = 5.0
 
 
 class Reporter(Protocol):
@@ -91,15 +95,22 @@ def run_plan(
     reporter: Reporter | None = None,
     run_id: str | None = None,
     options: Mapping[str, Any] | None = None,
+    job_id: str | None = None,
+    target: RunTarget | None = None,
+    log_dir: str | None = None,
+    secrets: Sequence[str] = (),
+    attempts: Mapping[str, int] | None = None,
 ) -> RunResult:
     """Run every task of ``plan`` that is not complete; return what happened.
 
-    Raises KeyboardInterrupt after recording a cancelled run if interrupted.
+    ``log_dir``: capture each attempt's output there (masking ``secrets``). Raises
+    KeyboardInterrupt after recording a cancelled run if interrupted.
     """
     graph = plan.graph
     state = RunState(graph, plan.to_run)
     run_id = run_id or new_run_id()
     result = RunResult(run_id, RunStatus.RUNNING, plan, state.status, started_at=time.time())
+    result.attempts.update(attempts or {})  # a resumed run numbers its attempts on
     if store is not None:
         store.create_run(
             run_id,
@@ -119,15 +130,26 @@ def run_plan(
                 for tid, s in graph.tasks.items()
             ),
             dict(options or {}),
+            job_id=job_id,
+            target=target,
         )
     if reporter is not None:
         reporter.run_started(run_id, plan)
     loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
+    loop.log_dir, loop.secrets = log_dir, secrets
+    beat = _Heartbeat(loop) if store is not None else None
+    loop.hold()
+    restore = _cancel_on_sigterm()
+    loop.start_executor()  # workers fork here, before the heartbeat thread exists
+    if beat is not None:
+        beat.start()
     interrupted = False
     try:
         loop.run()
     except BaseException:
         interrupted = True
+        if beat is not None:
+            beat.stop()
         executor.cancel()
         for tid in state.cancel_open():
             loop.set_status(tid, S.CANCELLED)
@@ -135,6 +157,9 @@ def run_plan(
             loop.attempt(tid, att, S.CANCELLED, ended=time.time())
         raise
     finally:
+        restore()
+        if beat is not None:
+            beat.stop()
         executor.shutdown()
         records.flush()
         result.ended_at = time.time()
@@ -154,7 +179,62 @@ def run_plan(
     return result
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _cancel_on_sigterm() -> Callable[[], None]:
+    """While a run is active, `kill PID` (and `dagmill runs cancel`) cancels it the way
+    Ctrl-C does: recorded, workers and what they started stopped. Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+class _Heartbeat(threading.Thread):
+    """Writes what the engine buffered, and the run's heartbeat, while the engine waits on
+    its workers or a task runs in this process: states and log positions reach the store
+    within _FLUSH_SECONDS, and a live run can be told from a dead one."""
+
+    def __init__(self, loop: _Loop) -> None:
+        super().__init__(name="dagmill-heartbeat", daemon=True)
+        self.loop = loop
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        loop, store = self.loop, self.loop.store
+        assert store is not None
+        last_beat = time.monotonic()
+        while not self._halt.wait(_FLUSH_SECONDS):
+            with loop.lock:  # the engine holds it, except while it waits or a task runs
+                now = time.monotonic()
+                if now - last_beat >= _HEARTBEAT_SECONDS:
+                    store.heartbeat(loop.result.run_id)
+                    last_beat = now
+                if store.buffered or store.beating:
+                    loop.records.flush()  # first: SUCCESS in the store implies a record
+                    store.flush()
+                    loop.last_flush = now
+
+    def stop(self) -> None:
+        """Stop and wait for the thread; the engine keeps (or takes back) the lock."""
+        if not self.is_alive():
+            return
+        self._halt.set()
+        self.loop.let_go()
+        self.join()
+        self.loop.hold()
+
+
 class _Loop:
+    log_dir: str | None = None
+    secrets: Sequence[str] = ()
+
     def __init__(
         self,
         plan: Plan,
@@ -175,15 +255,27 @@ class _Loop:
         self.reporter = reporter
         self.result = result
         self.versions: dict[str, str] = dict(plan.versions)
-        self.running: dict[str, tuple[Allocation, dict[str, str], int]] = {}
+        self.running: dict[str, tuple[Allocation, dict[str, str], int, tuple[str, int] | None]] = {}
         self.waiting_for: dict[str, str] = {}
         self.retries: list[tuple[float, int, str]] = []
         self.last_flush = time.monotonic()
         self.gpu_env = pool.capacity.gpu > 0
+        self.lock = threading.Lock()
+        self.holding = False
+
+    def hold(self) -> None:
+        if not self.holding:
+            self.lock.acquire()
+            self.holding = True
+
+    def let_go(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.lock.release()
 
     def run(self) -> None:
         ready: deque[str] = deque(self.state.take_ready())
-        self.ex.start({t: a for t in self.state.status if (a := self.graph.tasks[t].action)})
+
         while not self.state.finished:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
@@ -206,13 +298,14 @@ class _Loop:
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
             if self.running:
-                # block until an event, a due retry, or (with changes buffered) the next
-                # flush, so the record never lags more than _FLUSH_SECONDS behind
+                # block until an event or a due retry; meanwhile the heartbeat writes
                 timeout = max(0.0, self.retries[0][0] - now) if self.retries else None
-                if self.dirty():
-                    due = max(0.0, self.last_flush + _FLUSH_SECONDS - time.monotonic())
-                    timeout = due if timeout is None else min(timeout, due)
-                for r in self.ex.wait(timeout):
+                self.let_go()
+                try:
+                    results = self.ex.wait(timeout)
+                finally:
+                    self.hold()
+                for r in results:
                     self.finished(r)
                 ready.extend(self.state.take_ready())
             elif self.retries:
@@ -223,25 +316,42 @@ class _Loop:
                     + self.waiting_for.get(ready[0], "")
                 )
 
+    def start_executor(self) -> None:
+        self.ex.start(
+            {t: a for t in self.state.status if (a := self.graph.tasks[t].action)},
+            self.log_dir,
+            self.secrets,
+        )
+
     def submit(self, tid: str, alloc: Allocation) -> None:
         spec = self.graph.tasks[tid]
         att = self.result.attempts.get(tid, 0) + 1
         self.result.attempts[tid] = att
         inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
-        self.running[tid] = (alloc, inputs, att)
+        where = self.ex.where_next()
+        self.running[tid] = (alloc, inputs, att, where)
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
-        self.attempt(tid, att, S.RUNNING, started=time.time())
+        self.attempt(
+            tid, att, S.RUNNING, started=time.time(),
+            log=(where[0], where[1], None) if where else None,
+        )  # fmt: skip
         if self.gpu_env:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))}
-            self.ex.submit(Submission(tid, att, spec.action, env, spec.timeout))
+            sub = Submission(tid, att, spec.action, env, spec.timeout)
         else:
-            self.ex.submit(Submission(tid, att, spec.action, timeout=spec.timeout))
+            sub = Submission(tid, att, spec.action, timeout=spec.timeout)
+        self.let_go()  # an inline task runs inside submit: let the heartbeat write meanwhile
+        try:
+            self.ex.submit(sub)
+        finally:
+            self.hold()
 
     def finished(self, r: TaskResult) -> None:
         tid = r.task_id
-        alloc, inputs, att = self.running.pop(tid)
+        alloc, inputs, att, where = self.running.pop(tid)
+        log = (where[0], where[1], r.log_end) if where else None
         self.pool.release(alloc)
         spec = self.graph.tasks[tid]
         error = r.error
@@ -268,11 +378,11 @@ class _Loop:
                 self.records.put(spec.outputs[0].location, record)
                 fp = record.fingerprint
         if error is None:
-            self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended)
+            self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
             self.set_status(tid, S.SUCCESS, fingerprint=fp)
             self.state.succeed(tid)
             return
-        self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error)
+        self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error, log=log)
         if att <= spec.retries:
             delay = spec.retry_delay * (2 ** (att - 1))
             heapq.heappush(self.retries, (time.monotonic() + delay, att, tid))
@@ -309,6 +419,7 @@ class _Loop:
         ended: float | None = None,
         waiting_for: str | None = None,
         error: TaskError | None = None,
+        log: tuple[str, int, int | None] | None = None,
     ) -> None:
         if self.store is None:
             return
@@ -323,13 +434,11 @@ class _Loop:
             error=f"{error.type}: {error.message}" if error else None,
             error_location=error.location if error else None,
             traceback=error.traceback if error else None,
+            log=log,
         )
 
     def running_attempts(self) -> list[tuple[str, int]]:
-        return [(tid, att) for tid, (_, _, att) in self.running.items()]
-
-    def dirty(self) -> bool:
-        return self.store is not None and self.store.buffered > 0
+        return [(tid, att) for tid, (_, _, att, _) in self.running.items()]
 
     def maybe_flush(self) -> None:
         now = time.monotonic()

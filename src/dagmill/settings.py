@@ -13,6 +13,8 @@
 ``save_with_param``    put the task id in output file names
 ``cached``             keep loaded outputs in memory
 ``record``             write runs to the run record (``$DAGMILL_HOME/dagmill.db``)
+``capture_logs``       keep each task's output (stdout, stderr, logging, subprocesses) in
+                       ``$DAGMILL_HOME/logs/`` (``dagmill runs logs``) instead of the terminal
 """
 
 from __future__ import annotations
@@ -28,3 +30,4 @@ log_level: str = "WARNING"
 save_with_param: bool = True
 cached: bool = False
 record: bool = True
+capture_logs: bool = True

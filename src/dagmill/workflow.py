@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from dagmill import settings
-from dagmill.engine import Reporter, RunResult, run_plan
+from dagmill.engine import Reporter, RunResult, new_run_id, run_plan
 from dagmill.errors import DefinitionError, ResourceError, RunFailed
 from dagmill.executors.base import Executor
+from dagmill.executors.capture import secret_values
 from dagmill.executors.inline import InlineExecutor
 from dagmill.executors.local import LocalExecutor
 from dagmill.executors.machine import machine_pool
@@ -34,6 +35,7 @@ from dagmill.frontends.classes import Task, build_graph, flatten
 from dagmill.io.records import RecordBook
 from dagmill.model.graph import Graph
 from dagmill.model.resources import Resources
+from dagmill.model.runs import RunTarget
 from dagmill.model.states import TaskRunStatus
 from dagmill.plan.planner import Plan, PlanOptions, plan
 from dagmill.summary import summary_text, tree_text
@@ -182,6 +184,10 @@ def run(
     reporter: Reporter | None = None,
     executor: Executor | None = None,
     name: str | None = None,
+    run_id: str | None = None,
+    job_id: str | None = None,
+    target: RunTarget | None = None,
+    attempts: Mapping[str, int] | None = None,
 ) -> RunResult | None:
     """Run ``tasks`` and whatever they need that is not complete.
 
@@ -214,10 +220,16 @@ def run(
         raise DefinitionError(f"workers must be at least 1, got {workers}")
     ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
     store = None
+    log_dir = None
+    secrets: list[str] = []
+    run_id = run_id or new_run_id()
     if settings.record if record is None else record:
-        from dagmill.store import open_store
+        from dagmill.store import dagmill_home, open_store
 
         store = open_store()
+        if settings.capture_logs:
+            log_dir = os.path.join(dagmill_home(), "logs", run_id)
+            secrets = secret_values()
     run_name = name or ", ".join(t.task_family for t in roots[:3]) + (
         f" (+{len(roots) - 3})" if len(roots) > 3 else ""
     )
@@ -231,6 +243,12 @@ def run(
             name=run_name,
             reporter=_LogReporter(graph, reporter),
             options={"workers": workers, "targets": [repr(t) for t in roots]},
+            run_id=run_id,
+            job_id=job_id,
+            target=target,
+            log_dir=log_dir,
+            secrets=secrets,
+            attempts=attempts,
         )
     finally:
         if store is not None:

@@ -13,33 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from dagmill.cli.common import EXIT_FAILED, execute, guard, parse_params
+
 if TYPE_CHECKING:
     from dagmill.frontends.classes import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _guard(fn: F) -> F:
-    """Turn dagmill's errors into a clear message and exit code 2."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dagmill.errors import DefinitionError, StoreError
-
-        try:
-            return fn(*args, **kwargs)
-        except (DefinitionError, StoreError) as e:
-            _fail(str(e))
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _target_options(fn: F) -> F:
@@ -64,21 +43,13 @@ def _target_options(fn: F) -> F:
 
 
 def _load_target(target: str, params: tuple[str, ...], data_dir: str | None = None) -> Task:
-    from dagmill.cli.loader import load_task
-    from dagmill.errors import ParameterError
+    from dagmill.frontends.loader import load_task
 
     if data_dir:
         from dagmill.workflow import set_dir
 
         set_dir(data_dir)
-    cls = load_task(target)
-    values: dict[str, str] = {}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParameterError(f"-p {item!r}: expected KEY=VALUE, e.g. -p lr=0.1")
-        values[key.strip()] = value
-    return cls(**values)
+    return load_task(target)(**parse_params(params))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,7 +68,7 @@ def cli() -> None:
 @cli.command()
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@_guard
+@guard
 def preview(target: str, params: tuple[str, ...], data_dir: str | None, as_json: bool) -> None:
     """Show the task tree with COMPLETE / PENDING / STALE and why."""
     from dagmill.summary import tree_text
@@ -140,7 +111,7 @@ def preview(target: str, params: tuple[str, ...], data_dir: str | None, as_json:
 @click.option("--pool", metavar="cpu=N,memory=Q,gpu=N", help="Resource pool (default: machine).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_guard
+@guard
 def run(
     target: str,
     params: tuple[str, ...],
@@ -153,47 +124,26 @@ def run(
     as_json: bool,
 ) -> None:
     """Run a task and whatever it needs that is not complete."""
-    from dagmill import workflow
-    from dagmill.cli.render import Progress, result_json
+    from dagmill.jobs import target_of
 
     task = _load_target(target, params, data_dir)
-    pool_spec = _parse_pool(pool) if pool else None
-    _cancel_on_sigterm()
-    progress = None if (quiet or as_json) else Progress()
-    try:
-        with progress if progress is not None else _null():
-            result = workflow.run(
-                [task],
-                forced_all=force,
-                forced_all_upstream=force_all,
-                workers=workers,
-                abort=False,
-                execution_summary=False,
-                pool=pool_spec,
-                reporter=progress,
-            )
-    except KeyboardInterrupt:
-        click.echo("cancelled", err=True)
-        sys.exit(EXIT_CANCELLED)
-    assert result is not None  # no confirm prompt on the command line
-    if as_json:
-        click.echo(json.dumps(result_json(result), indent=2))
-    elif not quiet:
-        click.echo(result.summary_text)
-        for tid, err in result.errors.items():
-            click.echo(f"\n{result.plan.graph.tasks[tid].label} failed: {err}", err=True)
-            if err.traceback:
-                click.echo(err.traceback.rstrip(), err=True)
-        click.echo(f"run {result.run_id}: {result.status.value}")
-    if not result.ok:
-        sys.exit(EXIT_FAILED)
+    execute(
+        lambda **kw: _run_tasks([task], **kw),
+        quiet,
+        as_json,
+        forced_all=force,
+        forced_all_upstream=force_all,
+        workers=workers,
+        pool=_parse_pool(pool) if pool else None,
+        target=target_of(target, parse_params(params), data_dir),
+    )
 
 
 @cli.command()
 @_target_options
 @click.option("--upstream", is_flag=True, help="Also reset everything the task needs.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
-@_guard
+@guard
 def reset(
     target: str, params: tuple[str, ...], data_dir: str | None, upstream: bool, yes: bool
 ) -> None:
@@ -222,69 +172,6 @@ def _targets(task: Task) -> list[Any]:
     return flatten(task.output())
 
 
-@cli.group()
-def runs() -> None:
-    """Recent runs from the run record."""
-
-
-@runs.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(
-        ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"], case_sensitive=False
-    ),
-)
-@click.option("-n", "--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@_guard
-def runs_list(status: str | None, limit: int, as_json: bool) -> None:
-    """List recent runs, newest first."""
-    from dagmill.cli.render import runs_table
-    from dagmill.store import open_store
-
-    store = open_store()
-    items = store.list_runs(status=status, limit=limit)
-    if as_json:
-        from dataclasses import asdict
-
-        click.echo(json.dumps([asdict(r) for r in items], indent=2))
-        return
-    runs_table(items)
-
-
-@runs.command("show")
-@click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True)
-@_guard
-def runs_show(run_id: str, as_json: bool) -> None:
-    """Show one run: its tasks, statuses, attempts and errors."""
-    from dagmill.cli.render import run_detail
-    from dagmill.store import open_store
-
-    store = open_store()
-    info = store.get_run(run_id)
-    if info is None:
-        _fail(f"no run {run_id!r}: see `dagmill runs list`")
-        return
-    tasks = store.get_run_tasks(info.id)
-    if as_json:
-        from dataclasses import asdict
-
-        click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]}, indent=2))
-        return
-    run_detail(info, tasks)
-
-
-def _cancel_on_sigterm() -> None:
-    """`kill PID` cancels a run the way Ctrl-C does: recorded, workers and children stopped."""
-    import signal
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _parse_pool(text: str) -> dict[str, str]:
     from dagmill.errors import ResourceError
 
@@ -297,12 +184,50 @@ def _parse_pool(text: str) -> dict[str, str]:
     return out
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
+def _run_tasks(tasks: list[Any], **kwargs: Any) -> Any:
+    from dagmill import workflow
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return workflow.run(tasks, **kwargs)
+
+
+@cli.group()
+def db() -> None:
+    """The run record's database."""
+
+
+@db.command("upgrade")
+@guard
+def db_upgrade() -> None:
+    """Create the database, or bring its schema up to this dagmill's (done on first use)."""
+    from dagmill.store import database_url, open_store
+    from dagmill.store.postgres import _safe
+
+    store = open_store()
+    click.echo(f"{_safe(database_url())}: schema version {store.schema_version} (latest)")
+    store.close()
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@guard
+def gc(dry_run: bool) -> None:
+    """Remove expired runs of jobs and their logs (each job's TTL strategy)."""
+    from dagmill.runs import collect_garbage
+
+    gone = collect_garbage(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(gone)} expired runs" + (": " + ", ".join(gone) if gone else ""))
+
+
+def _register() -> None:
+    from dagmill.cli.jobs import jobs
+    from dagmill.cli.runs import runs
+
+    cli.add_command(runs)
+    cli.add_command(jobs)
+
+
+_register()
 
 
 def main() -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from dagmill.engine import RunResult
-from dagmill.model.runs import RunInfo, RunTaskInfo
+from dagmill.model.runs import JobInfo, RunInfo, RunTaskInfo
 from dagmill.model.states import TaskRunStatus
-from dagmill.plan.planner import Plan
+
+if TYPE_CHECKING:
+    from dagmill.engine import RunResult
+    from dagmill.plan.planner import Plan
 
 S = TaskRunStatus
 _STYLE = {
@@ -167,3 +169,39 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
             detail or "",
         )
     console.print(table)
+
+
+def jobs_table(jobs: Sequence[JobInfo]) -> None:
+    console = Console()
+    if not jobs:
+        console.print("no jobs yet: build one with `dagmill jobs build MODULE:TASK`")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("JOB", "NAME", "STATUS", "LAST RUN", "CREATED"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("RUNS")
+    for j in jobs:
+        params = " ".join(f"{k}={v}" for k, v in j.params.items())
+        table.add_row(
+            j.id,
+            j.name,
+            f"[{_STYLE.get(j.status, '')}]{j.status}[/]",
+            j.last_run or "-",
+            _when(j.created_at),
+            f"{j.ref.rsplit('/', 1)[-1]} {params}".strip(),
+        )
+    console.print(table)
+
+
+def job_detail(job: JobInfo, recent: Sequence[RunInfo]) -> None:
+    console = Console()
+    console.print(
+        f"[bold]job {job.id}[/] {job.name}: [{_STYLE.get(job.status, '')}]{job.status}[/]"
+    )
+    console.print(f"  runs     {job.ref} {' '.join(f'-p {k}={v}' for k, v in job.params.items())}")
+    console.print(f"  pinned   {job.version}")
+    console.print(f"  data     {job.data_dir}")
+    console.print(f"  ttl      {dict(job.ttl)}")
+    console.print(f"  created  {_when(job.created_at)}")
+    if recent:
+        runs_table(recent)

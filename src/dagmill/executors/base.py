@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -58,6 +58,7 @@ class TaskResult(NamedTuple):
     started: float
     ended: float
     error: TaskError | None = None
+    log_end: int | None = None  # where the attempt's captured output ends in its log
 
 
 class Executor(ABC):
@@ -65,15 +66,25 @@ class Executor(ABC):
 
     slots: int = 1
 
-    def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:  # noqa: B027
+    def start(  # noqa: B027 - optional hook
+        self,
+        actions: Mapping[str, Callable[[], Any]],
+        log_dir: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
         """Prepare workers; called once before the first submission with every task's
-        action, so that forked workers inherit them instead of unpickling each one."""
+        action (forked workers inherit them instead of unpickling each one), the folder
+        for captured output (None: no capture) and the values to mask in it."""
 
     @abstractmethod
     def can_submit(self) -> bool: ...
 
     @abstractmethod
     def submit(self, sub: Submission) -> None: ...
+
+    def where_next(self) -> tuple[str, int] | None:
+        """(log file, offset) where the next submission's captured output will start."""
+        return None
 
     @abstractmethod
     def wait(self, timeout: float | None) -> list[TaskResult]:

@@ -13,10 +13,11 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskResult, execute
+from dagmill.executors.capture import LogCapture
 
 __all__ = ["InlineExecutor"]
 
@@ -30,16 +31,43 @@ class InlineExecutor(Executor):
         self._done: list[TaskResult] = []
         self._actions: Mapping[str, Callable[[], Any]] = {}
         self._task_started = 0.0
+        self._capture: LogCapture | None = None
 
-    def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:
+    def start(
+        self,
+        actions: Mapping[str, Callable[[], Any]],
+        log_dir: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self._actions = actions
+        if log_dir is not None:
+            self._capture = LogCapture(os.path.join(log_dir, "inline.log"), secrets)
 
     def can_submit(self) -> bool:
         return not self._done
 
+    def where_next(self) -> tuple[str, int] | None:
+        cap = self._capture
+        return (cap.path, cap.offset()) if cap is not None else None
+
     def submit(self, sub: Submission) -> None:
         self._task_started = _boot_seconds()
-        self._done.append(execute(sub, sub.action or self._actions[sub.task_id]))
+        action = sub.action or self._actions[sub.task_id]
+        cap = self._capture
+        if cap is None:
+            self._done.append(execute(sub, action))
+            return
+        cap.begin()
+        try:
+            result = execute(sub, action)
+        finally:
+            end = cap.end(restore=True)  # the engine's own output goes where it went before
+        self._done.append(result._replace(log_end=end))
+
+    def shutdown(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
         done, self._done = self._done, []

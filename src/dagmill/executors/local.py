@@ -16,11 +16,12 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
+from dagmill.executors.capture import LogCapture
 
 __all__ = ["LocalExecutor"]
 
@@ -43,7 +44,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_main(
-    conn: Connection, actions: Mapping[str, Callable[[], Any]] | None, parent: int
+    conn: Connection,
+    actions: Mapping[str, Callable[[], Any]] | None,
+    parent: int,
+    log: str | None,
+    secrets: Sequence[str],
 ) -> None:
     os.setpgid(0, 0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the engine's to handle
@@ -59,6 +64,9 @@ def _worker_main(
 
     signal.signal(signal.SIGTERM, _terminate)
     known = actions if actions is not None else _actions
+    capture = LogCapture(log, secrets) if log else None
+    if capture is not None:
+        capture.begin()  # for the worker's whole life: it has no output of its own
     while True:
         try:
             msg = conn.recv()
@@ -69,16 +77,27 @@ def _worker_main(
         # plain tuples both ways: pickling dataclasses costs more than the pipe itself
         tid, attempt, action, env, timeout = msg
         r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
-        conn.send((r.ok, r.started, r.ended, r.error))
+        end = capture.end(restore=False) if capture is not None else None
+        conn.send((r.ok, r.started, r.ended, r.error, end))
 
 
 class _Worker:
-    __slots__ = ("conn", "proc", "started", "sub")
+    __slots__ = ("conn", "log", "proc", "started", "sub")
 
-    def __init__(self, ctx: Any, actions: Mapping[str, Callable[[], Any]] | None) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        actions: Mapping[str, Callable[[], Any]] | None,
+        log: str | None,
+        secrets: Sequence[str],
+    ) -> None:
         parent, child = ctx.Pipe()
+        self.log = log
+        if log is not None:  # made here, so the engine can measure it before the worker runs
+            os.makedirs(os.path.dirname(log), exist_ok=True)
+            open(log, "ab").close()
         self.proc = ctx.Process(
-            target=_worker_main, args=(child, actions, os.getpid()), daemon=True
+            target=_worker_main, args=(child, actions, os.getpid(), log, secrets), daemon=True
         )
         self.proc.start()
         child.close()
@@ -100,23 +119,43 @@ class LocalExecutor(Executor):
         self._busy: set[_Worker] = set()
         self._sel = selectors.DefaultSelector()
         self._actions: Mapping[str, Callable[[], Any]] = {}
+        self._log_dir: str | None = None
+        self._secrets: Sequence[str] = ()
+        self._spawned = 0
 
-    def start(self, actions: Mapping[str, Callable[[], Any]]) -> None:
+    def start(
+        self,
+        actions: Mapping[str, Callable[[], Any]],
+        log_dir: str | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
         global _actions
         self._actions = actions
         _actions = actions  # read by workers forked from now on
+        self._log_dir, self._secrets = log_dir, tuple(secrets)
         while len(self._idle) < self.slots:
             self._spawn()
 
     def _spawn(self) -> None:
+        self._spawned += 1
+        log = None
+        if self._log_dir is not None:
+            log = os.path.join(self._log_dir, f"worker-{self._spawned}.log")
         # with spawn, the actions travel once per worker rather than once per task
-        w = _Worker(self._ctx, None if self._fork else dict(self._actions))
+        w = _Worker(self._ctx, None if self._fork else dict(self._actions), log, self._secrets)
         self._sel.register(w.conn, selectors.EVENT_READ, w)
         self._sel.register(w.proc.sentinel, selectors.EVENT_READ, w)
         self._idle.append(w)
 
     def can_submit(self) -> bool:
         return bool(self._idle)
+
+    def where_next(self) -> tuple[str, int] | None:
+        # the next worker is idle, so its log ends where the next attempt's output starts
+        w = self._idle[-1] if self._idle else None
+        if w is None or w.log is None:
+            return None
+        return w.log, os.stat(w.log).st_size
 
     def submit(self, sub: Submission) -> None:
         w = self._idle.pop()
@@ -137,8 +176,10 @@ class LocalExecutor(Executor):
             sub = w.sub
             if key.fileobj is w.conn:
                 try:
-                    ok, started, ended, error = w.conn.recv()
-                    results.append(TaskResult(sub.task_id, sub.attempt, ok, started, ended, error))
+                    ok, started, ended, error, end = w.conn.recv()
+                    results.append(
+                        TaskResult(sub.task_id, sub.attempt, ok, started, ended, error, end)
+                    )
                     self._release(w, idle=True)
                     continue
                 except (EOFError, OSError):

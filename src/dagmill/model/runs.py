@@ -6,7 +6,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunInfo", "RunTaskInfo", "TaskAttempt"]
+__all__ = ["JobInfo", "RunInfo", "RunTarget", "RunTaskInfo", "TaskAttempt"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunTarget:
+    """What a run ran, so it can be run again: a front door's reference and parameters."""
+
+    kind: str  # "python": ref is MODULE:Task
+    ref: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    data: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ref": self.ref, "params": dict(self.params), "data": self.data}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RunTarget:
+        return cls(d["kind"], d["ref"], d.get("params", {}), d.get("data"))
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A built pipeline, ready to run; its status is its latest run's (READY if none)."""
+
+    id: str
+    name: str
+    project: str
+    kind: str
+    ref: str
+    version: str
+    params: Mapping[str, str]
+    data_dir: str | None
+    created_at: float
+    status: str = "READY"
+    last_run: str | None = None
+    ttl: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Mapping[str, Any] | None = None
+
+    def target(self) -> RunTarget:
+        return RunTarget(self.kind, self.ref, self.params, self.data_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +64,8 @@ class RunInfo:
     error: str | None = None
     counts: Mapping[str, int] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    target: RunTarget | None = None
+    heartbeat_at: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -45,6 +86,9 @@ class TaskAttempt:
     error: str | None = None
     error_location: str | None = None
     traceback: str | None = None
+    log_path: str | None = None  # this attempt's lines are bytes [log_start, log_end)
+    log_start: int | None = None
+    log_end: int | None = None  # None while it runs: up to the end of the file
 
 
 @dataclass(frozen=True, slots=True)

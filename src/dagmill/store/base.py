@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from dagmill.model.runs import RunInfo, RunTaskInfo, TaskAttempt
+from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.store.migrate import LATEST, upgrade
 
 __all__ = ["NewRunTask", "Store"]
@@ -38,7 +38,7 @@ class NewRunTask:
 
 _RUN_COLS = (
     "id, name, status, created_at, started_at, ended_at, job_id, project, owner, error, "
-    "counts, options"
+    "counts, options, target, heartbeat_at"
 )
 
 
@@ -101,8 +101,10 @@ class Store(ABC):
         tasks: Iterable[NewRunTask],
         options: dict[str, Any] | None = None,
         job_id: str | None = None,
+        target: RunTarget | None = None,
     ) -> None:
-        """Record a new RUNNING run and the graph it runs, in one transaction."""
+        """Record a RUNNING run and the graph it runs, in one transaction (a run queued
+        with ``queue_run`` is taken over)."""
         now = time.time()
         rows = [
             (
@@ -123,13 +125,27 @@ class Store(ABC):
         with self._tx():
             self._execute(
                 "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
-                " created_at, started_at) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?)",
-                (run_id, job_id, name, json.dumps(options or {}), self._owner, now, now, now),
-            )
+                " created_at, started_at, target) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'RUNNING', owner = excluded.owner,"
+                " heartbeat_at = excluded.heartbeat_at, started_at = excluded.started_at,"
+                " options = excluded.options, name = excluded.name,"
+                " target = COALESCE(excluded.target, runs.target),"
+                " job_id = COALESCE(excluded.job_id, runs.job_id)",
+                (
+                    run_id, job_id, name, json.dumps(options or {}), self._owner, now, now, now,
+                    json.dumps(target.to_json()) if target else None,
+                ),
+            )  # fmt: skip
             self._executemany(
                 "INSERT INTO run_tasks (run_id, task_id, pos, family, params, upstream,"
                 " plan_state, plan_reason, resources, status, fingerprint)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                # a resumed run keeps each task's attempts, and what already succeeded
+                " ON CONFLICT (run_id, task_id) DO UPDATE SET"
+                " plan_state = excluded.plan_state, plan_reason = excluded.plan_reason,"
+                " status = CASE WHEN run_tasks.status = 'SUCCESS' AND excluded.status = 'SKIPPED'"
+                " THEN 'SUCCESS' ELSE excluded.status END,"
+                " fingerprint = COALESCE(excluded.fingerprint, run_tasks.fingerprint)",
                 rows,
             )
 
@@ -156,12 +172,18 @@ class Store(ABC):
         error: str | None = None,
         error_location: str | None = None,
         traceback: str | None = None,
+        log: tuple[str, int, int | None] | None = None,
     ) -> None:
-        """Buffer one attempt's state (a TaskRun); the latest state per attempt wins."""
+        """Buffer one attempt's state (a TaskRun); the latest state per attempt wins.
+
+        ``log`` is (file, start, end) of the attempt's lines; end None while it runs."""
         key = (run_id, task_id, attempt)
         prev = self._attempts.get(key)
-        if prev is not None and started_at is None:
-            started_at = prev[5]
+        if prev is not None:
+            if started_at is None:
+                started_at = prev[5]
+            if log is None and prev[10] is not None:
+                log = (prev[10], prev[11], prev[12])
         self._attempts[key] = (
             run_id,
             task_id,
@@ -173,8 +195,17 @@ class Store(ABC):
             error,
             error_location,
             traceback,
+            *(log or (None, None, None)),
         )
         self._heartbeats.add(run_id)
+
+    def heartbeat(self, run_id: str) -> None:
+        """Note that ``run_id``'s owner is alive (written at the next flush)."""
+        self._heartbeats.add(run_id)
+
+    @property
+    def beating(self) -> bool:
+        return bool(self._heartbeats)
 
     @property
     def buffered(self) -> int:
@@ -192,13 +223,16 @@ class Store(ABC):
             if attempts:
                 self._executemany(
                     "INSERT INTO task_runs (run_id, task_id, attempt, status, waiting_for,"
-                    " started_at, ended_at, error, error_location, traceback)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " started_at, ended_at, error, error_location, traceback, log_path,"
+                    " log_start, log_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET"
                     " status = excluded.status, waiting_for = excluded.waiting_for,"
                     " started_at = COALESCE(excluded.started_at, task_runs.started_at),"
                     " ended_at = excluded.ended_at, error = excluded.error,"
-                    " error_location = excluded.error_location, traceback = excluded.traceback",
+                    " error_location = excluded.error_location, traceback = excluded.traceback,"
+                    " log_path = COALESCE(excluded.log_path, task_runs.log_path),"
+                    " log_start = COALESCE(excluded.log_start, task_runs.log_start),"
+                    " log_end = COALESCE(excluded.log_end, task_runs.log_end)",
                     list(attempts.values()),
                 )
             if statuses:
@@ -226,18 +260,29 @@ class Store(ABC):
 
     def delete_run(self, run_id: str) -> bool:
         with self._tx():
-            self._execute("DELETE FROM task_runs WHERE run_id = ?", (run_id,))
-            self._execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
-            deleted: int = self._execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+            deleted = self._delete_run_rows(run_id)
+        return deleted
+
+    def _delete_run_rows(self, run_id: str) -> bool:
+        self._execute("DELETE FROM task_runs WHERE run_id = ?", (run_id,))
+        self._execute("DELETE FROM run_tasks WHERE run_id = ?", (run_id,))
+        deleted: int = self._execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
         return deleted > 0
 
     # -- reading -----------------------------------------------------------------------
     def list_runs(
-        self, status: str | None = None, limit: int = 20, since: float | None = None
+        self,
+        status: str | None = None,
+        limit: int = 20,
+        since: float | None = None,
+        job_id: str | None = None,
     ) -> list[RunInfo]:
         """Most recent runs first."""
         where: list[str] = []
         args: list[Any] = []
+        if job_id:
+            where.append("job_id = ?")
+            args.append(job_id)
         if status:
             where.append("status = ?")
             args.append(status.upper())
@@ -265,7 +310,8 @@ class Store(ABC):
         history: dict[str, list[TaskAttempt]] = {}
         for r in self._execute(
             "SELECT task_id, attempt, status, started_at, ended_at, waiting_for, error,"
-            " error_location, traceback FROM task_runs WHERE run_id = ?"
+            " error_location, traceback, log_path, log_start, log_end FROM task_runs"
+            " WHERE run_id = ?"
             " ORDER BY task_id, attempt",
             (run_id,),
         ):
@@ -292,6 +338,155 @@ class Store(ABC):
             )
         ]
 
+    def queue_run(
+        self, run_id: str, name: str, job_id: str | None = None, target: RunTarget | None = None
+    ) -> None:
+        """Record a PENDING run that a process is about to start (``create_run`` takes it)."""
+        with self._tx():
+            self._execute(
+                "INSERT INTO runs (id, job_id, name, status, created_at, target)"
+                " VALUES (?, ?, ?, 'PENDING', ?, ?)",
+                (run_id, job_id, name, time.time(),
+                 json.dumps(target.to_json()) if target else None),
+            )  # fmt: skip
+
+    def open_runs(self) -> list[RunInfo]:
+        """Runs recorded as RUNNING: live, or left by an engine that died."""
+        sql = f"SELECT {_RUN_COLS} FROM runs WHERE status = 'RUNNING' ORDER BY created_at"
+        return [_run(r) for r in self._execute(sql)]
+
+    def take_over(self, run_id: str, previous_owner: str | None) -> bool:
+        """Become the owner of a run whose engine died; False if another process was first."""
+        with self._tx():
+            changed: int = self._execute(
+                "UPDATE runs SET owner = ?, heartbeat_at = ?, status = 'RUNNING', ended_at = NULL"
+                " WHERE id = ? AND COALESCE(owner, '') = ? AND status IN ('RUNNING', 'PENDING')",
+                (self._owner, time.time(), run_id, previous_owner or ""),
+            ).rowcount
+        return changed == 1
+
+    def abandon_attempts(self, run_id: str, why: str) -> dict[str, int]:
+        """Close the attempts a dead engine left open (FAILED, with ``why``); returns every
+        task's attempt count so far, so the next attempts are numbered after them."""
+        now = time.time()
+        with self._tx():
+            self._execute(
+                "UPDATE task_runs SET status = 'FAILED', ended_at = ?, error = ?"
+                " WHERE run_id = ? AND status IN ('RUNNING', 'PENDING')",
+                (now, why, run_id),
+            )
+            self._execute(
+                "UPDATE run_tasks SET status = 'WAITING' WHERE run_id = ?"
+                " AND status IN ('RUNNING', 'PENDING')",
+                (run_id,),
+            )
+            rows = self._execute(
+                "SELECT task_id, MAX(attempt) FROM task_runs WHERE run_id = ? GROUP BY task_id",
+                (run_id,),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def claim_run(self, run_id: str) -> bool:
+        """Take a queued (PENDING) run for this process; False if another took it first."""
+        with self._tx():
+            changed: int = self._execute(
+                "UPDATE runs SET status = 'RUNNING', owner = ?, heartbeat_at = ?"
+                " WHERE id = ? AND status = 'PENDING'",
+                (self._owner, time.time(), run_id),
+            ).rowcount
+        return changed == 1
+
+    def set_run_status(
+        self, run_id: str, status: str, error: str | None = None, only_if: Sequence[str] = ()
+    ) -> bool:
+        """Set a run's status (if it is one of ``only_if``); its open tasks follow a cancel."""
+        now = time.time()
+        with self._tx():
+            sql = (
+                "UPDATE runs SET status = ?, ended_at = ?, error = COALESCE(?, error) WHERE id = ?"
+            )
+            args: list[Any] = [status, now, error, run_id]
+            if only_if:
+                sql += f" AND status IN ({', '.join('?' for _ in only_if)})"
+                args += list(only_if)
+            changed: int = self._execute(sql, args).rowcount
+            if changed and status == "CANCELLED":
+                self._execute(
+                    "UPDATE run_tasks SET status = 'CANCELLED' WHERE run_id = ?"
+                    " AND status IN ('WAITING', 'PENDING', 'RUNNING')",
+                    (run_id,),
+                )
+                self._execute(
+                    "UPDATE task_runs SET status = 'CANCELLED', ended_at = ? WHERE run_id = ?"
+                    " AND status IN ('PENDING', 'RUNNING')",
+                    (now, run_id),
+                )
+        return changed > 0
+
+    # -- jobs ------------------------------------------------------------------------------
+    def create_job(
+        self,
+        job_id: str,
+        name: str,
+        kind: str,
+        ref: str,
+        version: str,
+        params: dict[str, str],
+        data_dir: str | None,
+        definition: str | None = None,
+        ttl: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+        project: str = "default",
+    ) -> JobInfo:
+        """Record a job and the pipeline version it pins (shared by jobs of one version)."""
+        now = time.time()
+        with self._tx():
+            row = self._execute(
+                "SELECT id FROM pipelines WHERE project = ? AND name = ? AND version = ?",
+                (project, name, version),
+            ).fetchone()
+            pipeline_id = row[0] if row else f"p-{job_id}"
+            if row is None:
+                self._execute(
+                    "INSERT INTO pipelines (id, project, name, kind, ref, version, definition,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (pipeline_id, project, name, kind, ref, version, definition, now),
+                )
+            self._execute(
+                "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
+                " ttl, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, project, name, pipeline_id, json.dumps(params), data_dir,
+                 json.dumps(schedule) if schedule else None, json.dumps(ttl or {}), now),
+            )  # fmt: skip
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def get_job(self, job_id: str) -> JobInfo | None:
+        """A job by id or unique id prefix."""
+        base = f"SELECT {_JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
+        row = self._execute(base + " WHERE j.id = ?", (job_id,)).fetchone()
+        if row is None:
+            rows = self._execute(base + " WHERE j.id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return _job(row) if row else None
+
+    def list_jobs(self, limit: int = 100) -> list[JobInfo]:
+        sql = (
+            f"SELECT {_JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
+            " ORDER BY j.created_at DESC LIMIT ?"
+        )
+        return [_job(r) for r in self._execute(sql, (limit,))]
+
+    def delete_job(self, job_id: str) -> list[str]:
+        """Delete a job and its runs; returns the ids of the runs deleted."""
+        with self._tx():
+            runs = [r[0] for r in self._execute("SELECT id FROM runs WHERE job_id = ?", (job_id,))]
+            for run_id in runs:
+                self._delete_run_rows(run_id)
+            self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return runs
+
     def close(self) -> None:
         self.flush()
         self._close()
@@ -299,16 +494,25 @@ class Store(ABC):
 
 def _run(r: Sequence[Any]) -> RunInfo:
     return RunInfo(
-        id=r[0],
-        name=r[1],
-        status=r[2],
-        created_at=r[3],
-        started_at=r[4],
-        ended_at=r[5],
-        job_id=r[6],
-        project=r[7],
-        owner=r[8],
-        error=r[9],
-        counts=json.loads(r[10] or "{}"),
-        options=json.loads(r[11] or "{}"),
-    )
+        id=r[0], name=r[1], status=r[2], created_at=r[3], started_at=r[4], ended_at=r[5],
+        job_id=r[6], project=r[7], owner=r[8], error=r[9],
+        counts=json.loads(r[10] or "{}"), options=json.loads(r[11] or "{}"),
+        target=RunTarget.from_json(json.loads(r[12])) if r[12] else None, heartbeat_at=r[13],
+    )  # fmt: skip
+
+
+_JOB_COLS = (
+    "j.id, j.name, j.project, p.kind, p.ref, p.version, j.params, j.data_dir, j.created_at,"
+    " j.ttl, j.schedule,"
+    " (SELECT r.status FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
+    " (SELECT r.id FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1)"
+)
+
+
+def _job(r: Sequence[Any]) -> JobInfo:
+    return JobInfo(
+        id=r[0], name=r[1], project=r[2], kind=r[3], ref=r[4], version=r[5],
+        params=json.loads(r[6] or "{}"), data_dir=r[7], created_at=r[8],
+        ttl=json.loads(r[9] or "{}"), schedule=json.loads(r[10]) if r[10] else None,
+        status=r[11] or "READY", last_run=r[12],
+    )  # fmt: skip

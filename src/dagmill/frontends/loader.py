@@ -7,16 +7,36 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagmill.errors import TaskLoadError
+from dagmill.model.runs import RunTarget
 
 if TYPE_CHECKING:
     from dagmill.frontends.classes import Task
 
 
+def module_file(target: str) -> str | None:
+    """The source file behind ``MODULE:Task`` (None for a module without one)."""
+    module_ref = target.rpartition(":")[0]
+    if module_ref.endswith(".py") or os.sep in module_ref:
+        return os.path.abspath(module_ref)
+    try:
+        spec = importlib.util.find_spec(module_ref)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin != "built-in" else None
+
+
+def _importable_elsewhere(name: str, path: str) -> bool:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin != path
+
+
 def load_task(target: str) -> type[Task]:
-    from dagmill.frontends.classes import Task
 
     module_ref, sep, name = target.rpartition(":")
     if not sep or not module_ref or not name:
@@ -30,7 +50,17 @@ def load_task(target: str) -> type[Task]:
         mod_name = os.path.splitext(os.path.basename(path))[0]
         folder = os.path.dirname(path)
         if folder not in sys.path:
-            sys.path.insert(0, folder)  # so the module's own imports of its neighbours work
+            # appended, so that the module's neighbours import, but never in place of a
+            # library module of the same name (a flows file called numbers.py, say)
+            sys.path.append(folder)
+        loaded = sys.modules.get(mod_name)
+        if loaded is not None and getattr(loaded, "__file__", None) == path:
+            return _task_in(loaded, module_ref, name, target)
+        if loaded is not None or _importable_elsewhere(mod_name, path):
+            mod_name = f"dagmill_user_{mod_name}"
+            loaded = sys.modules.get(mod_name)
+            if loaded is not None and getattr(loaded, "__file__", None) == path:
+                return _task_in(loaded, module_ref, name, target)
         spec = importlib.util.spec_from_file_location(mod_name, path)
         if spec is None or spec.loader is None:
             raise TaskLoadError(f"{module_ref}: cannot be imported as a Python module")
@@ -49,6 +79,12 @@ def load_task(target: str) -> type[Task]:
             module = importlib.import_module(module_ref)
         except ImportError as e:
             raise TaskLoadError(f"{module_ref}: cannot import it ({e})") from e
+    return _task_in(module, module_ref, name, target)
+
+
+def _task_in(module: Any, module_ref: str, name: str, target: str) -> type[Task]:
+    from dagmill.frontends.classes import Task
+
     obj = getattr(module, name, None)
     if not (isinstance(obj, type) and issubclass(obj, Task)):
         tasks = sorted(
@@ -63,3 +99,17 @@ def load_task(target: str) -> type[Task]:
             f"{target}: {name!r} {what}{hint}; tasks in {module_ref}: {', '.join(tasks) or 'none'}"
         )
     return obj
+
+
+def target_task(target: RunTarget) -> Task:
+    """The task a run target names, with its parameters, writing under its data folder."""
+    from pathlib import Path
+
+    from dagmill import settings
+
+    if target.kind != "python":
+        raise TaskLoadError(f"cannot run a {target.kind!r} target with this dagmill")
+    if target.data:
+        settings.dir = target.data
+        settings.dirpath = Path(target.data)
+    return load_task(target.ref)(**dict(target.params))

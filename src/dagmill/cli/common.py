@@ -1,0 +1,82 @@
+"""What the commands share: exit codes, errors for people, running with progress."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def guard(fn: F) -> F:
+    """Turn dagmill's errors into a clear message and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dagmill.errors import DefinitionError, StoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DefinitionError, StoreError) as e:
+            fail(str(e))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_params(params: tuple[str, ...]) -> dict[str, str]:
+    from dagmill.errors import ParameterError
+
+    values: dict[str, str] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"-p {item!r}: expected KEY=VALUE, e.g. -p lr=0.1")
+        values[key.strip()] = value
+    return values
+
+
+def execute(start: Callable[..., Any], quiet: bool, as_json: bool, **kwargs: Any) -> None:
+    """Run with live progress, then print the summary (or JSON); exit 1 if a task failed."""
+    from dagmill.cli.render import Progress, result_json
+
+    progress = None if (quiet or as_json) else Progress()
+    try:
+        with progress if progress is not None else _Null():
+            result = start(abort=False, execution_summary=False, reporter=progress, **kwargs)
+    except KeyboardInterrupt:
+        click.echo("cancelled", err=True)
+        sys.exit(EXIT_CANCELLED)
+    if result is None:  # a queued run that was cancelled before it started
+        click.echo("cancelled before it started", err=True)
+        sys.exit(EXIT_CANCELLED)
+    if as_json:
+        click.echo(json.dumps(result_json(result), indent=2))
+    elif not quiet:
+        click.echo(result.summary_text)
+        for tid, err in result.errors.items():
+            click.echo(f"\n{result.plan.graph.tasks[tid].label} failed: {err}", err=True)
+            if err.traceback:
+                click.echo(err.traceback.rstrip(), err=True)
+        click.echo(f"run {result.run_id}: {result.status.value}")
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

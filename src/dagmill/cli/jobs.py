@@ -1,0 +1,117 @@
+"""``dagmill jobs``: build a pipeline into a job once, run it many times."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, parse_params
+
+
+def _store() -> Any:
+    from dagmill.store import open_store
+
+    return open_store()
+
+
+def _job_or_fail(store: Any, job_id: str) -> Any:
+    job = store.get_job(job_id)
+    if job is None:
+        fail(f"no job {job_id!r}: see `dagmill jobs list`")
+    return job
+
+
+@click.group()
+def jobs() -> None:
+    """Jobs: validated pipelines with their definition's version pinned, run on demand."""
+
+
+@jobs.command("build")
+@click.argument("target", metavar="MODULE:TASK")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
+@click.option("--data", "data_dir", metavar="DIR", help="Folder for task outputs (./data).")
+@click.option("--name", help="The job's name (default: the task's family).")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def jobs_build(
+    target: str, params: tuple[str, ...], data_dir: str | None, name: str | None, as_json: bool
+) -> None:
+    """Validate a pipeline and record it as a job; prints the job id."""
+    from dagmill.jobs import build_job
+
+    job = build_job(target, parse_params(params), data_dir, name)
+    if as_json:
+        click.echo(json.dumps(asdict(job), indent=2))
+    else:
+        click.echo(job.id)
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def jobs_list(as_json: bool) -> None:
+    """List jobs with their status (their latest run's)."""
+    items = _store().list_jobs()
+    if as_json:
+        click.echo(json.dumps([asdict(j) for j in items], indent=2))
+        return
+    from dagmill.cli.render import jobs_table
+
+    jobs_table(items)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """One job: what it runs, its pinned version, and its recent runs."""
+    store = _store()
+    job = _job_or_fail(store, job_id)
+    recent = store.list_runs(job_id=job.id, limit=10)
+    if as_json:
+        click.echo(json.dumps({"job": asdict(job), "runs": [asdict(r) for r in recent]}, indent=2))
+        return
+    from dagmill.cli.render import job_detail
+
+    job_detail(job, recent)
+
+
+@jobs.command("run")
+@click.argument("job_id")
+@click.option("--wait", is_flag=True, help="Run here and wait (default: in the background).")
+@click.option("-w", "--workers", default=1, show_default=True)
+@click.option("--run-id", hidden=True, help="Take over this queued run (used by `jobs run`).")
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def jobs_run(
+    job_id: str, wait: bool, workers: int, run_id: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Run a job: in the background (prints the run id), or here with --wait."""
+    from dagmill.jobs import run_job, start_job
+
+    if not wait:
+        click.echo(start_job(job_id, workers=workers))
+        return
+    execute(lambda **kw: run_job(job_id, run_id=run_id, **kw), quiet, as_json, workers=workers)
+
+
+@jobs.command("delete")
+@click.argument("job_id")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@guard
+def jobs_delete(job_id: str, yes: bool) -> None:
+    """Delete a job and its runs from the record (the data it wrote stays)."""
+    from dagmill.jobs import delete_job
+
+    store = _store()
+    job = _job_or_fail(store, job_id)
+    if not yes and not click.confirm(f"Delete job {job.id} ({job.name}) and its runs?"):
+        sys.exit(EXIT_FAILED)
+    gone = delete_job(job.id)
+    click.echo(f"deleted job {job.id} and {len(gone)} runs")

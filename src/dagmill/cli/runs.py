@@ -1,0 +1,162 @@
+"""``dagmill runs``: the run record (list, show, logs, cancel, delete, rerun, resume)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from dagmill.cli.common import EXIT_FAILED, execute, fail, guard
+
+_STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
+
+
+def _store() -> Any:
+    from dagmill.store import open_store
+
+    return open_store()
+
+
+def _run_or_fail(store: Any, run_id: str) -> Any:
+    info = store.get_run(run_id)
+    if info is None:
+        fail(f"no run {run_id!r} (or more than one starts so): see `dagmill runs list`")
+    return info
+
+
+@click.group()
+def runs() -> None:
+    """Runs in the run record: list, show, logs, cancel, delete, rerun, resume."""
+
+
+@runs.command("list")
+@click.option("--status", type=click.Choice(_STATUSES, case_sensitive=False))
+@click.option("--job", "job_id", help="Only the runs of this job.")
+@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
+    """List recent runs, newest first."""
+    store = _store()
+    items = store.list_runs(status=status, limit=limit, job_id=job_id)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in items], indent=2))
+        return
+    from dagmill.cli.render import runs_table
+
+    runs_table(items)
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def runs_show(run_id: str, as_json: bool) -> None:
+    """One run: each task's status, attempts, duration, and what a PENDING task waits for."""
+    store = _store()
+    info = _run_or_fail(store, run_id)
+    tasks = store.get_run_tasks(info.id)
+    if as_json:
+        click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]}, indent=2))
+        return
+    from dagmill.cli.render import run_detail
+
+    run_detail(info, tasks)
+
+
+@runs.command("logs")
+@click.argument("run_id")
+@click.option("--task", "task", help="Only this task (id, id prefix or family).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@guard
+def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
+    """What the tasks of a run printed (stdout, stderr, logging, their subprocesses)."""
+    from dagmill.logs import follow as follow_run
+    from dagmill.logs import run_logs
+
+    store = _store()
+    info = _run_or_fail(store, run_id)
+    chunks = follow_run(store, info.id, task) if follow else run_logs(store, info.id, task)
+    last = None
+    for c in chunks:
+        if task is None and (c.task_id, c.attempt) != last:
+            click.echo(f"── {c.task_id} (attempt {c.attempt}) ──")
+            last = (c.task_id, c.attempt)
+        click.echo(c.text, nl=False)
+        sys.stdout.flush()
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@guard
+def runs_cancel(run_id: str) -> None:
+    """Cancel a run: its tasks and everything they started stop; the record says CANCELLED."""
+    from dagmill.runs import cancel_run
+
+    store = _store()
+    info = _run_or_fail(store, run_id)
+    click.echo(cancel_run(info.id))
+
+
+@runs.command("delete")
+@click.argument("run_id")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@guard
+def runs_delete(run_id: str, yes: bool) -> None:
+    """Delete a run from the record, with its logs (the data it wrote stays)."""
+    from dagmill.runs import delete_run
+
+    info = _run_or_fail(_store(), run_id)
+    if info.status in ("PENDING", "RUNNING"):
+        fail(f"run {info.id} is {info.status}: cancel it first (`dagmill runs cancel {info.id}`)")
+    if not yes and not click.confirm(f"Delete run {info.id} ({info.name}, {info.status})?"):
+        sys.exit(EXIT_FAILED)
+    delete_run(info.id)
+    click.echo(f"deleted run {info.id}")
+
+
+@runs.command("rerun")
+@click.argument("run_id")
+@click.option("--from-failed", is_flag=True, help="Only what failed (or never ran) reruns.")
+@click.option("-w", "--workers", default=1, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_json: bool) -> None:
+    """Run what a run ran again: everything, or with --from-failed what did not succeed."""
+    from dagmill.frontends.loader import target_task
+    from dagmill.workflow import run
+
+    info = _run_or_fail(_store(), run_id)
+    if info.target is None:
+        fail(
+            f"run {info.id} was started from Python, not from MODULE:TASK, so dagmill cannot "
+            "start it again: run it again from your code"
+        )
+    task = target_task(info.target)
+    execute(
+        lambda **kw: run([task], **kw),
+        quiet,
+        as_json,
+        forced_all_upstream=not from_failed,
+        workers=workers,
+        job_id=info.job_id,
+        target=info.target,
+    )
+
+
+@runs.command("resume")
+@click.argument("run_id")
+@click.option("-w", "--workers", default=1, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@guard
+def runs_resume(run_id: str, workers: int, quiet: bool, as_json: bool) -> None:
+    """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
+    from dagmill.runs import resume_run
+
+    info = _run_or_fail(_store(), run_id)
+    execute(lambda **kw: resume_run(info.id, **kw), quiet, as_json, workers=workers)

@@ -1,0 +1,126 @@
+"""Task output capture: stdout and stderr, at the file-descriptor level, into a log file.
+
+At the descriptor level, so ``print``, ``logging`` to stderr and the output of any
+subprocess a task starts are all captured. Each attempt's lines are a byte range
+``[start, end)`` of a log file: a pool worker keeps one file for its life, an inline run
+one file for the run, so no file is created per task.
+
+When a run has secrets (values of environment variables whose names say SECRET, TOKEN,
+PASSWORD, API_KEY ..., or listed in ``DAGMILL_SECRET_ENV``), the output goes through a
+pipe and a thread that masks them before anything reaches the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+
+__all__ = ["LogCapture", "secret_values"]
+
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY", re.I)
+MASK = "***"
+_SYNC = b"\x00dagmill-sync\x00\n"
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values to mask: env vars named like secrets, and those listed in DAGMILL_SECRET_ENV."""
+    env = os.environ if environ is None else environ
+    named = {n.strip() for n in env.get("DAGMILL_SECRET_ENV", "").split(",") if n.strip()}
+    values = {v for k, v in env.items() if (k in named or _SECRET_NAME.search(k)) and len(v) >= 4}
+    return sorted(values, key=len, reverse=True)
+
+
+def _flush_python_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+class LogCapture:
+    """Points this process's fds 1 and 2 at ``path`` while tasks run."""
+
+    def __init__(self, path: str, secrets: Iterable[str] = ()) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._secrets = [s.encode() for s in secrets if s]
+        self._saved: tuple[int, int] | None = None
+        self._target = self._file
+        self._synced = threading.Event()
+        if self._secrets:
+            read, write = os.pipe()
+            self._target = write
+            self._reader = threading.Thread(target=self._mask, args=(read,), daemon=True)
+            self._reader.start()
+
+    def offset(self) -> int:
+        return os.fstat(self._file).st_size
+
+    def begin(self) -> int:
+        """Send fds 1 and 2 to the log; returns where this task's lines start."""
+        _flush_python_streams()
+        if self._saved is None:
+            self._saved = (os.dup(1), os.dup(2))
+        os.dup2(self._target, 1)
+        os.dup2(self._target, 2)
+        return self.offset()
+
+    def end(self, restore: bool) -> int:
+        """Flush what the task wrote; returns where its lines end (``restore``: give fds 1
+        and 2 back, for a process that has other output of its own)."""
+        _flush_python_streams()
+        if self._secrets:  # wait until the masking thread has written everything so far
+            self._synced.clear()
+            os.write(1, _SYNC)
+            self._synced.wait(5)
+        end = self.offset()
+        if restore and self._saved is not None:
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+        return end
+
+    def close(self) -> None:
+        if self._saved is not None:
+            _flush_python_streams()
+            os.dup2(self._saved[0], 1)
+            os.dup2(self._saved[1], 2)
+            for fd in self._saved:
+                os.close(fd)
+            self._saved = None
+        if self._target != self._file:
+            os.close(self._target)  # the reader sees EOF and ends
+            self._reader.join(5)
+        os.close(self._file)
+
+    def _mask(self, read: int) -> None:
+        pending = b""
+        longest = max(len(s) for s in self._secrets)
+        while True:
+            chunk = os.read(read, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            while True:
+                i = pending.find(_SYNC)
+                if i < 0:
+                    break
+                self._write(pending[:i])
+                pending = pending[i + len(_SYNC) :]
+                self._synced.set()
+            # keep a tail that may hold the start of a secret cut by the chunk boundary
+            cut = pending.rfind(b"\n") + 1 or max(0, len(pending) - longest + 1)
+            self._write(pending[:cut])
+            pending = pending[cut:]
+        self._write(pending)
+        os.close(read)
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        for s in self._secrets:
+            data = data.replace(s, MASK.encode())
+        os.write(self._file, data)

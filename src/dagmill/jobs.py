@@ -1,0 +1,168 @@
+"""Jobs: pipelines built once (validated, their definition's version pinned), run many times.
+
+    job = build_job("flows.py:Train", {"lr": "0.1"}, data_dir="data")
+    run_id = start_job(job.id)            # in the background; or run_job(job.id) to wait
+
+A job's status is its latest run's: READY (never run), PENDING, RUNNING, SUCCESS, FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from dagmill.engine import RunResult, new_run_id
+from dagmill.errors import DefinitionError
+from dagmill.executors.machine import machine_pool
+from dagmill.frontends.loader import module_file, target_task
+from dagmill.model.runs import JobInfo, RunTarget
+from dagmill.store import Store, dagmill_home, open_store
+from dagmill.workflow import make_plan, run
+
+__all__ = [
+    "DEFAULT_TTL",
+    "build_job",
+    "definition_version",
+    "delete_job",
+    "run_job",
+    "start_job",
+    "target_of",
+]
+
+# CloudHarness's defaults (seconds); None keeps runs forever
+DEFAULT_TTL: dict[str, int | None] = {
+    "secondsAfterCompletion": 3600,
+    "secondsAfterSuccess": 1200,
+    "secondsAfterFailure": 7200,
+}
+
+
+def definition_version(ref: str) -> tuple[str, str | None]:
+    """(version, source) of the definition behind ``MODULE:Task``: a hash of its file."""
+    path = module_file(ref)
+    if path is None:
+        return "unversioned", None
+    with open(path, "rb") as f:
+        data = f.read()
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16], data.decode("utf-8", "replace")
+
+
+def target_of(ref: str, params: Mapping[str, str], data_dir: str | None) -> RunTarget:
+    """The target of a command-line run: what `runs rerun` runs again."""
+    return RunTarget("python", _absolute(ref), dict(params), os.path.abspath(data_dir or "data"))
+
+
+def build_job(
+    ref: str,
+    params: Mapping[str, str],
+    data_dir: str | None = None,
+    name: str | None = None,
+    ttl: Mapping[str, int | None] | None = None,
+    store: Store | None = None,
+) -> JobInfo:
+    """Validate the pipeline (parameters, graph, resources) and record a job pinning it."""
+    data = os.path.abspath(data_dir or "data")
+    ref = _absolute(ref)
+    target = RunTarget("python", ref, dict(params), data)
+    task = target_task(target)
+    plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
+    pool = machine_pool()
+    for spec in plan.graph.tasks.values():
+        pool.check(spec.resources, spec.label)
+    version, source = definition_version(ref)
+    strategy = dict(DEFAULT_TTL)
+    strategy.update(ttl or {})
+    own = store is None
+    s = store or open_store()
+    try:
+        return s.create_job(
+            "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
+            name or task.task_family,
+            "python",
+            ref,
+            version,
+            dict(params),
+            data,
+            definition=source,
+            ttl=strategy,
+        )
+    finally:
+        if own:
+            s.close()
+
+
+def _job(store: Store, job_id: str) -> JobInfo:
+    job = store.get_job(job_id)
+    if job is None:
+        raise DefinitionError(f"no job {job_id!r}: see `dagmill jobs list`")
+    version, _ = definition_version(job.ref)
+    if version != job.version:
+        raise DefinitionError(
+            f"job {job.id} pins {job.ref} at {job.version}, but the file is now {version}: "
+            "build a new job (`dagmill jobs build`) to run the changed definition"
+        )
+    return job
+
+
+def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult | None:
+    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`)."""
+    store = open_store()
+    try:
+        job = _job(store, job_id)
+        if run_id is not None:
+            queued = store.get_run(run_id)
+            if queued is not None and queued.status == "CANCELLED":
+                return None  # cancelled before it started
+    finally:
+        store.close()
+    target = job.target()
+    return run(
+        [target_task(target)], run_id=run_id, job_id=job.id, target=target,
+        name=job.name, **kwargs,
+    )  # fmt: skip
+
+
+def start_job(job_id: str, workers: int = 1) -> str:
+    """Queue a run of the job and start it in a background process; returns the run id."""
+    store = open_store()
+    try:
+        job = _job(store, job_id)
+        run_id = new_run_id()
+        store.queue_run(run_id, job.name, job.id, job.target())
+    finally:
+        store.close()
+    log_dir = os.path.join(dagmill_home(), "logs", run_id)
+    os.makedirs(log_dir, exist_ok=True)
+    with open(os.path.join(log_dir, "engine.log"), "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "dagmill.cli.main", "jobs", "run", job.id, "--wait",
+             "--run-id", run_id, "--workers", str(workers), "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, "DAGMILL_HOME": dagmill_home()},
+        )  # fmt: skip
+    return run_id
+
+
+def delete_job(job_id: str) -> list[str]:
+    """Delete a job, its runs and their logs (the data the runs wrote stays)."""
+    import shutil
+
+    store = open_store()
+    try:
+        gone = store.delete_job(job_id)
+    finally:
+        store.close()
+    for run_id in gone:
+        shutil.rmtree(os.path.join(dagmill_home(), "logs", run_id), ignore_errors=True)
+    return gone
+
+
+def _absolute(ref: str) -> str:
+    module, sep, name = ref.rpartition(":")
+    if sep and (module.endswith(".py") or os.sep in module):
+        return f"{os.path.abspath(module)}:{name}"
+    return ref
