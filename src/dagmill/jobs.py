@@ -113,10 +113,14 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
     store = open_store()
     try:
         job = _job(store, job_id)
-        if run_id is not None:
+        if run_id is not None and not store.claim_run(run_id):
             queued = store.get_run(run_id)
             if queued is not None and queued.status == "CANCELLED":
                 return None  # cancelled before it started
+            raise DefinitionError(
+                f"run {run_id} is not waiting to start (it is "
+                f"{queued.status if queued else 'unknown'}): another process has it"
+            )
     finally:
         store.close()
     target = job.target()

@@ -78,18 +78,21 @@ def follow(store: Store, run_id: str, task: str | None = None) -> Iterator[LogCh
     while True:
         run = store.get_run(run_id)
         done = run is None or run.status in _FINAL
-        for t in _selected(store.get_run_tasks(run_id), task):
-            for a in t.history:
-                if a.log_path is None or a.log_start is None:
-                    continue
-                key = (t.task_id, a.attempt)
-                start = read_to.get(key, a.log_start)
-                data = _read(a.log_path, start, a.log_end)
-                if a.log_end is None:  # still running: only whole lines, the rest next time
-                    data = data[: data.rfind(b"\n") + 1]
-                if data:
-                    read_to[key] = start + len(data)
-                    yield LogChunk(t.task_id, a.attempt, data.decode("utf-8", "replace"))
+        attempts = sorted(
+            ((t, a) for t in _selected(store.get_run_tasks(run_id), task) for a in t.history),
+            key=lambda ta: ta[1].started_at or 0.0,
+        )
+        for t, a in attempts:
+            if a.log_path is None or a.log_start is None:
+                continue
+            key = (t.task_id, a.attempt)
+            start = read_to.get(key, a.log_start)
+            data = _read(a.log_path, start, a.log_end)
+            if a.log_end is None:  # still running: only whole lines, the rest next time
+                data = data[: data.rfind(b"\n") + 1]
+            if data:
+                read_to[key] = start + len(data)
+                yield LogChunk(t.task_id, a.attempt, data.decode("utf-8", "replace"))
         if done:
             return
         time.sleep(_POLL_SECONDS)

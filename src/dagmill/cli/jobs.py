@@ -28,6 +28,9 @@ def _job_or_fail(store: Any, job_id: str) -> Any:
 @click.group()
 def jobs() -> None:
     """Jobs: validated pipelines with their definition's version pinned, run on demand."""
+    from dagmill.cli.runs import recover
+
+    recover()
 
 
 @jobs.command("build")

@@ -31,6 +31,11 @@ _STYLE = {
 }
 
 
+def _styled(status: str) -> str:
+    style = _STYLE.get(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
 class Progress:
     """A live progress bar on stderr, fed by the engine's reporter calls."""
 
@@ -134,7 +139,7 @@ def runs_table(runs: Sequence[RunInfo]) -> None:
         table.add_row(
             r.id,
             r.name,
-            f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
+            _styled(r.status),
             _when(r.started_at),
             _dur(r.started_at, r.ended_at),
             counts,
@@ -146,7 +151,7 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
     console = Console()
     console.print(
         f"[bold]run {info.id}[/] {info.name}: "
-        f"[{_STYLE.get(info.status, '')}]{info.status}[/] "
+        f"{_styled(info.status)} "
         f"started {_when(info.started_at)}, took {_dur(info.started_at, info.ended_at)}"
     )
     if info.error:
@@ -163,7 +168,7 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
             )
         table.add_row(
             t.task_id,
-            f"[{_STYLE.get(t.status, '')}]{t.status}[/]",
+            _styled(t.status),
             str(t.attempts),
             _dur(last.started_at, last.ended_at) if last else "-",
             detail or "",
@@ -185,7 +190,7 @@ def jobs_table(jobs: Sequence[JobInfo]) -> None:
         table.add_row(
             j.id,
             j.name,
-            f"[{_STYLE.get(j.status, '')}]{j.status}[/]",
+            _styled(j.status),
             j.last_run or "-",
             _when(j.created_at),
             f"{j.ref.rsplit('/', 1)[-1]} {params}".strip(),
@@ -195,9 +200,7 @@ def jobs_table(jobs: Sequence[JobInfo]) -> None:
 
 def job_detail(job: JobInfo, recent: Sequence[RunInfo]) -> None:
     console = Console()
-    console.print(
-        f"[bold]job {job.id}[/] {job.name}: [{_STYLE.get(job.status, '')}]{job.status}[/]"
-    )
+    console.print(f"[bold]job {job.id}[/] {job.name}: {_styled(job.status)}")
     console.print(f"  runs     {job.ref} {' '.join(f'-p {k}={v}' for k, v in job.params.items())}")
     console.print(f"  pinned   {job.version}")
     console.print(f"  data     {job.data_dir}")

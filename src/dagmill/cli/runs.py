@@ -30,6 +30,19 @@ def _run_or_fail(store: Any, run_id: str) -> Any:
 @click.group()
 def runs() -> None:
     """Runs in the run record: list, show, logs, cancel, delete, rerun, resume."""
+    recover()
+
+
+def recover() -> None:
+    """Runs whose engine died are resumed by the next dagmill command that looks at runs."""
+    from dagmill.errors import DagmillError
+    from dagmill.runs import recover_orphans
+
+    try:
+        for run_id in recover_orphans():
+            click.echo(f"run {run_id}: its engine died; resuming it in the background", err=True)
+    except DagmillError:
+        pass  # a broken store is reported by the command itself
 
 
 @runs.command("list")
