@@ -28,9 +28,11 @@ def _run_or_fail(store: Any, run_id: str) -> Any:
 
 
 @click.group()
-def runs() -> None:
+@click.pass_context
+def runs(ctx: click.Context) -> None:
     """Runs in the run record: list, show, logs, cancel, delete, rerun, resume."""
-    recover()
+    if ctx.invoked_subcommand != "resume":  # resuming one by hand: do not race it
+        recover()
 
 
 def recover() -> None:
