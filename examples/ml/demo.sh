@@ -21,4 +21,11 @@ step "4. change one parameter: the preview says what must rerun and why"
 
 step "5. the run record (SQLite in .dagmill/)"
 "$dagmill" runs list --limit 5
+
+step "6. build a job (validated, its code version pinned), run it in the background, follow its logs"
+job=$("$dagmill" jobs build "$target" --data "$data" -p model=forest -p seed=1)
+run=$("$dagmill" jobs run "$job")
+echo "job $job started run $run"
+"$dagmill" runs logs "$run" --follow
+"$dagmill" jobs list
 printf '\nreports: %s\n' "$(ls "$data"/Evaluate/*.json | tr '\n' ' ')"

@@ -82,6 +82,7 @@ class Train(dagmill.tasks.TaskPickle):
             clf = RandomForestClassifier(n_estimators=200, random_state=self.seed)
         else:
             raise ValueError(f"unknown model {self.model!r}: use logreg or forest")
+        print(f"training {self.model} on {len(x_train)} rows, {x_train.shape[1]} features")
         clf.fit(x_train, y_train)
         self.save(clf)
         self.saveMeta({"train_accuracy": float(clf.score(x_train, y_train))})
@@ -101,6 +102,7 @@ class Evaluate(dagmill.tasks.TaskJson):
             x, y, test_size=0.3, stratify=y, random_state=self.seed
         )
         pred = clf.predict(x_test)
+        print(f"{self.model}: accuracy {accuracy_score(y_test, pred):.3f} on {len(y_test)} rows")
         self.save(
             {
                 "model": self.model,
