@@ -31,19 +31,40 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "": ("runs", "settings", "targets", "tasks"),
     "dagmill.engine": ("RunResult",),
     "dagmill.errors": (
-        "CycleError", "DagmillError", "DefinitionError", "OutputError", "ParameterError",
-        "ResourceError", "RunFailed", "StoreError",
+        "CycleError",
+        "DagmillError",
+        "DefinitionError",
+        "OutputError",
+        "ParameterError",
+        "ResourceError",
+        "RunFailed",
+        "StoreError",
     ),
     "dagmill.frontends.classes": ("ExternalTask", "Task", "flatten", "inherits", "requires"),
     "dagmill.model.params": (
-        "BoolParameter", "DateParameter", "DateTimeParameter", "DictParameter",
-        "EnumParameter", "FloatParameter", "IntParameter", "ListParameter", "Parameter",
+        "BoolParameter",
+        "DateParameter",
+        "DateTimeParameter",
+        "DictParameter",
+        "EnumParameter",
+        "FloatParameter",
+        "IntParameter",
+        "ListParameter",
+        "Parameter",
     ),
     "dagmill.workflow": (
-        "Workflow", "WorkflowMulti", "invalidate_downstream", "invalidate_upstream", "preview",
-        "run", "set_dir", "show", "taskflow_downstream", "taskflow_upstream",
+        "Workflow",
+        "WorkflowMulti",
+        "invalidate_downstream",
+        "invalidate_upstream",
+        "preview",
+        "run",
+        "set_dir",
+        "show",
+        "taskflow_downstream",
+        "taskflow_upstream",
     ),
-}  # fmt: skip
+}
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
 

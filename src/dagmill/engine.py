@@ -173,9 +173,7 @@ def run_plan(
             result.status = RunStatus.SUCCESS
         if store is not None:
             first = next(iter(result.errors.values()), None)
-            store.finish_run(
-                run_id, result.status.value, result.counts(), str(first) if first else None
-            )
+            store.finish_run(run_id, result.status.value, str(first) if first else None)
     return result
 
 
@@ -334,9 +332,12 @@ class _Loop:
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
         self.attempt(
-            tid, att, S.RUNNING, started=time.time(),
+            tid,
+            att,
+            S.RUNNING,
+            started=time.time(),
             log=(where[0], where[1], None) if where else None,
-        )  # fmt: skip
+        )
         if self.gpu_env:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))}
             sub = Submission(tid, att, spec.action, env, spec.timeout)

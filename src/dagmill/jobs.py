@@ -19,9 +19,11 @@ from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError
 from dagmill.executors.machine import machine_pool
 from dagmill.frontends.loader import module_file, target_task
+from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
+from dagmill.pipelines import is_pipeline_file, run_target, validate
 from dagmill.store import Store, dagmill_home, open_store
-from dagmill.workflow import make_plan, run
+from dagmill.workflow import make_plan
 
 __all__ = [
     "DEFAULT_TTL",
@@ -64,16 +66,30 @@ def build_job(
     ttl: Mapping[str, int | None] | None = None,
     store: Store | None = None,
 ) -> JobInfo:
-    """Validate the pipeline (parameters, graph, resources) and record a job pinning it."""
+    """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
+    graph, resources, requirements) and record a job pinning its definition's version."""
     data = os.path.abspath(data_dir or "data")
-    ref = _absolute(ref)
-    target = RunTarget("python", ref, dict(params), data)
-    task = target_task(target)
-    plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
+    schedule = None
+    if is_pipeline_file(ref):
+        if params:
+            raise DefinitionError("a pipeline file takes no -p: put params in its process nodes")
+        compiled = validate(ref, data)
+        environment_python(compiled.requirements)  # an unresolvable requirement fails here
+        graph, kind, ref = compiled.graph, "yaml", compiled.file
+        version, source = compiled.version, _read(ref)
+        default_name = os.path.splitext(os.path.basename(ref))[0]
+        if compiled.spec.schedule is not None:
+            schedule = compiled.spec.schedule.model_dump(exclude_none=True)
+    else:
+        ref = _absolute(ref)
+        task = target_task(RunTarget("python", ref, dict(params), data))
+        plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
+        graph, kind, default_name = plan.graph, "python", task.task_family
+        version, python_source = definition_version(ref)
+        source = python_source or ""
     pool = machine_pool()
-    for spec in plan.graph.tasks.values():
+    for spec in graph.tasks.values():
         pool.check(spec.resources, spec.label)
-    version, source = definition_version(ref)
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
     own = store is None
@@ -81,25 +97,37 @@ def build_job(
     try:
         return s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
-            name or task.task_family,
-            "python",
+            name or default_name,
+            kind,
             ref,
             version,
             dict(params),
             data,
             definition=source,
             ttl=strategy,
+            schedule=schedule,
         )
     finally:
         if own:
             s.close()
 
 
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _current_version(job: JobInfo) -> str:
+    if job.kind == "yaml":
+        return validate(job.ref, job.data_dir).version
+    return definition_version(job.ref)[0]
+
+
 def _job(store: Store, job_id: str) -> JobInfo:
     job = store.get_job(job_id)
     if job is None:
         raise DefinitionError(f"no job {job_id!r}: see `dagmill jobs list`")
-    version, _ = definition_version(job.ref)
+    version = _current_version(job)
     if version != job.version:
         raise DefinitionError(
             f"job {job.id} pins {job.ref} at {job.version}, but the file is now {version}: "
@@ -123,11 +151,7 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
             )
     finally:
         store.close()
-    target = job.target()
-    return run(
-        [target_task(target)], run_id=run_id, job_id=job.id, target=target,
-        name=job.name, **kwargs,
-    )  # fmt: skip
+    return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
 
 
 def start_job(job_id: str, workers: int = 1) -> str:
@@ -143,11 +167,26 @@ def start_job(job_id: str, workers: int = 1) -> str:
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, "engine.log"), "ab") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "dagmill.cli.main", "jobs", "run", job.id, "--wait",
-             "--run-id", run_id, "--workers", str(workers), "--quiet"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "DAGMILL_HOME": dagmill_home()},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "dagmill.cli.main",
+                "jobs",
+                "run",
+                job.id,
+                "--wait",
+                "--run-id",
+                run_id,
+                "--workers",
+                str(workers),
+                "--quiet",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "DAGMILL_HOME": dagmill_home()},
+        )
     return run_id
 
 

@@ -147,17 +147,17 @@ def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:
     with _store() as s:
         runs = s.open_runs()
     return [
-        r for r in runs
+        r
+        for r in runs
         if _alive(r.owner) is False
         or (_alive(r.owner) is None and now - (r.heartbeat_at or 0) > stale_after)
-    ]  # fmt: skip
+    ]
 
 
 def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
     """Finish a run whose engine died, under the same run id: complete tasks are not
     redone, attempts that were open become FAILED and the tasks run as new attempts."""
-    from dagmill.frontends.loader import target_task
-    from dagmill.workflow import run as run_tasks
+    from dagmill.pipelines import run_target
 
     info = get_run(run_id)
     if info.status not in ("RUNNING", "PENDING"):
@@ -175,10 +175,14 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
         attempts = s.abandon_attempts(
             info.id, f"EngineDied: the engine running this attempt ({info.owner}) died"
         )
-    return run_tasks(
-        [target_task(info.target)], run_id=info.id, job_id=info.job_id, target=info.target,
-        attempts=attempts, name=info.name, **kwargs,
-    )  # fmt: skip
+    return run_target(
+        info.target,
+        run_id=info.id,
+        job_id=info.job_id,
+        attempts=attempts,
+        name=info.name,
+        **kwargs,
+    )
 
 
 def recover_orphans() -> list[str]:
@@ -189,18 +193,23 @@ def recover_orphans() -> list[str]:
         if r.target is None:
             with _store() as s:
                 s.set_run_status(
-                    r.id, "FAILED", f"its engine ({r.owner}) died, and a run started from "
-                    "Python cannot be resumed: run it again", ["RUNNING"],
-                )  # fmt: skip
+                    r.id,
+                    "FAILED",
+                    f"its engine ({r.owner}) died, and a run started from "
+                    "Python cannot be resumed: run it again",
+                    ["RUNNING"],
+                )
             continue
         log = os.path.join(dagmill_home(), "logs", r.id, "engine-resume.log")
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "ab") as out:
             subprocess.Popen(
                 [sys.executable, "-m", "dagmill.cli.main", "runs", "resume", r.id, "--quiet"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         started.append(r.id)
     return started
 

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 dir: str = "data"
@@ -31,3 +32,8 @@ save_with_param: bool = True
 cached: bool = False
 record: bool = True
 capture_logs: bool = True
+
+
+def home() -> str:
+    """dagmill's own folder (run record, logs, environments): $DAGMILL_HOME or ./.dagmill."""
+    return os.environ.get("DAGMILL_HOME") or os.path.join(os.getcwd(), ".dagmill")

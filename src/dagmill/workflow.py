@@ -43,6 +43,7 @@ from dagmill.summary import summary_text, tree_text
 __all__ = [
     "Workflow",
     "WorkflowMulti",
+    "execute_plan",
     "invalidate_downstream",
     "invalidate_upstream",
     "make_plan",
@@ -198,8 +199,48 @@ def run(
     Returns the run's result, or None if ``confirm`` was declined.
     """
     roots = _as_list(tasks)
-    logging.getLogger("dagmill").setLevel(settings.log_level.upper())
     the_plan, _ = make_plan(roots, forced, forced_all, forced_all_upstream)
+    return execute_plan(
+        the_plan,
+        name
+        or ", ".join(t.task_family for t in roots[:3])
+        + (f" (+{len(roots) - 3})" if len(roots) > 3 else ""),
+        confirm=confirm,
+        workers=workers,
+        abort=abort,
+        execution_summary=execution_summary,
+        pool=pool,
+        record=record,
+        reporter=reporter,
+        executor=executor,
+        run_id=run_id,
+        job_id=job_id,
+        target=target,
+        attempts=attempts,
+    )
+
+
+def execute_plan(
+    the_plan: Plan,
+    name: str,
+    *,
+    confirm: bool = False,
+    workers: int = 1,
+    abort: bool = True,
+    execution_summary: bool | None = None,
+    pool: Any = None,
+    record: bool | None = None,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+    run_id: str | None = None,
+    job_id: str | None = None,
+    target: RunTarget | None = None,
+    attempts: Mapping[str, int] | None = None,
+) -> RunResult | None:
+    """Run a plan from any front door: check it can run, record it, capture its output,
+    print the summary. Nothing is written if the plan cannot run (missing inputs,
+    resources larger than the pool)."""
+    logging.getLogger("dagmill").setLevel(settings.log_level.upper())
     graph = the_plan.graph
     forced_ids = [t for t in graph.order if the_plan.tasks[t].reason == "forced"]
     missing = [graph.tasks[t] for t in the_plan.to_run if the_plan.tasks[t].missing_input]
@@ -224,15 +265,12 @@ def run(
     secrets: list[str] = []
     run_id = run_id or new_run_id()
     if settings.record if record is None else record:
-        from dagmill.store import dagmill_home, open_store
+        from dagmill.store import open_store
 
         store = open_store()
         if settings.capture_logs:
-            log_dir = os.path.join(dagmill_home(), "logs", run_id)
+            log_dir = os.path.join(settings.home(), "logs", run_id)
             secrets = secret_values()
-    run_name = name or ", ".join(t.task_family for t in roots[:3]) + (
-        f" (+{len(roots) - 3})" if len(roots) > 3 else ""
-    )
     try:
         result = run_plan(
             the_plan,
@@ -240,9 +278,9 @@ def run(
             pool=the_pool,
             records=RecordBook(),
             store=store,
-            name=run_name,
+            name=name,
             reporter=_LogReporter(graph, reporter),
-            options={"workers": workers, "targets": [repr(t) for t in roots]},
+            options={"workers": workers, "targets": [graph.tasks[t].label for t in graph.targets]},
             run_id=run_id,
             job_id=job_id,
             target=target,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, guard, parse_params
+from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, parse_params
 
 if TYPE_CHECKING:
     from dagmill.frontends.classes import Task
@@ -38,8 +38,43 @@ def _target_options(fn: F) -> F:
         metavar="KEY=VALUE",
         help="A parameter of the task (repeat for several).",
     )(fn)
-    fn = click.argument("target", metavar="MODULE:TASK")(fn)
+    fn = click.option(
+        "--node",
+        "nodes",
+        multiple=True,
+        metavar="NAME",
+        help="Pipeline files: only this process node (and its upstream); repeat for several.",
+    )(fn)
+    fn = click.argument("target", metavar="MODULE:TASK|PIPELINE.yaml")(fn)
     return fn
+
+
+def _is_file(target: str) -> bool:
+    return target.endswith((".yaml", ".yml"))
+
+
+def _no_params(target: str, params: tuple[str, ...]) -> None:
+    if params:
+        fail(f"{target}: a pipeline file takes no -p; put params in its process nodes")
+
+
+def _plan_target(
+    target: str, params: tuple[str, ...], data_dir: str | None, nodes: tuple[str, ...]
+) -> tuple[Any, list[str]]:
+    """(plan, root task ids) for either kind of target."""
+    if _is_file(target):
+        from dagmill.pipelines import plan_pipeline
+
+        _no_params(target, params)
+        plan, _ = plan_pipeline(target, data_dir, list(nodes) or None)
+        return plan, list(plan.graph.targets)
+    if nodes:
+        fail("--node is for pipeline files; for MODULE:TASK name the task itself")
+    from dagmill.workflow import make_plan
+
+    task = _load_target(target, params, data_dir)
+    plan, _ = make_plan([task])
+    return plan, [task.task_id]
 
 
 def _load_target(target: str, params: tuple[str, ...], data_dir: str | None = None) -> Task:
@@ -69,37 +104,37 @@ def cli() -> None:
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @guard
-def preview(target: str, params: tuple[str, ...], data_dir: str | None, as_json: bool) -> None:
+def preview(
+    target: str,
+    params: tuple[str, ...],
+    data_dir: str | None,
+    nodes: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Show the task tree with COMPLETE / PENDING / STALE and why."""
     from dagmill.summary import tree_text
-    from dagmill.workflow import make_plan
 
-    task = _load_target(target, params, data_dir)
-    plan, _ = make_plan([task])
+    plan, roots = _plan_target(target, params, data_dir, nodes)
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "id": tid,
-                        "family": plan.graph.tasks[tid].family,
-                        "params": dict(plan.graph.tasks[tid].params),
-                        "state": plan.tasks[tid].state.value,
-                        "reason": plan.tasks[tid].reason,
-                        "upstream": list(plan.graph.tasks[tid].upstream),
-                    }
-                    for tid in plan.graph.order
-                ],
-                indent=2,
-            )
-        )
+        tasks = plan.graph.tasks
+        rows = [
+            {
+                "id": tid,
+                "family": tasks[tid].family,
+                "params": dict(tasks[tid].params),
+                "state": plan.tasks[tid].state.value,
+                "reason": plan.tasks[tid].reason,
+                "upstream": list(tasks[tid].upstream),
+            }
+            for tid in plan.graph.order
+        ]
+        click.echo(json.dumps(rows, indent=2))
         return
-    color = sys.stdout.isatty()
-    click.echo(tree_text(plan, [task.task_id], color=color))
-    counts = plan.counts()
+    click.echo(tree_text(plan, roots, color=sys.stdout.isatty()))
+    counts = {state.value: n for state, n in plan.counts().items()}
     click.echo(
-        f"\n{len(plan.graph)} tasks: {counts['COMPLETE']} complete, "  # type: ignore[index]
-        f"{counts['PENDING']} pending, {counts['STALE']} stale"  # type: ignore[index]
+        f"\n{len(plan.graph)} tasks: {counts['COMPLETE']} complete, "
+        f"{counts['PENDING']} pending, {counts['STALE']} stale"
     )
 
 
@@ -116,6 +151,7 @@ def run(
     target: str,
     params: tuple[str, ...],
     data_dir: str | None,
+    nodes: tuple[str, ...],
     workers: int,
     force: bool,
     force_all: bool,
@@ -123,7 +159,24 @@ def run(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Run a task and whatever it needs that is not complete."""
+    """Run a task (or a pipeline file) and whatever it needs that is not complete."""
+    pool_spec = _parse_pool(pool) if pool else None
+    if _is_file(target):
+        from dagmill.pipelines import run_pipeline
+
+        _no_params(target, params)
+        execute(
+            lambda **kw: run_pipeline(
+                target, data_dir, list(nodes) or None, force or force_all, **kw
+            ),
+            quiet,
+            as_json,
+            workers=workers,
+            pool=pool_spec,
+        )
+        return
+    if nodes:
+        fail("--node is for pipeline files; for MODULE:TASK name the task itself")
     from dagmill.jobs import target_of
 
     task = _load_target(target, params, data_dir)
@@ -134,7 +187,7 @@ def run(
         forced_all=force,
         forced_all_upstream=force_all,
         workers=workers,
-        pool=_parse_pool(pool) if pool else None,
+        pool=pool_spec,
         target=target_of(target, parse_params(params), data_dir),
     )
 
@@ -145,9 +198,25 @@ def run(
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @guard
 def reset(
-    target: str, params: tuple[str, ...], data_dir: str | None, upstream: bool, yes: bool
+    target: str,
+    params: tuple[str, ...],
+    data_dir: str | None,
+    nodes: tuple[str, ...],
+    upstream: bool,
+    yes: bool,
 ) -> None:
-    """Delete a task's outputs (and its upstream's with --upstream)."""
+    """Delete a task's outputs (its upstream's too with --upstream; a pipeline's nodes)."""
+    if _is_file(target):
+        from dagmill.pipelines import reset_pipeline, validate
+
+        _no_params(target, params)
+        validate(target, data_dir)
+        what = ", ".join(nodes) if nodes else "every process node"
+        if not yes and not click.confirm(f"Delete the outputs of {what} of {target}?"):
+            sys.exit(EXIT_FAILED)
+        gone = reset_pipeline(target, data_dir, list(nodes) or None)
+        click.echo(f"deleted {len(gone)} outputs")
+        return
     from dagmill.frontends.classes import build_graph
 
     task = _load_target(target, params, data_dir)
@@ -188,6 +257,44 @@ def _run_tasks(tasks: list[Any], **kwargs: Any) -> Any:
     from dagmill import workflow
 
     return workflow.run(tasks, **kwargs)
+
+
+@cli.command()
+@click.argument("file", metavar="PIPELINE.yaml")
+@click.option("--data", "data_dir", metavar="DIR", help="Data root (default: ./data).")
+@guard
+def validate(file: str, data_dir: str | None) -> None:
+    """Check a pipeline file: exit 0 if it is valid, 2 with every problem if not."""
+    from dagmill.pipelines import validate as check
+
+    compiled = check(file, data_dir)
+    spec, reqs = compiled.spec, len(compiled.requirements)
+    click.echo(
+        f"{file}: valid ({len(spec.dataNodes)} data nodes, {len(spec.processNodes)} process "
+        f"nodes{', scheduled' if spec.schedule else ''}"
+        f"{f', {reqs} requirements' if reqs else ''})"
+    )
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["pipeline"]))
+def schema(what: str) -> None:
+    """Print the JSON Schema of pipeline files."""
+    from dagmill.pipelines import pipeline_schema
+
+    click.echo(json.dumps(pipeline_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("file", metavar="PIPELINE.yaml")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text")
+@click.option("--data", "data_dir", metavar="DIR")
+@guard
+def graph(file: str, fmt: str, data_dir: str | None) -> None:
+    """Draw a pipeline: data nodes and the process nodes between them."""
+    from dagmill.pipelines import graph_text
+
+    click.echo(graph_text(file, fmt, data_dir))
 
 
 @cli.group()

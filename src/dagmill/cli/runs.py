@@ -142,8 +142,7 @@ def runs_delete(run_id: str, yes: bool) -> None:
 @guard
 def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_json: bool) -> None:
     """Run what a run ran again: everything, or with --from-failed what did not succeed."""
-    from dagmill.frontends.loader import target_task
-    from dagmill.workflow import run
+    from dagmill.pipelines import run_target
 
     info = _run_or_fail(_store(), run_id)
     if info.target is None:
@@ -151,15 +150,14 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
             f"run {info.id} was started from Python, not from MODULE:TASK, so dagmill cannot "
             "start it again: run it again from your code"
         )
-    task = target_task(info.target)
+    target = info.target
     execute(
-        lambda **kw: run([task], **kw),
+        lambda **kw: run_target(target, **kw),
         quiet,
         as_json,
         forced_all_upstream=not from_failed,
         workers=workers,
         job_id=info.job_id,
-        target=info.target,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from dagmill.model.ids import digest
 
-__all__ = ["class_code", "class_location", "function_hash"]
+__all__ = ["class_code", "class_location", "function_hash", "module_hash"]
 
 _Func = ast.FunctionDef | ast.AsyncFunctionDef
 _cache: dict[Any, tuple[tuple[str, str], ...]] = {}
@@ -114,6 +114,28 @@ def function_hash(func: Any) -> str:
     if node is not None and node.name == func.__name__:
         return digest(_normalised(node))
     return digest(_code_repr(code))
+
+
+def module_hash(path: str) -> str:
+    """Hash of a whole module's normalised source: comments, blank lines, formatting and
+    docstrings do not change it (a module that does not parse is hashed as bytes)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        with open(path, "rb") as fb:
+            return digest(fb.read().decode("utf-8", "replace"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            b = node.body
+            if (
+                b
+                and isinstance(b[0], ast.Expr)
+                and isinstance(b[0].value, ast.Constant)
+                and isinstance(b[0].value.value, str)
+            ):
+                node.body = b[1:] or [ast.Pass()]
+    return digest(ast.dump(tree, annotate_fields=False, include_attributes=False))
 
 
 def class_location(cls: type) -> str | None:

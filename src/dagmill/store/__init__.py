@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from dagmill import settings
 from dagmill.errors import StoreError
 from dagmill.store.base import NewRunTask, Store
 from dagmill.store.sqlite import SqliteStore
@@ -18,7 +19,7 @@ __all__ = ["NewRunTask", "SqliteStore", "Store", "dagmill_home", "database_url",
 
 
 def dagmill_home() -> str:
-    return os.environ.get("DAGMILL_HOME") or os.path.join(os.getcwd(), ".dagmill")
+    return settings.home()
 
 
 def database_url() -> str:

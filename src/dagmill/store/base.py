@@ -127,15 +127,23 @@ class Store(ABC):
                 "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
                 " created_at, started_at, target) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = 'RUNNING', owner = excluded.owner,"
-                " heartbeat_at = excluded.heartbeat_at, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at,"
+                " started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = NULL,"
                 " options = excluded.options, name = excluded.name,"
                 " target = COALESCE(excluded.target, runs.target),"
                 " job_id = COALESCE(excluded.job_id, runs.job_id)",
                 (
-                    run_id, job_id, name, json.dumps(options or {}), self._owner, now, now, now,
+                    run_id,
+                    job_id,
+                    name,
+                    json.dumps(options or {}),
+                    self._owner,
+                    now,
+                    now,
+                    now,
                     json.dumps(target.to_json()) if target else None,
                 ),
-            )  # fmt: skip
+            )
             self._executemany(
                 "INSERT INTO run_tasks (run_id, task_id, pos, family, params, upstream,"
                 " plan_state, plan_reason, resources, status, fingerprint)"
@@ -245,13 +253,19 @@ class Store(ABC):
                 "UPDATE runs SET heartbeat_at = ? WHERE id = ?", [(now, r) for r in beats]
             )
 
-    def finish_run(
-        self, run_id: str, status: str, counts: dict[str, int], error: str | None = None
-    ) -> None:
-        """Flush, then record the run's final status."""
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Flush, then record the run's final status and its tasks' counts (from the
+        record itself, so a resumed run counts what succeeded before it was resumed)."""
         self.flush()
         now = time.time()
         with self._tx():
+            counts = {
+                str(r[0]): int(r[1])
+                for r in self._execute(
+                    "SELECT status, COUNT(*) FROM run_tasks WHERE run_id = ? GROUP BY status",
+                    (run_id,),
+                )
+            }
             self._execute(
                 "UPDATE runs SET status = ?, ended_at = ?, heartbeat_at = ?, counts = ?,"
                 " error = ? WHERE id = ?",
@@ -346,9 +360,14 @@ class Store(ABC):
             self._execute(
                 "INSERT INTO runs (id, job_id, name, status, created_at, target)"
                 " VALUES (?, ?, ?, 'PENDING', ?, ?)",
-                (run_id, job_id, name, time.time(),
-                 json.dumps(target.to_json()) if target else None),
-            )  # fmt: skip
+                (
+                    run_id,
+                    job_id,
+                    name,
+                    time.time(),
+                    json.dumps(target.to_json()) if target else None,
+                ),
+            )
 
     def open_runs(self) -> list[RunInfo]:
         """Runs recorded as RUNNING: live, or left by an engine that died."""
@@ -455,9 +474,18 @@ class Store(ABC):
             self._execute(
                 "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
                 " ttl, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, project, name, pipeline_id, json.dumps(params), data_dir,
-                 json.dumps(schedule) if schedule else None, json.dumps(ttl or {}), now),
-            )  # fmt: skip
+                (
+                    job_id,
+                    project,
+                    name,
+                    pipeline_id,
+                    json.dumps(params),
+                    data_dir,
+                    json.dumps(schedule) if schedule else None,
+                    json.dumps(ttl or {}),
+                    now,
+                ),
+            )
         job = self.get_job(job_id)
         assert job is not None
         return job
@@ -494,11 +522,21 @@ class Store(ABC):
 
 def _run(r: Sequence[Any]) -> RunInfo:
     return RunInfo(
-        id=r[0], name=r[1], status=r[2], created_at=r[3], started_at=r[4], ended_at=r[5],
-        job_id=r[6], project=r[7], owner=r[8], error=r[9],
-        counts=json.loads(r[10] or "{}"), options=json.loads(r[11] or "{}"),
-        target=RunTarget.from_json(json.loads(r[12])) if r[12] else None, heartbeat_at=r[13],
-    )  # fmt: skip
+        id=r[0],
+        name=r[1],
+        status=r[2],
+        created_at=r[3],
+        started_at=r[4],
+        ended_at=r[5],
+        job_id=r[6],
+        project=r[7],
+        owner=r[8],
+        error=r[9],
+        counts=json.loads(r[10] or "{}"),
+        options=json.loads(r[11] or "{}"),
+        target=RunTarget.from_json(json.loads(r[12])) if r[12] else None,
+        heartbeat_at=r[13],
+    )
 
 
 _JOB_COLS = (
@@ -511,8 +549,17 @@ _JOB_COLS = (
 
 def _job(r: Sequence[Any]) -> JobInfo:
     return JobInfo(
-        id=r[0], name=r[1], project=r[2], kind=r[3], ref=r[4], version=r[5],
-        params=json.loads(r[6] or "{}"), data_dir=r[7], created_at=r[8],
-        ttl=json.loads(r[9] or "{}"), schedule=json.loads(r[10]) if r[10] else None,
-        status=r[11] or "READY", last_run=r[12],
-    )  # fmt: skip
+        id=r[0],
+        name=r[1],
+        project=r[2],
+        kind=r[3],
+        ref=r[4],
+        version=r[5],
+        params=json.loads(r[6] or "{}"),
+        data_dir=r[7],
+        created_at=r[8],
+        ttl=json.loads(r[9] or "{}"),
+        schedule=json.loads(r[10]) if r[10] else None,
+        status=r[11] or "READY",
+        last_run=r[12],
+    )

@@ -1,0 +1,1 @@
+"""YAML pipelines (the dataNodes / processNodes language), compiled to a model graph."""

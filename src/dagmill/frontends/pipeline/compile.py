@@ -1,0 +1,365 @@
+"""A pipeline file → validated spec → model graph.
+
+Every problem is collected with its line and key path and raised once:
+
+    pipeline.yaml:14: processNodes.clean.input.0: unknown data node 'raw_dta'
+        (did you mean 'raw_data'?)
+
+The graph follows from the data: a process node depends on the producers of its inputs
+(and on the nodes in its ``after``); a data node that no node produces is an external
+input, a task with no action that is complete when its file exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagmill.errors import CycleError, DefinitionError
+from dagmill.frontends.code import module_hash
+from dagmill.frontends.pipeline.source import Located, PipelineSyntaxError, load_located
+from dagmill.model.graph import Graph
+from dagmill.model.ids import digest
+from dagmill.model.resources import Resources
+from dagmill.model.task import OutputRef, TaskSpec
+
+__all__ = ["CompiledPipeline", "PipelineError", "Problem", "compile_pipeline", "load_pipeline"]
+
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".txt": "text",
+    ".bin": "bytes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int | None
+    path: str
+    message: str
+
+
+class PipelineError(DefinitionError):
+    """A pipeline file is wrong; ``problems`` lists every problem found, with its line."""
+
+    def __init__(self, file: str, problems: Sequence[Problem]) -> None:
+        self.file = file
+        self.problems = list(problems)
+        super().__init__(
+            "\n".join(
+                f"{file}:{p.line or 1}: {p.path + ': ' if p.path else ''}{p.message}"
+                for p in self.problems
+            )
+        )
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """What a pipeline file becomes: its spec, its graph, and what running it needs."""
+
+    file: str
+    spec: Any  # PipelineSpec (pydantic, imported lazily)
+    graph: Graph
+    data_root: str
+    requirements: tuple[str, ...]
+    version: str  # hash of the file and of the modules it runs
+    node_ids: Mapping[str, str] = field(default_factory=dict)  # process node -> task id
+
+
+def _did_you_mean(name: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_pipeline(file: str) -> tuple[Any, Located]:
+    """Read and validate a pipeline file's structure (pydantic); raise PipelineError."""
+    from pydantic import ValidationError
+
+    from dagmill.frontends.pipeline.spec import PipelineSpec
+
+    try:
+        with open(file, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise PipelineError(
+            file, [Problem(None, "", f"cannot read the file: {e.strerror}")]
+        ) from None
+    try:
+        located = load_located(text)
+    except PipelineSyntaxError as e:
+        raise PipelineError(file, [Problem(e.line, "", f"not valid YAML: {e}")]) from None
+    if not isinstance(located.value, dict):
+        raise PipelineError(
+            file, [Problem(1, "", "expected a mapping with dataNodes and processNodes")]
+        )
+    try:
+        return PipelineSpec.model_validate(located.value), located
+    except ValidationError as e:
+        raise PipelineError(file, [_problem(err, located) for err in e.errors()]) from None
+
+
+def _problem(err: Mapping[str, Any], located: Located) -> Problem:
+    from dagmill.frontends.pipeline import spec as S
+
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        fields = list(parent.model_fields) if parent is not None else []
+        msg = f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), fields)}"
+        if fields:
+            msg += f"; allowed: {', '.join(fields)}"
+        return Problem(located.line(loc), path, msg)
+    if kind == "missing":
+        return Problem(
+            located.line(loc[:-1]), ".".join(map(str, loc[:-1])), f"missing key {loc[-1]!r}"
+        )
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("literal_error",) and loc and loc[-1] == "format":
+        msg = f"unknown format {err.get('input')!r}: use one of {', '.join(S.FORMATS)}"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        msg = f"{msg}, got {err.get('input')!r}"
+    return Problem(located.line(loc), path, msg)
+
+
+def _model_at(loc: tuple[Any, ...]) -> Any:
+    from dagmill.frontends.pipeline import spec as S
+
+    model: Any = S.PipelineSpec
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        ann = model.model_fields.get(key) if hasattr(model, "model_fields") else None
+        if ann is None:
+            return None
+        sub = {
+            "dataNodes": S.DataNode,
+            "processNodes": S.ProcessNode,
+            "schedule": S.Schedule,
+            "requirement": S.Requirement,
+        }.get(str(key))
+        if sub is None:
+            return None
+        model = sub
+        i += 2 if key in ("dataNodes", "processNodes", "requirement") else 1
+    return model
+
+
+def _location(source: str, data_root: str) -> str:
+    if source.startswith("file://"):
+        return source[len("file://") :]
+    if "://" in source or os.path.isabs(source):
+        return source
+    return os.path.normpath(os.path.join(data_root, source))
+
+
+def _resolve_module(name: str, folder: str) -> str | None:
+    """``name``(.py) beside the pipeline file, or an importable module: its file."""
+    base = name[:-3] if name.endswith(".py") else name
+    beside = os.path.join(folder, base.replace(".", os.sep) + ".py")
+    if os.path.isfile(beside):
+        return beside
+    try:
+        spec = importlib.util.find_spec(base)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin not in (None, "built-in") else None
+
+
+def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipeline:
+    """Validate a pipeline file completely and compile it to a graph (nothing is written)."""
+    file = os.path.abspath(file)
+    spec, located = load_pipeline(file)
+    folder = os.path.dirname(file)
+    root = os.path.abspath(data_root or "data")
+    problems: list[Problem] = []
+
+    def problem(path: tuple[str | int, ...], message: str) -> None:
+        problems.append(Problem(located.line(path), ".".join(map(str, path)), message))
+
+    data_names = list(spec.dataNodes)
+    producers: dict[str, str] = {}
+    modules: dict[str, str] = {}
+    for name, node in spec.processNodes.items():
+        for kind in ("input", "output"):
+            for i, ref in enumerate(getattr(node, kind)):
+                if ref not in spec.dataNodes:
+                    problem(
+                        ("processNodes", name, kind, i),
+                        f"unknown data node {ref!r}{_did_you_mean(ref, data_names)}",
+                    )
+        for i, ref in enumerate(node.output):
+            other = producers.setdefault(ref, name)
+            if other != name:
+                problem(
+                    ("processNodes", name, "output", i),
+                    f"data node {ref!r} is already written by {other!r}: each data node "
+                    "has one producer",
+                )
+            if ref in node.input:
+                problem(
+                    ("processNodes", name, "output", i),
+                    f"{name!r} reads and writes {ref!r}: that is a cycle",
+                )
+        for i, ref in enumerate(node.after):
+            if ref not in spec.processNodes or ref == name:
+                problem(
+                    ("processNodes", name, "after", i),
+                    f"unknown process node {ref!r}"
+                    f"{_did_you_mean(ref, [n for n in spec.processNodes if n != name])}",
+                )
+        if node.processor is not None:
+            found = _resolve_module(node.processor, folder)
+            if found is None:
+                problem(
+                    ("processNodes", name, "processor"),
+                    f"processor module {node.processor!r} not found: expected "
+                    f"{node.processor.removesuffix('.py')}.py beside "
+                    f"{os.path.basename(file)}, or an importable module",
+                )
+            else:
+                modules[name] = found
+        try:
+            Resources.parse(node.resources)
+        except ValueError as e:
+            problem(("processNodes", name, "resources"), str(e))
+    if spec.schedule is not None:
+        _check_schedule(spec.schedule, problem)
+    if problems:
+        raise PipelineError(file, problems)
+
+    requirements = tuple(sorted(r.spec() for r in spec.requirement))
+    req_hash = digest("\n".join(requirements)) if requirements else ""
+    specs: list[TaskSpec] = []
+    for name, dn in spec.dataNodes.items():
+        if name not in producers:  # an external input: complete when it exists
+            loc = _location(dn.source, root)
+            specs.append(TaskSpec(f"data:{name}", name, outputs=(OutputRef(name, loc),)))
+    node_ids = {name: name for name in spec.processNodes}
+    from dagmill.frontends.pipeline.action import ProcessorAction
+
+    for name, node in spec.processNodes.items():
+        upstream = [producers.get(d, f"data:{d}") for d in node.input]
+        upstream += list(node.after)
+        code: list[tuple[str, str]] = []
+        if node.processor is not None:
+            code.append(("module", module_hash(modules[name])))
+        else:
+            code.append(("command", digest(node.command or "")))
+        if req_hash:
+            code.append(("requirements", req_hash))
+        params = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in node.params.items()))
+
+        def ref(d: str) -> tuple[str, str, str | None, dict[str, Any]]:
+            dn = spec.dataNodes[d]
+            loc = _location(dn.source, root)
+            fmt = dn.format or _SUFFIX_FORMATS.get(os.path.splitext(loc)[1].lower())
+            return (d, loc, fmt, dict(dn.options))
+
+        action = ProcessorAction(
+            node=name,
+            module=modules.get(name),
+            command=node.command,
+            cwd=folder,
+            inputs=tuple(ref(d) for d in node.input),
+            outputs=tuple(ref(d) for d in node.output),
+            params=dict(node.params),
+            env=dict(node.env),
+            python=sys.executable,
+        )
+        specs.append(
+            TaskSpec(
+                id=name,
+                family=name,
+                params=params,
+                upstream=tuple(dict.fromkeys(upstream)),
+                outputs=tuple(
+                    OutputRef(d, _location(spec.dataNodes[d].source, root)) for d in node.output
+                ),
+                code=tuple(code),
+                action=action,
+                resources=Resources.parse(node.resources),
+                retries=node.retries,
+                timeout=node.timeout,
+                source=f"{file}:{located.line(('processNodes', name))}",
+            )
+        )
+    try:
+        graph = Graph.build(specs)
+    except CycleError as e:
+        first = next((c for c in e.cycle if c in spec.processNodes), None)
+        path = ("processNodes", first) if first else ()
+        raise PipelineError(
+            file,
+            [
+                Problem(
+                    located.line(path),
+                    ".".join(map(str, path)),
+                    "the pipeline has a cycle: " + " -> ".join(e.cycle),
+                )
+            ],
+        ) from None
+    except DefinitionError as e:
+        raise PipelineError(file, [Problem(None, "", str(e))]) from None
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        h.update(f.read())
+    for module_path in sorted(set(modules.values())):
+        with open(module_path, "rb") as f:
+            h.update(f.read())
+    return CompiledPipeline(
+        file, spec, graph, root, requirements, "sha256:" + h.hexdigest()[:16], node_ids
+    )
+
+
+def _check_schedule(schedule: Any, problem: Any) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    base = ("schedule",)
+    tz = None
+    try:
+        tz = zoneinfo.ZoneInfo(schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(
+            schedule.timezone, sorted(zoneinfo.available_timezones()), n=1
+        )
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problem((*base, "timezone"), f"unknown timezone {schedule.timezone!r}{hint}")
+    if schedule.schedule_interval is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(schedule.schedule_interval):
+            problem(
+                (*base, "schedule_interval"),
+                f"not a cron expression: {schedule.schedule_interval!r} "
+                "(five fields: minute hour day-of-month month day-of-week)",
+            )
+    dates: dict[str, dt.datetime] = {}
+    for key in ("start_date", "end_date"):
+        text = getattr(schedule, key)
+        if text is None:
+            continue
+        for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+            try:
+                dates[key] = dt.datetime.strptime(str(text).strip(), fmt).replace(tzinfo=tz)
+                break
+            except ValueError:
+                continue
+        else:
+            problem((*base, key), f"not a date: {text!r} (expected YYYY-MM-DD HH:MM)")
+    if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
+        problem((*base, "end_date"), "end_date is not after start_date")

@@ -1,0 +1,85 @@
+"""YAML with positions: the value of a document and the line of every key path in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Located", "PipelineSyntaxError", "load_located"]
+
+Path = tuple[str | int, ...]
+
+
+class PipelineSyntaxError(ValueError):
+    """YAML that cannot be read; ``line`` is 1-based."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class Located:
+    """A loaded document and, for every key path, the line (1-based) where it stands."""
+
+    value: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Path) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for n in range(len(path), -1, -1):
+            found = self.lines.get(tuple(path[:n]))
+            if found is not None:
+                return found
+        return None
+
+
+def load_located(text: str) -> Located:
+    """Parse YAML, recording where each key is; duplicate keys are errors."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise PipelineSyntaxError(
+            f"{e.problem or e}" + (f" ({e.context})" if e.context else ""),
+            mark.line + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as e:
+        raise PipelineSyntaxError(str(e), None) from None
+    if node is None:
+        return Located(None, {})
+    lines: dict[Path, int] = {(): node.start_mark.line + 1}
+    for path, key_node in _walk(node, ()):
+        lines[path] = key_node.start_mark.line + 1
+    constructor = yaml.SafeLoader("")
+    try:
+        value = constructor.construct_document(node)
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        raise PipelineSyntaxError(str(e.problem), mark.line + 1 if mark else None) from None
+    return Located(value, lines)
+
+
+def _walk(node: Any, path: Path) -> Iterator[tuple[Path, Any]]:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise PipelineSyntaxError(
+                    f"{'.'.join(map(str, (*path, key)))}: the key {key!r} is given twice "
+                    f"(first on line {seen[key]})",
+                    key_node.start_mark.line + 1,
+                )
+            seen[key] = key_node.start_mark.line + 1
+            yield (*path, key), key_node
+            yield from _walk(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield (*path, i), item
+            yield from _walk(item, (*path, i))

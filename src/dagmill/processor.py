@@ -1,0 +1,116 @@
+"""The API a processor module uses (stdlib only, so it imports in any environment).
+
+    from dagmill import processor
+
+    input_data, output_data = processor.fetch_datanodes_information()
+    df = processor.load("raw_data")          # by the data node's format
+    lr = processor.params().get("lr", 0.1)
+    processor.save("clean_data", df)
+
+Outputs go to temporary names that dagmill renames into place when the module succeeds,
+so a failed module never leaves an output that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import traceback
+from types import TracebackType
+from typing import Any
+
+__all__ = ["fetch_datanodes_information", "load", "params", "save"]
+
+_ENV = "DAGMILL_PROCESSOR_CONTEXT"
+
+
+def _context() -> dict[str, Any]:
+    raw = os.environ.get(_ENV)
+    if raw is None:
+        raise RuntimeError(
+            "dagmill.processor is for modules that dagmill runs as process nodes: run the "
+            "pipeline with `dagmill run pipeline.yaml`"
+        )
+    ctx: dict[str, Any] = json.loads(raw)
+    return ctx
+
+
+def fetch_datanodes_information() -> tuple[list[str], list[str]]:
+    """(input sources, output sources) in the order the pipeline declares them."""
+    ctx = _context()
+    return [i["source"] for i in ctx["inputs"]], [o["source"] for o in ctx["outputs"]]
+
+
+def params() -> dict[str, Any]:
+    """The node's ``params`` from the pipeline file."""
+    value: dict[str, Any] = _context()["params"]
+    return value
+
+
+def _node(name: str, kind: str) -> dict[str, Any]:
+    nodes = _context()[kind]
+    for n in nodes:
+        if n["name"] == name:
+            return dict(n)
+    names = ", ".join(n["name"] for n in nodes) or "none"
+    raise KeyError(f"{name!r} is not one of this node's {kind}: {names}")
+
+
+def load(name: str) -> Any:
+    """Read an input data node by its format (csv, parquet, json, pickle, text, bytes)."""
+    n = _node(name, "inputs")
+    fmt, path, opts = n["format"] or "bytes", n["source"], n["options"]
+    if fmt in ("csv", "parquet"):
+        import pandas as pd
+
+        return pd.read_csv(path, **opts) if fmt == "csv" else pd.read_parquet(path, **opts)
+    if fmt == "json":
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    if fmt == "pickle":
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    if fmt == "text":
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def save(name: str, obj: Any) -> None:
+    """Write an output data node by its format."""
+    n = _node(name, "outputs")
+    fmt, path, opts = n["format"] or "bytes", n["source"], n["options"]
+    if fmt == "csv":
+        obj.to_csv(path, **{"index": False, **opts})
+    elif fmt == "parquet":
+        obj.to_parquet(path, **opts)
+    elif fmt == "json":
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(obj, f, **opts)
+    elif fmt == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump(obj, f)
+    elif fmt == "text":
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(str(obj))
+    else:
+        with open(path, "wb") as f:
+            f.write(obj if isinstance(obj, bytes) else bytes(obj))
+
+
+def _report(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """Tell dagmill where the module failed: its own file and line first."""
+    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != __file__]
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    path = os.environ.get(_ENV) and _context().get("error_file")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"{kind.__name__}: {value}{where}")
+    sys.__excepthook__(kind, value, tb)
+
+
+if os.environ.get(_ENV):
+    sys.excepthook = _report
