@@ -204,6 +204,8 @@ def job_detail(job: JobInfo, recent: Sequence[RunInfo]) -> None:
     console.print(f"  runs     {job.ref} {' '.join(f'-p {k}={v}' for k, v in job.params.items())}")
     console.print(f"  pinned   {job.version}")
     console.print(f"  data     {job.data_dir}")
+    if job.schedule:
+        console.print(f"  schedule {dict(job.schedule)}")
     console.print(f"  ttl      {dict(job.ttl)}")
     console.print(f"  created  {_when(job.created_at)}")
     if recent:
