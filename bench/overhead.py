@@ -32,6 +32,8 @@ import tempfile
 import time
 
 HERE = os.path.abspath(__file__)
+sys.path.insert(0, os.path.dirname(HERE))
+from shapes import expected, final_task, shapes  # noqa: E402
 
 
 # -- the child: one measured run in a fresh process ----------------------------------------
@@ -46,41 +48,12 @@ def child(shape: str, n: int, workers: int, folder: str, mode: str) -> None:
 
     import_s = time.perf_counter() - t0
 
-    class Chain(dagmill.tasks.TaskPickle):
-        i = dagmill.IntParameter()
-
-        def requires(self):  # type: ignore[no-untyped-def]
-            return Chain(i=self.i - 1) if self.i > 0 else []
-
-        def run(self) -> None:
-            self.save((self.inputLoad() if self.i > 0 else 0) + 1)
-
-    class Root(dagmill.tasks.TaskPickle):
-        def run(self) -> None:
-            self.save(1)
-
-    class Leaf(dagmill.tasks.TaskPickle):
-        i = dagmill.IntParameter()
-
-        def requires(self):  # type: ignore[no-untyped-def]
-            return Root()
-
-        def run(self) -> None:
-            self.save(self.inputLoad() + self.i)
-
-    class Join(dagmill.tasks.TaskPickle):
-        n = dagmill.IntParameter()
-
-        def requires(self):  # type: ignore[no-untyped-def]
-            return [Leaf(i=i) for i in range(self.n)]
-
-        def run(self) -> None:
-            self.save(sum(self.inputLoad()))
+    s = shapes(dagmill)
 
     os.environ["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
     dagmill.set_dir(folder)
     t1 = time.perf_counter()
-    final = Chain(i=n - 1) if shape == "chain" else Join(n=n)
+    final = final_task(s, shape, n)
     if mode == "plan":
         from dagmill.workflow import make_plan
 
@@ -91,8 +64,7 @@ def child(shape: str, n: int, workers: int, folder: str, mode: str) -> None:
         assert result is not None
         ran = len(result.plan.to_run)
     inrun = time.perf_counter() - t1
-    expected = n if shape == "chain" else n + n * (n - 1) // 2
-    assert final.outputLoad() == expected, "wrong result"
+    assert final.outputLoad() == expected(shape, n), "wrong result"
     tasks = n if shape == "chain" else n + 2
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(

@@ -44,6 +44,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 HERE = os.path.abspath(__file__)
+sys.path.insert(0, os.path.dirname(HERE))
+from shapes import expected, shapes  # noqa: E402
+
 FANOUT = 1000
 TARGET_LIST_MS = 50.0
 TARGET_RATIO = 1.5
@@ -62,36 +65,16 @@ def child(backend: str, n: int, folder: str) -> None:
         import dagmill.store.postgres
     import_s = time.perf_counter() - t0
 
-    class Root(dagmill.tasks.TaskPickle):
-        def run(self) -> None:
-            self.save(1)
-
-    class Leaf(dagmill.tasks.TaskPickle):
-        i = dagmill.IntParameter()
-
-        def requires(self):  # type: ignore[no-untyped-def]
-            return Root()
-
-        def run(self) -> None:
-            self.save(self.inputLoad() + self.i)
-
-    class Join(dagmill.tasks.TaskPickle):
-        n = dagmill.IntParameter()
-
-        def requires(self):  # type: ignore[no-untyped-def]
-            return [Leaf(i=i) for i in range(self.n)]
-
-        def run(self) -> None:
-            self.save(sum(self.inputLoad()))
+    s = shapes(dagmill)
 
     os.environ["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
     dagmill.set_dir(folder)
     t1 = time.perf_counter()
-    final = Join(n=n)
+    final = s.Join(n=n)
     result = dagmill.run([final], workers=1, execution_summary=False, record=backend != "off")
     inrun = time.perf_counter() - t1
     assert result is not None and result.ok
-    assert final.outputLoad() == n + n * (n - 1) // 2, "wrong result"
+    assert final.outputLoad() == expected("fanout", n), "wrong result"
     print(
         json.dumps(
             {
