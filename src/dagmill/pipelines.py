@@ -23,6 +23,7 @@ from dagmill.frontends.pipeline.compile import (
 )
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.io.records import RecordBook
+from dagmill.io.remote import is_url, remove, url_version
 from dagmill.model.graph import Graph
 from dagmill.model.runs import RunTarget
 from dagmill.plan.planner import Plan, PlanOptions, plan
@@ -126,7 +127,11 @@ def reset_pipeline(
     gone = []
     for tid in chosen:
         for out in graph.tasks[tid].outputs:
-            if os.path.exists(out.location):
+            if is_url(out.location):
+                if url_version(out.location) is not None:
+                    remove(out.location)
+                    gone.append(out.location)
+            elif os.path.exists(out.location):
                 os.unlink(out.location)
                 gone.append(out.location)
     return gone

@@ -62,12 +62,29 @@ class Record:
         )
 
 
+def _records_file(folder: str) -> str:
+    """Beside the outputs; for an object store (which cannot append), under DAGMILL_HOME."""
+    if "://" in folder:
+        from dagmill import settings
+        from dagmill.model.ids import digest
+
+        return os.path.join(settings.home(), "records", digest(folder) + ".jsonl")
+    return os.path.join(folder, RECORDS_FILE)
+
+
 def output_version(outputs: Iterable[OutputRef]) -> str | None:
     """The combined data version of outputs (size + mtime), or None if any is missing."""
     parts = []
     for out in outputs:
         if out.kind == "memory":
             v = memory.version(out.location)
+            if v is None:
+                return None
+            parts.append(v)
+        elif "://" in out.location:
+            from dagmill.io.remote import url_version
+
+            v = url_version(out.location)
             if v is None:
                 return None
             parts.append(v)
@@ -161,11 +178,10 @@ class RecordBook:
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
         for folder, lines in pending.items():
-            ensure_dir(folder)
             data = ("\n".join(lines) + "\n").encode("utf-8")
-            fd = os.open(
-                os.path.join(folder, RECORDS_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-            )
+            path = _records_file(folder)
+            ensure_dir(os.path.dirname(path))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, data)
             finally:
@@ -179,7 +195,7 @@ class RecordBook:
         return recs
 
     def _read(self, folder: str) -> dict[str, _Entry]:
-        path = os.path.join(folder, RECORDS_FILE)
+        path = _records_file(folder)
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
@@ -215,7 +231,7 @@ class RecordBook:
 
     def _compact(self, folder: str, recs: Mapping[str, _Entry]) -> None:
         with (
-            atomic_path(os.path.join(folder, RECORDS_FILE)) as tmp,
+            atomic_path(_records_file(folder)) as tmp,
             open(tmp, "w", encoding="utf-8") as f,
         ):
             f.write("".join(e.line() + "\n" for e in recs.values()))

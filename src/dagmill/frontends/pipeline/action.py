@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagmill.io.atomic import TMP_MARKER, ensure_dir
+from dagmill.io.remote import download, is_url, upload
 
 __all__ = ["CONTEXT_ENV", "ProcessorAction", "ProcessorFailed"]
 
@@ -37,19 +39,31 @@ class ProcessorAction:
     python: str = "python3"
 
     def __call__(self) -> None:
+        staging = tempfile.mkdtemp(prefix="dagmill-stage-") if self._remote() else None
         temps = []
         for name, loc, fmt, options in self.outputs:
-            folder, base = os.path.split(loc)
-            ensure_dir(folder or ".")
-            temps.append(
-                (name, loc, os.path.join(folder, f".{base}{TMP_MARKER}{os.getpid()}"), fmt, options)
-            )
+            if is_url(loc):  # written locally, uploaded once the module has succeeded
+                assert staging is not None
+                tmp = os.path.join(staging, f"out-{name}{_suffix(loc)}")
+            else:
+                folder, base = os.path.split(loc)
+                ensure_dir(folder or ".")
+                tmp = os.path.join(folder, f".{base}{TMP_MARKER}{os.getpid()}")
+            temps.append((name, loc, tmp, fmt, options))
+        inputs = []
+        for name, loc, fmt, options in self.inputs:
+            if is_url(loc):  # the module runs in another process: give it a local copy
+                assert staging is not None
+                local = os.path.join(staging, f"in-{name}{_suffix(loc)}")
+                download(loc, local)
+                loc = local
+            inputs.append((name, loc, fmt, options))
         fd, error_file = tempfile.mkstemp(prefix="dagmill-processor-error-")
         os.close(fd)
         context = {
             "node": self.node,
             "inputs": [
-                {"name": n, "source": s, "format": f, "options": o} for n, s, f, o in self.inputs
+                {"name": n, "source": s, "format": f, "options": o} for n, s, f, o in inputs
             ],
             "outputs": [
                 {"name": n, "source": t, "final": s, "format": f, "options": o}
@@ -82,13 +96,21 @@ class ProcessorAction:
                     "processor.fetch_datanodes_information() returns"
                 )
             for _, loc, tmp, _, _ in temps:
-                os.replace(tmp, loc)
+                if is_url(loc):
+                    upload(tmp, loc)
+                else:
+                    os.replace(tmp, loc)
         finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             for _, _, tmp, _, _ in temps:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(error_file)
+
+    def _remote(self) -> bool:
+        return any(is_url(loc) for _, loc, _, _ in (*self.inputs, *self.outputs))
 
     def _failure(self, code: int, error_file: str) -> str:
         what = f"processor {os.path.basename(self.module)}" if self.module else "command"
@@ -99,6 +121,10 @@ class ProcessorAction:
         except OSError:
             detail = ""
         return f"{self.node}: {what} failed ({how})" + (f": {detail}" if detail else "")
+
+
+def _suffix(loc: str) -> str:
+    return os.path.splitext(loc.rsplit("/", 1)[-1])[1]
 
 
 def _stop_group(proc: subprocess.Popen[Any]) -> None:
