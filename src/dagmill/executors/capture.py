@@ -19,7 +19,9 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 
-__all__ = ["LogCapture", "secret_values"]
+from dagmill.executors.base import TaskError
+
+__all__ = ["LogCapture", "log_error", "secret_values"]
 
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY", re.I)
 MASK = "***"
@@ -40,6 +42,12 @@ def _flush_python_streams() -> None:
             stream.flush()
 
 
+def log_error(capture: LogCapture) -> TaskError | None:
+    """The failure of an attempt whose output could not be kept (then cleared)."""
+    failure, capture.failure = capture.failure, None
+    return TaskError("LogWriteError", failure, None, "") if failure else None
+
+
 class LogCapture:
     """Points this process's fds 1 and 2 at ``path`` while tasks run."""
 
@@ -51,6 +59,7 @@ class LogCapture:
         self._saved: tuple[int, int] | None = None
         self._target = self._file
         self._synced = threading.Event()
+        self.failure: str | None = None  # why the log could not be written (a full disk)
         if self._secrets:
             read, write = os.pipe()
             self._target = write
@@ -71,7 +80,8 @@ class LogCapture:
 
     def end(self, restore: bool) -> int:
         """Flush what the task wrote; returns where its lines end (``restore``: give fds 1
-        and 2 back, for a process that has other output of its own)."""
+        and 2 back, for a process that has other output of its own). ``failure`` then
+        says if part of the output could not be written."""
         _flush_python_streams()
         if self._secrets:  # wait until the masking thread has written everything so far
             self._synced.clear()
@@ -119,8 +129,11 @@ class LogCapture:
         os.close(read)
 
     def _write(self, data: bytes) -> None:
-        if not data:
-            return
+        if not data or self.failure is not None:
+            return  # after a failure keep draining the pipe, or the task would block on it
         for s in self._secrets:
             data = data.replace(s, MASK.encode())
-        os.write(self._file, data)
+        try:
+            os.write(self._file, data)
+        except OSError as e:
+            self.failure = f"the task's output could not be written to {self.path}: {e.strerror}"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskResult, execute
-from dagmill.executors.capture import LogCapture
+from dagmill.executors.capture import LogCapture, log_error
 
 __all__ = ["InlineExecutor"]
 
@@ -62,6 +62,9 @@ class InlineExecutor(Executor):
             result = execute(sub, action)
         finally:
             end = cap.end(restore=True)  # the engine's own output goes where it went before
+        broken = log_error(cap)
+        if broken is not None and result.ok:
+            result = result._replace(ok=False, error=broken)
         self._done.append(result._replace(log_end=end))
 
     def shutdown(self) -> None:

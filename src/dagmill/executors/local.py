@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
-from dagmill.executors.capture import LogCapture
+from dagmill.executors.capture import LogCapture, log_error
 
 __all__ = ["LocalExecutor"]
 
@@ -77,7 +77,12 @@ def _worker_main(
         # plain tuples both ways: pickling dataclasses costs more than the pipe itself
         tid, attempt, action, env, timeout = msg
         r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
-        end = capture.end(restore=False) if capture is not None else None
+        end = None
+        if capture is not None:
+            end = capture.end(restore=False)
+            broken = log_error(capture)
+            if broken is not None and r.ok:
+                r = r._replace(ok=False, error=broken)
         conn.send((r.ok, r.started, r.ended, r.error, end))
 
 
