@@ -194,6 +194,20 @@ def _cancel_on_sigterm() -> Callable[[], None]:
     return restore
 
 
+def _masked(error: TaskError, secrets: Sequence[str]) -> TaskError:
+    """The error without the values of secrets (it goes to the record and the terminal)."""
+
+    def mask(text: str | None) -> str | None:
+        for s in secrets:
+            if text and s in text:
+                text = text.replace(s, "***")
+        return text
+
+    return TaskError(
+        error.type, mask(error.message) or "", mask(error.location), mask(error.traceback) or ""
+    )
+
+
 class _Heartbeat(threading.Thread):
     """Writes what the engine buffered, and the run's heartbeat, while the engine waits on
     its workers or a task runs in this process: states and log positions reach the store
@@ -356,6 +370,8 @@ class _Loop:
         self.pool.release(alloc)
         spec = self.graph.tasks[tid]
         error = r.error
+        if error is not None and self.secrets:
+            error = _masked(error, self.secrets)
         fp = None
         if r.ok and spec.outputs:
             version = output_version(spec.outputs)

@@ -196,6 +196,16 @@ def delete_job(job_id: str) -> list[str]:
 
     store = open_store()
     try:
+        busy = [
+            r.id
+            for r in store.list_runs(job_id=job_id, limit=1000)
+            if r.status in ("PENDING", "RUNNING")
+        ]
+        if busy:
+            raise DefinitionError(
+                f"job {job_id} has runs in progress ({', '.join(busy)}): cancel them first "
+                f"(`dagmill runs cancel {busy[0]}`)"
+            )
         gone = store.delete_job(job_id)
     finally:
         store.close()

@@ -101,7 +101,8 @@ def run_pipeline(
         compiled = _with_python(compiled, python)
     the_plan, _ = plan_pipeline(file, data, nodes, force, compiled=compiled)
     kwargs.setdefault("target", RunTarget("yaml", compiled.file, {}, compiled.data_root))
-    return execute_plan(the_plan, os.path.basename(compiled.file), **kwargs)
+    name = kwargs.pop("name", None) or os.path.basename(compiled.file)
+    return execute_plan(the_plan, name, **kwargs)
 
 
 def _with_python(compiled: CompiledPipeline, python: str) -> CompiledPipeline:

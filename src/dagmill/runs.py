@@ -124,6 +124,9 @@ def cancel_run(run_id: str, wait: float = 10.0) -> str:
     with _store() as s:
         if run.status == "PENDING" and s.set_run_status(run.id, "CANCELLED", only_if=["PENDING"]):
             return f"cancelled run {run.id} before it started"
+    run = get_run(run.id)  # an engine may have taken it meanwhile
+    if run.status != "RUNNING":
+        return f"run {run.id} already ended: {run.status}"
     alive = _alive(run.owner)
     if alive is None:
         raise DefinitionError(f"run {run.id} runs on {run.owner}: cancel it there")
@@ -131,13 +134,17 @@ def cancel_run(run_id: str, wait: float = 10.0) -> str:
         os.kill(int(str(run.owner).rpartition(":")[2]), signal.SIGTERM)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if get_run(run.id).status != "RUNNING":
+            now = get_run(run.id)
+            if now.status != "RUNNING":
                 return f"cancelled run {run.id}"
+            if _alive(now.owner) is False:
+                break  # it stopped before it could record anything (still starting up)
             time.sleep(0.1)
-        return f"asked run {run.id} to stop (its engine has not confirmed yet)"
+        else:
+            return f"asked run {run.id} to stop (its engine has not confirmed yet)"
     with _store() as s:
-        s.set_run_status(run.id, "CANCELLED", "cancelled after its engine died", ["RUNNING"])
-    return f"cancelled run {run.id} (its engine had died)"
+        s.set_run_status(run.id, "CANCELLED", "cancelled (its engine had stopped)", ["RUNNING"])
+    return f"cancelled run {run.id}"
 
 
 def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:

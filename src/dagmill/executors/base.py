@@ -159,9 +159,8 @@ def _describe(e: BaseException) -> TaskError:
             continue
         location = f"{fr.filename}:{fr.lineno} in {fr.name}"
         break
-    if location is None and frames:
-        fr = frames[-1]
-        location = f"{fr.filename}:{fr.lineno} in {fr.name}"
+    # no user frame (the failure is dagmill's own report, e.g. a processor module failed):
+    # a dagmill file and line would point the user to the wrong place
     # the user's frames only: dagmill's own frames add nothing to a user's traceback
     tb = "".join(
         traceback.format_list(

@@ -36,10 +36,28 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def _flush_python_streams() -> None:
+def _flush_python_streams() -> bool:
+    """Flush Python's own buffers into fds 1 and 2; False if the disk would not take it."""
+    ok = True
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
+        except OSError:
+            ok = False
+        except Exception:  # a replaced stream that cannot flush: nothing of ours to lose
+            pass
+    return ok
+
+
+def _line_buffered(on: bool) -> list[bool]:
+    """Make print() reach the log line by line (a follower sees it at once); returns what
+    each stream had, for putting it back."""
+    before = []
+    for stream in (sys.stdout, sys.stderr):
+        before.append(bool(getattr(stream, "line_buffering", False)))
+        with contextlib.suppress(Exception):
+            stream.reconfigure(line_buffering=on)  # type: ignore[union-attr]
+    return before
 
 
 def log_error(capture: LogCapture) -> TaskError | None:
@@ -57,6 +75,7 @@ class LogCapture:
         self._file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._secrets = [s.encode() for s in secrets if s]
         self._saved: tuple[int, int] | None = None
+        self._buffering: list[bool] | None = None
         self._target = self._file
         self._synced = threading.Event()
         self.failure: str | None = None  # why the log could not be written (a full disk)
@@ -76,13 +95,25 @@ class LogCapture:
             self._saved = (os.dup(1), os.dup(2))
         os.dup2(self._target, 1)
         os.dup2(self._target, 2)
+        if self._buffering is None:
+            self._buffering = _line_buffered(True)
         return self.offset()
 
     def end(self, restore: bool) -> int:
         """Flush what the task wrote; returns where its lines end (``restore``: give fds 1
         and 2 back, for a process that has other output of its own). ``failure`` then
         says if part of the output could not be written."""
-        _flush_python_streams()
+        if not _flush_python_streams():
+            # what Python still holds cannot be written: drop it, never let it reach the
+            # terminal once fds 1 and 2 are given back
+            self.failure = self.failure or (
+                f"the task's output could not be written to {self.path}: No space left on device?"
+            )
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            _flush_python_streams()
         if self._secrets:  # wait until the masking thread has written everything so far
             self._synced.clear()
             os.write(1, _SYNC)
@@ -91,6 +122,11 @@ class LogCapture:
         if restore and self._saved is not None:
             os.dup2(self._saved[0], 1)
             os.dup2(self._saved[1], 2)
+            if self._buffering is not None:
+                for stream, was in zip((sys.stdout, sys.stderr), self._buffering):
+                    with contextlib.suppress(Exception):
+                        stream.reconfigure(line_buffering=was)  # type: ignore[union-attr]
+                self._buffering = None
         return end
 
     def close(self) -> None:

@@ -116,9 +116,21 @@ def function_hash(func: Any) -> str:
     return digest(_code_repr(code))
 
 
+_module_hashes: dict[tuple[str, int, int], str] = {}
+
+
 def module_hash(path: str) -> str:
     """Hash of a whole module's normalised source: comments, blank lines, formatting and
     docstrings do not change it (a module that does not parse is hashed as bytes)."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    found = _module_hashes.get(key)
+    if found is None:
+        found = _module_hashes[key] = _module_hash(path)
+    return found
+
+
+def _module_hash(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())

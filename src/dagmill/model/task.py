@@ -55,5 +55,7 @@ class TaskSpec:
 
     @property
     def label(self) -> str:
-        """d6tflow's display form: ``TaskTrain-{'do_preprocess': 'True'}``."""
-        return f"{self.family}-{dict(self.params)}"
+        """How messages name the task: ``extra["label"]`` if the front door gave one (a
+        pipeline's node name), else d6tflow's ``TaskTrain-{'do_preprocess': 'True'}``."""
+        given = self.extra.get("label")
+        return str(given) if given else f"{self.family}-{dict(self.params)}"

@@ -60,7 +60,7 @@ class ProcessorAction:
             inputs.append((name, loc, fmt, options))
         fd, error_file = tempfile.mkstemp(prefix="dagmill-processor-error-")
         os.close(fd)
-        context = {
+        context: dict[str, Any] = {
             "node": self.node,
             "inputs": [
                 {"name": n, "source": s, "format": f, "options": o} for n, s, f, o in inputs
@@ -73,6 +73,11 @@ class ProcessorAction:
             "error_file": error_file,
         }
         env = {**os.environ, **self.env, CONTEXT_ENV: json.dumps(context, default=str)}
+        # for command nodes: DAGMILL_INPUT_0 / DAGMILL_INPUT_<NAME>, DAGMILL_OUTPUT_0 ...
+        for kind, items in (("INPUT", context["inputs"]), ("OUTPUT", context["outputs"])):
+            for i, item in enumerate(items):
+                env[f"DAGMILL_{kind}_{i}"] = item["source"]
+                env[f"DAGMILL_{kind}_{_env_name(item['name'])}"] = item["source"]
         if self.module is not None:
             argv: list[str] | str = [self.python, self.module]
         else:
@@ -121,6 +126,10 @@ class ProcessorAction:
         except OSError:
             detail = ""
         return f"{self.node}: {what} failed ({how})" + (f": {detail}" if detail else "")
+
+
+def _env_name(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
 def _suffix(loc: str) -> str:

@@ -102,7 +102,12 @@ def load_pipeline(file: str) -> tuple[Any, Located]:
         raise PipelineError(file, [Problem(e.line, "", f"not valid YAML: {e}")]) from None
     if not isinstance(located.value, dict):
         raise PipelineError(
-            file, [Problem(1, "", "expected a mapping with dataNodes and processNodes")]
+            file,
+            [
+                Problem(
+                    located.line(()) or 1, "", "expected a mapping with dataNodes and processNodes"
+                )
+            ],
         )
     try:
         return PipelineSpec.model_validate(located.value), located
@@ -191,6 +196,15 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
         problems.append(Problem(located.line(path), ".".join(map(str, path)), message))
 
     data_names = list(spec.dataNodes)
+    where: dict[str, str] = {}
+    for name, dn in spec.dataNodes.items():
+        other = where.setdefault(_location(dn.source, root), name)
+        if other != name:
+            problem(
+                ("dataNodes", name, "source"),
+                f"{dn.source!r} is also the source of data node {other!r}: each data node "
+                "needs its own file",
+            )
     producers: dict[str, str] = {}
     modules: dict[str, str] = {}
     for name, node in spec.processNodes.items():
@@ -215,7 +229,9 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
                     f"{name!r} reads and writes {ref!r}: that is a cycle",
                 )
         for i, ref in enumerate(node.after):
-            if ref not in spec.processNodes or ref == name:
+            if ref == name:
+                problem(("processNodes", name, "after", i), f"{name!r} cannot run after itself")
+            elif ref not in spec.processNodes:
                 problem(
                     ("processNodes", name, "after", i),
                     f"unknown process node {ref!r}"
@@ -247,7 +263,14 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     for name, dn in spec.dataNodes.items():
         if name not in producers:  # an external input: complete when it exists
             loc = _location(dn.source, root)
-            specs.append(TaskSpec(f"data:{name}", name, outputs=(OutputRef(name, loc),)))
+            specs.append(
+                TaskSpec(
+                    f"data:{name}",
+                    name,
+                    outputs=(OutputRef(name, loc),),
+                    extra={"label": dn.source},
+                )
+            )
     node_ids = {name: name for name in spec.processNodes}
     from dagmill.frontends.pipeline.action import ProcessorAction
 
@@ -295,6 +318,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
                 retries=node.retries,
                 timeout=node.timeout,
                 source=f"{file}:{located.line(('processNodes', name))}",
+                extra={"label": name},
             )
         )
     try:

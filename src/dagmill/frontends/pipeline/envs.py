@@ -2,8 +2,8 @@
 
 ``$DAGMILL_HOME/envs/<hash of the set and the Python version>``; a ``.ready`` marker makes
 the next use instant, a file lock makes concurrent builds of one set wait for each
-other. The environment sees ``dagmill.processor`` (through a ``.pth`` file), nothing else
-of dagmill's environment.
+other. The environment gets a copy of ``dagmill.processor`` (stdlib only), and nothing
+else of dagmill's environment.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dagmill.model.ids import digest
 
 __all__ = ["environment_python"]
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def _uv() -> str:
@@ -48,31 +48,40 @@ def environment_python(requirements: Sequence[str]) -> str:
     if os.path.exists(ready):
         return python
     os.makedirs(os.path.dirname(root), exist_ok=True)
-    with open(root + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same set
-        if os.path.exists(ready):
-            return python
-        shutil.rmtree(root, ignore_errors=True)
-        uv = _uv()
-        try:
-            _call([uv, "venv", "--quiet", "--python", sys.executable, root])
-            _call([uv, "pip", "install", "--quiet", "--python", python, *requirements])
-        except DefinitionError:
-            shutil.rmtree(root, ignore_errors=True)
-            raise
-        site = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        with open(os.path.join(site, "dagmill_processor.pth"), "w") as f:
-            f.write(_PACKAGE_PARENT + "\n")
-        with open(ready, "w") as f:
-            f.write("\n".join(requirements) + "\n")
-    with contextlib.suppress(OSError):
-        os.unlink(root + ".lock")
+    try:
+        with open(root + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same set
+            if not os.path.exists(ready):
+                _build(root, python, ready, requirements)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(root + ".lock")
     return python
+
+
+def _build(root: str, python: str, ready: str, requirements: Sequence[str]) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    uv = _uv()
+    try:
+        _call([uv, "venv", "--quiet", "--python", sys.executable, root])
+        _call([uv, "pip", "install", "--quiet", "--python", python, *requirements])
+    except DefinitionError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # `from dagmill import processor` and nothing else of dagmill's environment
+    stub = os.path.join(site, "dagmill")
+    os.makedirs(stub, exist_ok=True)
+    with open(os.path.join(stub, "__init__.py"), "w") as f:
+        f.write('"""dagmill\'s processor API, for modules in a pipeline environment."""\n')
+    shutil.copy(os.path.join(_PACKAGE, "processor.py"), os.path.join(stub, "processor.py"))
+    with open(ready, "w") as f:
+        f.write("\n".join(requirements) + "\n")
 
 
 def _call(argv: list[str]) -> None:

@@ -39,8 +39,9 @@ def load_located(text: str) -> Located:
     """Parse YAML, recording where each key is; duplicate keys are errors."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml, when present: 5x faster
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise PipelineSyntaxError(
