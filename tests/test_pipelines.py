@@ -973,3 +973,46 @@ def test_a_broken_pipeline_is_refused_with_file_line_and_key(tmp_path: Path, pat
     assert list(data.iterdir()) == []
     assert not (tmp_path / "data").exists()
     assert not (tmp_path / ".dagmill" / "dagmill.db").exists()
+
+
+def test_fsspec_url_data_nodes_are_staged_and_uploaded_only_on_success(tmp_path: Path) -> None:
+    """memory:// stands for any fsspec store: the module gets a local copy of its input,
+    its output is uploaded once it has succeeded, and a changed input makes it STALE."""
+    import fsspec
+
+    from dagmill.pipelines import plan_pipeline, reset_pipeline, run_pipeline
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/bucket/in.csv", b"a,b\n1,2\n")
+    (tmp_path / "upper.py").write_text(
+        "from dagmill import processor\n"
+        "src = processor.fetch_datanodes_information()[0][0]\n"
+        "assert '://' not in src, src  # a local copy\n"
+        "processor.save('out', open(src).read().upper())\n"
+    )
+    (tmp_path / "fail.py").write_text("from dagmill import processor\nraise SystemExit(3)\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n"
+        "  raw: {source: 'memory://bucket/in.csv'}\n"
+        "  out: {source: 'memory://bucket/out/up.txt', format: text}\n"
+        "  bad: {source: 'memory://bucket/out/bad.txt', format: text}\n"
+        "processNodes:\n"
+        "  up: {input: [raw], output: [out], processor: upper}\n"
+        "  broken: {input: [raw], output: [bad], processor: fail}\n"
+    )
+    pipeline = str(tmp_path / "p.yaml")
+    result = run_pipeline(pipeline, abort=False, execution_summary=False)
+    assert result is not None and result.statuses["up"].value == "SUCCESS"
+    assert result.statuses["broken"].value == "FAILED"
+    assert fs.cat("/bucket/out/up.txt") == b"A,B\n1,2\n"
+    assert not fs.exists("/bucket/out/bad.txt")  # a failed module uploads nothing
+
+    plan, _ = plan_pipeline(pipeline)
+    assert plan.tasks["up"].state.value == "COMPLETE"
+    fs.pipe("/bucket/in.csv", b"a,b\n1,3\n")
+    plan, _ = plan_pipeline(pipeline)
+    assert plan.tasks["up"].state.value == "STALE"
+    assert "input in.csv changed" in plan.tasks["up"].reason
+    assert reset_pipeline(pipeline, nodes=["up"]) == ["memory://bucket/out/up.txt"]
+    assert not fs.exists("/bucket/out/up.txt")
+    fs.rm("/bucket", recursive=True)
