@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dagmill.store import open_store
+from helpers import wait_for
 
 SCRIPT = textwrap.dedent(
     """
@@ -91,15 +92,6 @@ def _members(pgids: set[int]) -> list[int]:
     return out
 
 
-def _wait_for(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 @pytest.mark.parametrize("workers", [2, 1], ids=["workers=2", "workers=1"])
 def test_sigint_cancels_the_run_and_everything_it_started(
     workers: int, tmp_path: Path, data_dir: Path
@@ -122,7 +114,7 @@ def test_sigint_cancels_the_run_and_everything_it_started(
     child_pids: list[int] = []
     groups: set[int] = {proc.pid}
     try:
-        started = _wait_for(
+        started = wait_for(
             lambda: (
                 all((marks / f"writing-{i}").exists() for i in range(workers))
                 or proc.poll() is not None
@@ -147,10 +139,10 @@ def test_sigint_cancels_the_run_and_everything_it_started(
         assert took < 5, f"the run took {took:.1f}s to stop after SIGINT"
         assert proc.returncode != 0, text
 
-        assert _wait_for(lambda: not any(_alive(p) for p in child_pids), timeout=2), (
+        assert wait_for(lambda: not any(_alive(p) for p in child_pids), timeout=2), (
             f"a task's child process outlived the cancelled run: {child_pids}"
         )
-        assert _wait_for(lambda: not _members(groups), timeout=2), (
+        assert wait_for(lambda: not _members(groups), timeout=2), (
             f"processes left in the run's process groups: {_members(groups)}"
         )
 
@@ -198,14 +190,14 @@ def test_killing_the_engine_stops_its_workers_and_what_they_started(
         )  # fmt: skip
     child_pids: list[int] = []
     try:
-        assert _wait_for(
+        assert wait_for(
             lambda: all((marks / f"writing-{i}").exists() for i in range(2)), timeout=20
         ), "the tasks did not start"
         child_pids = [int((marks / f"child-{i}").read_text()) for i in range(2)]
         workers = [int((marks / f"writing-{i}").read_text()) for i in range(2)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
-        gone = _wait_for(lambda: not any(_alive(p) for p in child_pids + workers), timeout=5)
+        gone = wait_for(lambda: not any(_alive(p) for p in child_pids + workers), timeout=5)
         assert gone, f"left running after the engine died: {child_pids + workers}"
         leftovers = [p for p in data_dir.rglob("*") if ".dagmill-tmp-" in p.name]
         assert leftovers == []
@@ -235,7 +227,7 @@ def test_sigterm_to_the_cli_cancels_and_records_the_run(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        assert _wait_for(lambda: (tmp_path / "started").exists(), timeout=20)
+        assert wait_for(lambda: (tmp_path / "started").exists(), timeout=20)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 130
     finally:

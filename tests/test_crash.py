@@ -17,9 +17,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 
 from conftest import fresh_postgres_database
 from dagmill.store import Store, open_store
+from helpers import wait_for
 
 PARTS = 19  # 19 parts + the sum: a 20-task graph
 EXPECTED_SUM = sum(i * i for i in range(PARTS))
@@ -71,17 +71,6 @@ FLOW = textwrap.dedent(
             self.save(sum(self.inputLoad()))
     """
 ).format(parts=PARTS)
-
-
-def _wait_for(cond: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
-    """Poll ``cond`` until it is truthy or ``timeout`` seconds pass; its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(every)
-    return cond()
 
 
 @contextmanager
@@ -172,7 +161,7 @@ def _kill_mid_run(tmp_path: Path, workers: int) -> tuple[str, set[str], set[str]
                 statuses = Counter(t.status for t in s.get_run_tasks(runs[0].id))
                 return statuses["SUCCESS"] >= 5 and statuses["RUNNING"] >= 1
 
-            reached = _wait_for(lambda: far_enough() or proc.poll() is not None, timeout=20)
+            reached = wait_for(lambda: far_enough() or proc.poll() is not None, timeout=20)
             log = (tmp_path / "run.log").read_text(errors="replace")
             assert reached and proc.poll() is None, f"the run ended or stalled early:\n{log}"
             os.killpg(proc.pid, signal.SIGKILL)
@@ -295,10 +284,10 @@ def test_next_runs_command_resumes_a_killed_run_in_the_background(
             assert run is not None
             return run.status
 
-        assert _wait_for(lambda: status() != "RUNNING", timeout=30, every=0.1)
+        assert wait_for(lambda: status() != "RUNNING", timeout=30, every=0.1)
         log = tmp_path / ".dagmill" / "logs" / run_id / "engine-resume.log"
         assert status() == "SUCCESS", log.read_text(errors="replace") if log.exists() else ""
-        assert _wait_for(lambda: not _processes_mentioning(run_id), timeout=10)
+        assert wait_for(lambda: not _processes_mentioning(run_id), timeout=10)
 
         shown = _dagmill("runs", "show", run_id, "--json", cwd=tmp_path)
         assert shown.returncode == 0, shown.stderr

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 import dagmill
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.store import open_store
+from helpers import wait_for
 
 S = TaskRunStatus
 WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["workers=1", "workers=2"])
@@ -47,15 +47,6 @@ def read_events(name: str) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 def run(tasks, **kwargs) -> dagmill.RunResult:

@@ -27,6 +27,7 @@ from dagmill.errors import DefinitionError
 from dagmill.jobs import build_job, run_job, start_job
 from dagmill.store import open_store
 from dagmill.store.migrate import LATEST
+from helpers import wait_for
 
 FLOW = textwrap.dedent(
     '''
@@ -123,17 +124,6 @@ def ok(*args: str, cwd: Path) -> str:
         f"dagmill {' '.join(args)}: {out.returncode}\n{out.stdout}\n{out.stderr}"
     )
     return out.stdout
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_status(run_id: str) -> str:

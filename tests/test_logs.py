@@ -16,7 +16,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 import dagmill
 import dagmill.runs
 from dagmill.frontends.loader import load_task
+from helpers import wait_for
 
 FLOW = textwrap.dedent(
     '''
@@ -206,17 +206,6 @@ def run_in_terminal(
     lines = [ln for ln in stdout.splitlines() if ln.startswith("run ")]
     assert lines, f"no run id shown ({code}):\n{stdout}"
     return lines[-1].split()[1].rstrip(":"), code, stdout, (tmp_path / "stderr.txt").read_text()
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def task_id(run_id: str, family: str) -> str:
