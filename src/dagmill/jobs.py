@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError
 from dagmill.executors.machine import machine_pool
@@ -22,7 +23,7 @@ from dagmill.frontends.loader import module_file, target_task
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.pipelines import is_pipeline_file, run_target, validate
-from dagmill.store import Store, dagmill_home, open_store
+from dagmill.store import Store, open_store
 from dagmill.workflow import make_plan
 
 __all__ = [
@@ -163,7 +164,7 @@ def start_job(job_id: str, workers: int = 1) -> str:
         store.queue_run(run_id, job.name, job.id, job.target())
     finally:
         store.close()
-    log_dir = os.path.join(dagmill_home(), "logs", run_id)
+    log_dir = settings.logs_dir(run_id)
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, "engine.log"), "ab") as out:
         subprocess.Popen(
@@ -185,7 +186,7 @@ def start_job(job_id: str, workers: int = 1) -> str:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "DAGMILL_HOME": dagmill_home()},
+            env={**os.environ, "DAGMILL_HOME": settings.home()},
         )
     return run_id
 
@@ -210,7 +211,7 @@ def delete_job(job_id: str) -> list[str]:
     finally:
         store.close()
     for run_id in gone:
-        shutil.rmtree(os.path.join(dagmill_home(), "logs", run_id), ignore_errors=True)
+        shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
     return gone
 
 

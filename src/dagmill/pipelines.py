@@ -15,6 +15,7 @@ from typing import Any
 from dagmill import settings
 from dagmill.engine import RunResult
 from dagmill.frontends.loader import target_task
+from dagmill.frontends.pipeline import is_pipeline_file
 from dagmill.frontends.pipeline.compile import (
     CompiledPipeline,
     PipelineError,
@@ -39,10 +40,6 @@ __all__ = [
     "run_target",
     "validate",
 ]
-
-
-def is_pipeline_file(ref: str) -> bool:
-    return ref.endswith((".yaml", ".yml"))
 
 
 def validate(file: str, data: str | None = None) -> CompiledPipeline:

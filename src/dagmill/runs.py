@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dagmill import settings
 from dagmill.errors import DefinitionError
 from dagmill.logs import LogChunk, run_logs
 from dagmill.model.runs import RunInfo, RunTaskInfo
-from dagmill.store import Store, dagmill_home, open_store
+from dagmill.store import Store, open_store
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
@@ -95,7 +96,7 @@ def delete_run(run_id: str) -> bool:
     run = get_run(run_id)
     with _store() as s:
         deleted = s.delete_run(run.id)
-    shutil.rmtree(f"{dagmill_home()}/logs/{run.id}", ignore_errors=True)
+    shutil.rmtree(settings.logs_dir(run.id), ignore_errors=True)
     return deleted
 
 
@@ -207,7 +208,7 @@ def recover_orphans() -> list[str]:
                     ["RUNNING"],
                 )
             continue
-        log = os.path.join(dagmill_home(), "logs", r.id, "engine-resume.log")
+        log = os.path.join(settings.logs_dir(r.id), "engine-resume.log")
         os.makedirs(os.path.dirname(log), exist_ok=True)
         with open(log, "ab") as out:
             subprocess.Popen(
@@ -248,5 +249,5 @@ def collect_garbage(dry_run: bool = False, now: float | None = None) -> list[str
                 s.delete_run(run_id)
     if not dry_run:
         for run_id in expired:
-            shutil.rmtree(os.path.join(dagmill_home(), "logs", run_id), ignore_errors=True)
+            shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
     return expired

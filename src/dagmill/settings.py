@@ -37,3 +37,8 @@ capture_logs: bool = True
 def home() -> str:
     """dagmill's own folder (run record, logs, environments): $DAGMILL_HOME or ./.dagmill."""
     return os.environ.get("DAGMILL_HOME") or os.path.join(os.getcwd(), ".dagmill")
+
+
+def logs_dir(run_id: str) -> str:
+    """Where a run's captured output lives."""
+    return os.path.join(home(), "logs", run_id)

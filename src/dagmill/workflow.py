@@ -269,7 +269,7 @@ def execute_plan(
 
         store = open_store()
         if settings.capture_logs:
-            log_dir = os.path.join(settings.home(), "logs", run_id)
+            log_dir = settings.logs_dir(run_id)
             secrets = secret_values()
     try:
         result = run_plan(

@@ -80,3 +80,10 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def open_store() -> Any:
+    """The run record, for a command (imported on use: `dagmill --help` stays fast)."""
+    from dagmill.store import open_store as open_it
+
+    return open_it()

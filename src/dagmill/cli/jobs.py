@@ -9,13 +9,7 @@ from typing import Any
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, parse_params
-
-
-def _store() -> Any:
-    from dagmill.store import open_store
-
-    return open_store()
+from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, open_store, parse_params
 
 
 def _job_or_fail(store: Any, job_id: str) -> Any:
@@ -58,7 +52,7 @@ def jobs_build(
 @guard
 def jobs_list(as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
-    items = _store().list_jobs()
+    items = open_store().list_jobs()
     if as_json:
         click.echo(json.dumps([asdict(j) for j in items], indent=2))
         return
@@ -73,7 +67,7 @@ def jobs_list(as_json: bool) -> None:
 @guard
 def jobs_show(job_id: str, as_json: bool) -> None:
     """One job: what it runs, its pinned version, and its recent runs."""
-    store = _store()
+    store = open_store()
     job = _job_or_fail(store, job_id)
     recent = store.list_runs(job_id=job.id, limit=10)
     if as_json:
@@ -112,7 +106,7 @@ def jobs_delete(job_id: str, yes: bool) -> None:
     """Delete a job and its runs from the record (the data it wrote stays)."""
     from dagmill.jobs import delete_job
 
-    store = _store()
+    store = open_store()
     job = _job_or_fail(store, job_id)
     if not yes and not click.confirm(f"Delete job {job.id} ({job.name}) and its runs?"):
         sys.exit(EXIT_FAILED)

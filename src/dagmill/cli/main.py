@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, parse_params
+from dagmill.frontends.pipeline import is_pipeline_file
 
 if TYPE_CHECKING:
     from dagmill.frontends.classes import Task
@@ -49,10 +50,6 @@ def _target_options(fn: F) -> F:
     return fn
 
 
-def _is_file(target: str) -> bool:
-    return target.endswith((".yaml", ".yml"))
-
-
 def _no_params(target: str, params: tuple[str, ...]) -> None:
     if params:
         fail(f"{target}: a pipeline file takes no -p; put params in its process nodes")
@@ -62,7 +59,7 @@ def _plan_target(
     target: str, params: tuple[str, ...], data_dir: str | None, nodes: tuple[str, ...]
 ) -> tuple[Any, list[str]]:
     """(plan, root task ids) for either kind of target."""
-    if _is_file(target):
+    if is_pipeline_file(target):
         from dagmill.pipelines import plan_pipeline
 
         _no_params(target, params)
@@ -161,7 +158,7 @@ def run(
 ) -> None:
     """Run a task (or a pipeline file) and whatever it needs that is not complete."""
     pool_spec = _parse_pool(pool) if pool else None
-    if _is_file(target):
+    if is_pipeline_file(target):
         from dagmill.pipelines import run_pipeline
 
         _no_params(target, params)
@@ -206,7 +203,7 @@ def reset(
     yes: bool,
 ) -> None:
     """Delete a task's outputs (its upstream's too with --upstream; a pipeline's nodes)."""
-    if _is_file(target):
+    if is_pipeline_file(target):
         from dagmill.pipelines import reset_pipeline, validate
 
         _no_params(target, params)

@@ -9,15 +9,9 @@ from typing import Any
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard
+from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, open_store
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
-
-
-def _store() -> Any:
-    from dagmill.store import open_store
-
-    return open_store()
 
 
 def _run_or_fail(store: Any, run_id: str) -> Any:
@@ -55,7 +49,7 @@ def recover() -> None:
 @guard
 def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
     """List recent runs, newest first."""
-    store = _store()
+    store = open_store()
     items = store.list_runs(status=status, limit=limit, job_id=job_id)
     if as_json:
         click.echo(json.dumps([asdict(r) for r in items], indent=2))
@@ -71,7 +65,7 @@ def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool)
 @guard
 def runs_show(run_id: str, as_json: bool) -> None:
     """One run: each task's status, attempts, duration, and what a PENDING task waits for."""
-    store = _store()
+    store = open_store()
     info = _run_or_fail(store, run_id)
     tasks = store.get_run_tasks(info.id)
     if as_json:
@@ -92,7 +86,7 @@ def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
     from dagmill.logs import follow as follow_run
     from dagmill.logs import run_logs
 
-    store = _store()
+    store = open_store()
     info = _run_or_fail(store, run_id)
     chunks = follow_run(store, info.id, task) if follow else run_logs(store, info.id, task)
     last = None
@@ -111,7 +105,7 @@ def runs_cancel(run_id: str) -> None:
     """Cancel a run: its tasks and everything they started stop; the record says CANCELLED."""
     from dagmill.runs import cancel_run
 
-    store = _store()
+    store = open_store()
     info = _run_or_fail(store, run_id)
     click.echo(cancel_run(info.id))
 
@@ -124,7 +118,7 @@ def runs_delete(run_id: str, yes: bool) -> None:
     """Delete a run from the record, with its logs (the data it wrote stays)."""
     from dagmill.runs import delete_run
 
-    info = _run_or_fail(_store(), run_id)
+    info = _run_or_fail(open_store(), run_id)
     if info.status in ("PENDING", "RUNNING"):
         fail(f"run {info.id} is {info.status}: cancel it first (`dagmill runs cancel {info.id}`)")
     if not yes and not click.confirm(f"Delete run {info.id} ({info.name}, {info.status})?"):
@@ -144,7 +138,7 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
     """Run what a run ran again: everything, or with --from-failed what did not succeed."""
     from dagmill.pipelines import run_target
 
-    info = _run_or_fail(_store(), run_id)
+    info = _run_or_fail(open_store(), run_id)
     if info.target is None:
         fail(
             f"run {info.id} was started from Python, not from MODULE:TASK, so dagmill cannot "
@@ -171,5 +165,5 @@ def runs_resume(run_id: str, workers: int, quiet: bool, as_json: bool) -> None:
     """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
     from dagmill.runs import resume_run
 
-    info = _run_or_fail(_store(), run_id)
+    info = _run_or_fail(open_store(), run_id)
     execute(lambda **kw: resume_run(info.id, **kw), quiet, as_json, workers=workers)

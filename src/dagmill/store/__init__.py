@@ -15,16 +15,12 @@ from dagmill.errors import StoreError
 from dagmill.store.base import NewRunTask, Store
 from dagmill.store.sqlite import SqliteStore
 
-__all__ = ["NewRunTask", "SqliteStore", "Store", "dagmill_home", "database_url", "open_store"]
-
-
-def dagmill_home() -> str:
-    return settings.home()
+__all__ = ["NewRunTask", "SqliteStore", "Store", "database_url", "open_store"]
 
 
 def database_url() -> str:
     return os.environ.get("DAGMILL_DATABASE_URL") or "sqlite:///" + os.path.join(
-        dagmill_home(), "dagmill.db"
+        settings.home(), "dagmill.db"
     )
 
 
