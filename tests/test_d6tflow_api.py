@@ -143,7 +143,7 @@ def test_multiple_outputs_save_and_load(data_dir: Path):
     assert M().outputLoad(keys="b") == "mb"
     a, b = M().outputLoad()
     assert (a, b) == ("ma", "mb")
-    with pytest.raises(IndexError):
+    with pytest.raises(dagmill.errors.FlowError, match=r"keys=\['c'\]\): no output 'c'"):
         M().outputLoad(keys=["c"])
     out = M().output()
     assert set(out) == {"a", "b"}

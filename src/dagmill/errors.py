@@ -5,7 +5,10 @@
     │   ├── ParameterError        a parameter is missing, unknown or of the wrong type
     │   ├── ResourceError         a bad resource string, or a request larger than the pool
     │   ├── CycleError            the task graph has a cycle (the cycle is in the message)
-    │   └── TaskLoadError         `module:Task` cannot be imported or is not a task
+    │   ├── TaskLoadError         `module:Task` cannot be imported or is not a task
+    │   └── FlowError             a Workflow or task was asked for what it does not have: no
+    │                             default task, not a task class, no such flow or output key
+    │                             (also a RuntimeError, as d6tflow raises these)
     ├── StoreError                the run record cannot be opened or written
     │   └── SchemaVersionError    the database was written by a newer dagmill
     ├── OutputError               an output cannot be loaded (missing, or in another format)
@@ -20,6 +23,7 @@ __all__ = [
     "CycleError",
     "DagmillError",
     "DefinitionError",
+    "FlowError",
     "OutputError",
     "ParameterError",
     "ResourceError",
@@ -56,6 +60,11 @@ class CycleError(DefinitionError):
 
 class TaskLoadError(DefinitionError):
     """A ``module:Task`` reference cannot be resolved to a task class."""
+
+
+class FlowError(DefinitionError, RuntimeError):
+    """A Workflow or task was asked for something it does not have (d6tflow raises
+    ``RuntimeError`` for these, so code that catches that keeps working)."""
 
 
 class StoreError(DagmillError):

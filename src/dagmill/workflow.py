@@ -24,7 +24,7 @@ from typing import Any
 
 from dagmill import settings
 from dagmill.engine import Reporter, RunResult, new_run_id, run_plan
-from dagmill.errors import DefinitionError, ResourceError, RunFailed
+from dagmill.errors import DefinitionError, FlowError, ParameterError, ResourceError, RunFailed
 from dagmill.executors.base import Executor
 from dagmill.executors.capture import secret_values
 from dagmill.executors.inline import InlineExecutor
@@ -66,10 +66,24 @@ def set_dir(dir: str | os.PathLike[str] | None = None) -> Path:
     return settings.dirpath
 
 
-def _as_list(tasks: Any) -> list[Task]:
-    if isinstance(tasks, Task):
-        return [tasks]
-    return list(flatten(tasks))
+def _as_list(tasks: Any, what: str = "tasks") -> list[Task]:
+    items = [tasks] if isinstance(tasks, Task) else list(flatten(tasks))
+    for t in items:
+        if not isinstance(t, Task):
+            hint = (
+                f"pass {t.__name__}() rather than {t.__name__}"
+                if isinstance(t, type)
+                else "pass task instances, e.g. Train()"
+            )
+            raise DefinitionError(f"{what}: expected task instances, got {t!r}: {hint}")
+    return items
+
+
+def _check_workers(workers: Any) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DefinitionError(
+            f"workers: expected a whole number of tasks to run at once (1 or more), got {workers!r}"
+        )
 
 
 def make_plan(
@@ -102,7 +116,7 @@ def _forced_ids(graph: Graph, forced: Any, forced_all: bool, all_upstream: bool)
         return set(graph.tasks)
     ids: set[str] = set(graph.targets) if forced_all else set()
     if forced is not None:
-        chosen = {t.task_id for t in _as_list(forced)}
+        chosen = {t.task_id for t in _as_list(forced, "forced")}
         ids |= graph.downstream_closure(chosen & set(graph.tasks))
     return ids
 
@@ -198,6 +212,7 @@ def run(
     default: this machine). ``abort=True`` raises :class:`RunFailed` if a task failed.
     Returns the run's result, or None if ``confirm`` was declined.
     """
+    _check_workers(workers)
     roots = _as_list(tasks)
     the_plan, _ = make_plan(roots, forced, forced_all, forced_all_upstream)
     return execute_plan(
@@ -240,6 +255,7 @@ def execute_plan(
     """Run a plan from any front door: check it can run, record it, capture its output,
     print the summary. Nothing is written if the plan cannot run (missing inputs,
     resources larger than the pool)."""
+    _check_workers(workers)
     logging.getLogger("dagmill").setLevel(settings.log_level.upper())
     graph = the_plan.graph
     forced_ids = [t for t in graph.order if the_plan.tasks[t].reason == "forced"]
@@ -257,8 +273,6 @@ def execute_plan(
     the_pool = _pool(pool)
     for tid in the_plan.to_run:
         the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
-    if workers < 1:
-        raise DefinitionError(f"workers must be at least 1, got {workers}")
     ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
     store = None
     log_dir = None
@@ -377,26 +391,78 @@ class Workflow:
         *,
         task_cls: type[Task] | None = None,
     ) -> None:
-        self.default_task = task or task_cls
+        self.default_task = _task_class(task or task_cls, "Workflow(task=...)")
         if env is not None:
             base = path if path is not None else settings.dirpath
             path = f"{os.fspath(base)}/env={env}"
         self.path = path
+        if params is not None and not isinstance(params, Mapping):
+            raise FlowError(
+                f"Workflow(params=...): expected a dict of parameter values, got "
+                f"{type(params).__name__} {params!r}"
+            )
         self.params: dict[str, Any] = dict(params or {})
+        # other flows the tasks of this one can reach as self.flows[name] (d6tflow)
+        self.flows: dict[str, Any] = {}
+        self._checked: set[tuple[Any, ...]] = set()
 
     def set_default(self, task: type[Task]) -> None:
-        self.default_task = task
+        self.default_task = _task_class(task, "set_default(task)")
+
+    def attach_flow(self, flow: Any = None, flow_name: str = "flow") -> None:
+        """Make another flow reachable from this flow's tasks as ``self.flows[flow_name]``
+        (d6tflow's sub-flows: a task loads what another flow made)."""
+        if not isinstance(flow, Workflow | WorkflowMulti):
+            raise FlowError(
+                f"attach_flow(flow, {flow_name!r}): expected a Workflow or WorkflowMulti, "
+                f"got {type(flow).__name__} {flow!r}"
+            )
+        self.flows[flow_name] = flow
 
     def get_task(self, task: type[Task] | None = None) -> Task:
         """An instance of ``task`` (default: the flow's task) with the flow's parameters."""
-        cls = task or self.default_task
+        cls = _task_class(task, "task") or self.default_task
         if cls is None:
-            raise DefinitionError("no default task set: Workflow(Task, params) or get_task(Task)")
+            raise FlowError(
+                "no default task set: give it as Workflow(Task, params), with "
+                "flow.set_default(Task), or name the task: flow.run(Task)"
+            )
         names = set(cls.get_param_names(include_significant=True))
         inst = cls(**{k: v for k, v in self.params.items() if k in names})
         if self.path is not None:
             inst.path = self.path
+        if self.flows:
+            inst.flows = self.flows
+        self._check_params(cls, inst)
         return inst
+
+    def _check_params(self, cls: type[Task], inst: Task) -> None:
+        """Every parameter of the flow must belong to a task of the flow: a typo would
+        otherwise run everything with defaults."""
+        key = (cls, self.default_task, tuple(self.params))
+        if not self.params or key in self._checked:
+            return
+        known = _flow_param_names(inst)
+        if self.default_task is not None and self.default_task is not cls:
+            names = set(self.default_task.get_param_names(include_significant=True))
+            try:
+                root = self.default_task(**{k: v for k, v in self.params.items() if k in names})
+            except DefinitionError:
+                root = None  # get_task(default) reports it
+            if root is not None:
+                known |= _flow_param_names(root)
+        unknown = [k for k in self.params if k not in known]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            flow = cls.get_task_family()
+            raise ParameterError(
+                f"Workflow({flow}): unknown parameter {unknown[0]!r}{hint}; the tasks of the "
+                f"flow take: {', '.join(sorted(known)) or 'no parameters'}"
+            )
+        self._checked.add(key)
 
     def _tasks(self, tasks: Any) -> list[Task]:
         if tasks is None:
@@ -462,6 +528,10 @@ class Workflow:
     def outputLoadMeta(self, task: type[Task] | None = None) -> Any:
         return self.get_task(task).outputLoadMeta()
 
+    def outputLoadAllMeta(self, task: type[Task] | None = None) -> dict[str, Any]:
+        """The metadata of the task and its upstream: ``{family: meta}``."""
+        return self.get_task(task).outputLoadAllMeta()
+
     def outputLoadAll(
         self,
         task: type[Task] | None = None,
@@ -493,6 +563,37 @@ class Workflow:
 
 def _seq(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _task_class(task: Any, where: str) -> type[Task] | None:
+    if task is None or (isinstance(task, type) and issubclass(task, Task)):
+        return task
+    if isinstance(task, str):
+        hint = f"pass the class itself (from your_module import {task}), not its name"
+    elif isinstance(task, Task):
+        hint = f"pass the class {type(task).__name__}, not an instance"
+    else:
+        hint = "pass a task class"
+    raise FlowError(f"{where}: expected a task class, got {type(task).__name__} {task!r}: {hint}")
+
+
+def _flow_param_names(root: Task) -> set[str]:
+    """The parameter names of ``root`` and of every task upstream of it."""
+    seen: set[str] = set()
+    classes: set[type[Task]] = set()
+    stack = [root]
+    while stack:
+        t = stack.pop()
+        if t.task_id in seen:
+            continue
+        seen.add(t.task_id)
+        classes.add(type(t))
+        try:
+            req = flatten(t._requires())
+        except Exception:  # building the graph reports it, with the task and its place
+            continue
+        stack.extend(r for r in req if isinstance(r, Task) and r.task_id not in seen)
+    return {n for c in classes for n in c.get_param_names(include_significant=True)}
 
 
 class WorkflowMulti:
@@ -530,12 +631,17 @@ class WorkflowMulti:
             name: Workflow(task or task_cls, p, path, env) for name, p in flows.items()
         }
 
+    def attach_flow(self, flow: Any = None, flow_name: str = "flow") -> None:
+        """``attach_flow`` on every flow (see :meth:`Workflow.attach_flow`)."""
+        for w in self.workflow_objs.values():
+            w.attach_flow(flow, flow_name)
+
     def get_flow(self, flow: Any) -> Workflow:
         try:
             return self.workflow_objs[flow]
         except KeyError:
             names = ", ".join(map(str, self.workflow_objs))
-            raise DefinitionError(f"no flow named {flow!r}; flows: {names}") from None
+            raise FlowError(f"no flow named {flow!r}; flows: {names}") from None
 
     def _each(self, flow: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         if flow is not None:
@@ -578,6 +684,9 @@ class WorkflowMulti:
 
     def outputLoadMeta(self, task: type[Task] | None = None, flow: Any = None) -> Any:
         return self._each(flow, "outputLoadMeta", task)
+
+    def outputLoadAllMeta(self, task: type[Task] | None = None, flow: Any = None) -> Any:
+        return self._each(flow, "outputLoadAllMeta", task)
 
     def outputLoadAll(
         self,

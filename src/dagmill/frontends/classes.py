@@ -14,13 +14,16 @@ outputs are targets under ``settings.dirpath/<Family>/<task_id>-<key>.<ext>``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from dagmill import settings
-from dagmill.errors import DefinitionError, OutputError, ParameterError, ResourceError
+from dagmill.errors import DefinitionError, FlowError, OutputError, ParameterError, ResourceError
 from dagmill.frontends.code import class_code, class_location
 from dagmill.io import targets as T
 from dagmill.io.atomic import atomic_path
@@ -190,6 +193,8 @@ class Task:
         out: TaskT = target(**args)
         if self.path is not None and out.path is None:
             out.path = self.path
+        if self.flows is not None and out.flows is None:
+            out.flows = self.flows  # d6tflow hands a flow's attached flows to every task
         return out
 
     def __eq__(self, other: object) -> bool:
@@ -205,6 +210,8 @@ class Task:
     def __reduce__(self) -> tuple[Any, ...]:
         # the output root travels with the task, so a worker writes where the parent reads
         root = os.fspath(self.path) if self.path is not None else os.fspath(settings.dirpath)
+        if self.flows is not None:
+            return (_restore, (type(self), self.param_kwargs, root, self.flows))
         return (_restore, (type(self), self.param_kwargs, root))
 
     # -- the user's part -----------------------------------------------------------
@@ -272,6 +279,19 @@ class Task:
         as_dict: bool = False,
     ) -> Any:
         """Load the outputs of ``requires()`` (see d6tflow's ``inputLoad``)."""
+        try:
+            return self._input_load(keys, task, cached, as_dict)
+        except OutputError as e:
+            missing = [t for t in flatten(self._requires()) if not _outputs_exist(t)]
+            if not missing:
+                raise
+            raise OutputError(
+                f"{self!r}.inputLoad(): input {missing[0]!r} has no output at "
+                f"{_first_location(missing[0])}: its run() finished without saving it (see the "
+                "warning) or it was reset since; check that its run() calls self.save(...)"
+            ) from e
+
+    def _input_load(self, keys: Any, task: Any, cached: bool, as_dict: bool) -> Any:
         inputs = self.input()[task] if task is not None else self.input()
         requires_dict = isinstance(self._requires(), Mapping)
         cached = cached or settings.cached
@@ -297,8 +317,29 @@ class Task:
             return [load_one(t) for t in inputs]
         return inputs.load(cached)
 
+    def _output_keys(self, keys: Any, method: str) -> list[str]:
+        persist = list(self.persist)
+        wanted = persist if keys is None else ([keys] if isinstance(keys, str) else keys)
+        if not isinstance(wanted, list | tuple | set | frozenset):
+            raise FlowError(
+                f"{self.task_family}.{method}(keys={keys!r}): expected an output key or a "
+                f"list of them; its outputs are: {', '.join(persist)}"
+            )
+        unknown = [k for k in wanted if k not in persist]
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(str(unknown[0]), persist, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FlowError(
+                f"{self.task_family}.{method}(keys={keys!r}): no output {unknown[0]!r}{hint}; "
+                f"its outputs (persist) are: {', '.join(persist)}"
+            )
+        return list(wanted)
+
     def outputLoad(self, keys: Any = None, as_dict: bool = False, cached: bool = False) -> Any:
         """Load this task's output(s)."""
+        wanted = self._output_keys(keys, "outputLoad")
         if not _outputs_exist(self):
             raise OutputError(
                 f"Cannot load, task not complete, run flow first: {self!r} has no output at "
@@ -306,10 +347,6 @@ class Task:
             )
         if list(self.persist) == ["data"]:
             return self.output().load(cached)
-        wanted = self.persist if keys is None else ([keys] if isinstance(keys, str) else keys)
-        for k in wanted:
-            if k not in self.persist:
-                raise IndexError(f"{self.task_family}: output key {k!r} is not in {self.persist}")
         data = {k: v.load(cached) for k, v in self.output().items() if k in wanted}
         if isinstance(keys, str):
             return data[keys]
@@ -345,6 +382,28 @@ class Task:
     def metaLoad(self) -> Any:
         """Load the metadata of the required tasks, in the shape of ``requires()``."""
         return _map_struct(lambda t: t.outputLoadMeta(), self._requires())
+
+    loadMeta = metaLoad
+
+    def outputLoadAllMeta(self) -> dict[str, Any]:
+        """The metadata of this task and of every complete task upstream that saved some:
+        ``{family: meta}``, root first (d6tflow's ``outputLoadAllMeta``)."""
+        if not _outputs_exist(self):
+            raise OutputError(
+                f"Cannot load, task not complete, run flow first: {self!r} has no output at "
+                f"{_first_location(self)}"
+            )
+        from dagmill.io.records import RecordBook
+        from dagmill.plan.planner import PlanOptions, plan
+
+        graph, objs = build_graph([self])
+        opts = PlanOptions(settings.check_dependencies, settings.detect_changes)
+        done = plan(graph, RecordBook(), opts).tasks
+        return {
+            objs[t].task_family: objs[t].outputLoadMeta()
+            for t in reversed(graph.order)
+            if not done[t].runs and objs[t]._meta_path().exists()
+        }
 
     # -- state ---------------------------------------------------------------------------
     def complete(self) -> bool:
@@ -388,6 +447,7 @@ class Task:
             code = class_code(cls, _FRAMEWORK)
         external = cls.external or isinstance(self, ExternalTask)
         own_complete = cls.complete is not Task.complete
+        run = _run_settings(self)
         return TaskSpec(
             id=self.task_id,
             family=cls.get_task_family(),
@@ -397,18 +457,20 @@ class Task:
             code=code,
             action=None if external else self.run,
             complete_check=self.complete if own_complete else None,
-            resources=_resources(cls),
-            retries=int(getattr(self, "retries", 0) or getattr(self, "retry_count", 0) or 0),
-            retry_delay=float(self.retry_delay or 0.0),
-            timeout=self.timeout,
+            resources=run.resources,
+            retries=run.retries,
+            retry_delay=run.retry_delay,
+            timeout=run.timeout,
             source=_source(cls),
+            extra=_EXTRA,
         )
 
 
-def _restore(cls: type[Task], params: Mapping[str, Any], root: str) -> Task:
+def _restore(cls: type[Task], params: Mapping[str, Any], root: str, flows: Any = None) -> Task:
     task = cls(**params)
     if task.path is None:
         task.path = root
+    task.flows = flows
     return task
 
 
@@ -431,19 +493,86 @@ def _first_location(task: Task) -> str:
     return items[0][1].location if items else "(no outputs)"
 
 
-_resource_cache: dict[type, Resources] = {}
+# luigi's check_complete_on_run is off: a run() that saves nothing is a warning and the
+# task stays incomplete (the engine reads this; other front doors keep it an error)
+_EXTRA: dict[str, Any] = {"missing_output": "warn"}
+_SETTINGS = ("resources", "retries", "retry_count", "retry_delay", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class _RunSettings:
+    """A task class's run settings, checked like the YAML front door checks them."""
+
+    resources: Resources
+    retries: int
+    retry_delay: float
+    timeout: float | None
+
+
+_settings_cache: dict[type, _RunSettings] = {}
 _source_cache: dict[type, str | None] = {}
 
 
-def _resources(cls: type[Task]) -> Resources:
-    r = _resource_cache.get(cls)
-    if r is None:
+def _run_settings(task: Task) -> _RunSettings:
+    cls = type(task)
+    found = _settings_cache.get(cls)
+    if found is not None:
+        return found
+    found = _check_settings(task)
+    # settings written as properties may depend on parameters: those are read per task
+    if not any(
+        isinstance(inspect.getattr_static(cls, n, None), property | functools.cached_property)
+        for n in _SETTINGS
+    ):
+        _settings_cache[cls] = found
+    return found
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_settings(task: Task) -> _RunSettings:
+    cls = type(task)
+    where = f" ({_source(cls)})"
+
+    def read(name: str, default: Any) -> Any:
         try:
-            r = Resources.parse(cls.resources)
-        except ValueError as e:
-            raise ResourceError(f"{cls.__name__}.resources: {e} ({_source(cls)})") from None
-        _resource_cache[cls] = r
-    return r
+            return getattr(task, name, default)
+        except Exception as e:
+            raise DefinitionError(f"{task!r}.{name} raised {type(e).__name__}: {e}{where}") from e
+
+    spec = read("resources", None)
+    if spec is not None and not isinstance(spec, Mapping):
+        raise ResourceError(
+            f"{cls.__name__}.resources: expected a dict like {{'cpu': 2, 'memory': '4Gi', "
+            f"'gpu': 1}}, got {type(spec).__name__} {spec!r}{where}"
+        )
+    try:
+        resources = Resources.parse(spec)
+    except ValueError as e:
+        raise ResourceError(f"{cls.__name__}.resources: {e}{where}") from None
+    retries = read("retries", 0) or read("retry_count", 0) or 0
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise DefinitionError(
+            f"{cls.__name__}.retries: expected a whole number >= 0 (attempts after a "
+            f"failure), got {retries!r}{where}"
+        )
+    delay = read("retry_delay", 0.0)
+    delay = 0.0 if delay is None else delay
+    if not _number(delay) or delay < 0:
+        raise DefinitionError(
+            f"{cls.__name__}.retry_delay: expected a number of seconds >= 0, got {delay!r}{where}"
+        )
+    timeout = read("timeout", None)
+    if timeout is not None and (not _number(timeout) or timeout <= 0):
+        raise DefinitionError(
+            f"{cls.__name__}.timeout: expected a number of seconds greater than 0 (or None "
+            f"for no timeout), got {timeout!r}{where}"
+        )
+    return _RunSettings(
+        resources, retries, float(delay), None if timeout is None else float(timeout)
+    )
 
 
 def _source(cls: type) -> str | None:

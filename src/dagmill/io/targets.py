@@ -158,6 +158,11 @@ class CacheTarget(Target):
     kind = "memory"
 
     @property
+    def path(self) -> str:  # type: ignore[override]
+        # a string, as d6tflow's (luigi's) in-memory targets give it: there is no file
+        return self._location
+
+    @property
     def location(self) -> str:
         return f"memory://{self._location}"
 

@@ -17,8 +17,12 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
+import re
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
+
+from dagmill.errors import ParameterError
 
 __all__ = [
     "NO_DEFAULT",
@@ -116,7 +120,10 @@ class Parameter:
         self.significant = significant
         self.description = description
         self.positional = positional
-        self.default = NO_DEFAULT if default is NO_DEFAULT else self.normalize(default)
+        try:
+            self.default = NO_DEFAULT if default is NO_DEFAULT else self.normalize(default)
+        except ParameterValueError as e:
+            raise ParameterError(_bad_default(self, default, e)) from None
         # declaration order, so that a task's parameters keep the order they were written in
         Parameter._counter += 1
         self._order = Parameter._counter
@@ -145,6 +152,29 @@ class Parameter:
     def __repr__(self) -> str:
         d = "" if not self.has_default else f"default={self.default!r}"
         return f"{type(self).__name__}({d})"
+
+
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=")
+
+
+def _bad_default(param: Parameter, default: Any, error: Exception) -> str:
+    """Name the task class and parameter of a bad default, from the class body being
+    executed (the parameter is built before it is assigned, so it cannot know its name)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back  # type: ignore[assignment]
+    what = f"{type(param).__name__}(default={default!r})"
+    if frame is None:
+        return f"{what}: {error}"
+    import linecache
+
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    owner = frame.f_locals.get("__qualname__") if "__module__" in frame.f_locals else None
+    if owner is None:
+        return f"{what}: {error} ({where})"
+    m = _ASSIGNED.match(linecache.getline(frame.f_code.co_filename, frame.f_lineno))
+    name = f" {m.group(1)!r}" if m else ""
+    return f"{owner}: the default of parameter{name} is wrong: {error} ({where})"
 
 
 class IntParameter(Parameter):
