@@ -43,6 +43,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "dagmill.frontends.classes": ("ExternalTask", "Task", "flatten", "inherits", "requires"),
     "dagmill.model.params": (
         "BoolParameter",
+        "ChoiceParameter",
         "DateParameter",
         "DateTimeParameter",
         "DictParameter",
@@ -50,7 +51,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "FloatParameter",
         "IntParameter",
         "ListParameter",
+        "OptionalParameter",
         "Parameter",
+        "TupleParameter",
     ),
     "dagmill.workflow": (
         "Workflow",
@@ -101,6 +104,7 @@ if TYPE_CHECKING:
     from dagmill.frontends.classes import ExternalTask, Task, flatten, inherits, requires
     from dagmill.model.params import (
         BoolParameter,
+        ChoiceParameter,
         DateParameter,
         DateTimeParameter,
         DictParameter,
@@ -108,7 +112,9 @@ if TYPE_CHECKING:
         FloatParameter,
         IntParameter,
         ListParameter,
+        OptionalParameter,
         Parameter,
+        TupleParameter,
     )
     from dagmill.workflow import (
         Workflow,
@@ -127,6 +133,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BoolParameter",
+    "ChoiceParameter",
     "CycleError",
     "DagmillError",
     "DateParameter",
@@ -138,6 +145,7 @@ __all__ = [
     "FloatParameter",
     "IntParameter",
     "ListParameter",
+    "OptionalParameter",
     "OutputError",
     "Parameter",
     "ParameterError",
@@ -146,6 +154,7 @@ __all__ = [
     "RunResult",
     "StoreError",
     "Task",
+    "TupleParameter",
     "Workflow",
     "WorkflowMulti",
     "__version__",

@@ -105,6 +105,14 @@ class Task:
             for name, obj in vars(klass).items():
                 if isinstance(obj, Parameter):
                     found[name] = obj
+                elif type(obj).__module__.startswith("luigi.") and name[:1] != "_":
+                    kind = type(obj).__name__
+                    if kind.endswith("Parameter"):
+                        raise DefinitionError(
+                            f"{cls.__name__}.{name} is a luigi.{kind}, which dagmill does not "
+                            f"read: write `import dagmill as luigi` instead of `import luigi` "
+                            f"(or use dagmill.{kind}) ({_source(cls)})"
+                        )
                 elif name in found and not isinstance(obj, Parameter):
                     del found[name]  # a subclass replaced the parameter with a plain value
         params = sorted(found.items(), key=lambda kv: kv[1]._order)
@@ -168,7 +176,7 @@ class Task:
             values[name] = value
             object.__setattr__(self, name, value)
             if p.significant:
-                str_params[name] = p.serialize(value)
+                str_params[name] = p.canonical(value)
         self.param_kwargs = values
         self._str_params = str_params
         self.task_id = make_task_id(family, str_params)
@@ -182,7 +190,7 @@ class Task:
         """Canonical strings of the parameters (task identity is made of these)."""
         if only_significant:
             return dict(self._str_params)
-        return {n: p.serialize(self.param_kwargs[n]) for n, p in type(self).get_params()}
+        return {n: p.canonical(self.param_kwargs[n]) for n, p in type(self).get_params()}
 
     def clone(self, cls: type[TaskT] | None = None, **kwargs: Any) -> TaskT:
         """An instance of ``cls`` (default: this class) with the parameters they share."""

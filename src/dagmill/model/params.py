@@ -27,6 +27,7 @@ from dagmill.errors import ParameterError
 __all__ = [
     "NO_DEFAULT",
     "BoolParameter",
+    "ChoiceParameter",
     "DateParameter",
     "DateTimeParameter",
     "DictParameter",
@@ -35,8 +36,10 @@ __all__ = [
     "FrozenDict",
     "IntParameter",
     "ListParameter",
+    "OptionalParameter",
     "Parameter",
     "ParameterValueError",
+    "TupleParameter",
 ]
 
 
@@ -141,10 +144,17 @@ class Parameter:
         return str(value)
 
     def normalize(self, value: Any) -> Any:
-        """Check and convert a Python value; strings are parsed."""
+        """Check and convert a Python value; strings are parsed. None stays None, as in
+        luigi (``IntParameter(default=None)`` is its way to say "optional")."""
+        if value is None:
+            return None
         if isinstance(value, str):
             return self.parse(value)
         return self._check(value)
+
+    def canonical(self, value: Any) -> str:
+        """``serialize``, with luigi's "None" for a missing optional value."""
+        return "None" if value is None else self.serialize(value)
 
     def _check(self, value: Any) -> Any:
         return value
@@ -347,3 +357,49 @@ class DictParameter(_JsonParameter):
             raise ParameterValueError(f"expects a mapping, got {type(value).__name__} {value!r}")
         result: FrozenDict = _freeze(value)
         return result
+
+
+class TupleParameter(ListParameter):
+    """luigi's TupleParameter: a list or tuple, normalised to a tuple."""
+
+    type_name = "tuple"
+
+
+class OptionalParameter(Parameter):
+    """luigi's OptionalParameter: a string or None (the default)."""
+
+    def __init__(self, default: Any = None, **kwargs: Any) -> None:
+        super().__init__(default, **kwargs)
+
+
+class ChoiceParameter(Parameter):
+    """luigi's ChoiceParameter: one of ``choices`` (parsed with ``var_type``, default str)."""
+
+    type_name = "choice"
+
+    def __init__(
+        self,
+        default: Any = NO_DEFAULT,
+        *,
+        choices: Any = (),
+        var_type: type = str,
+        **kwargs: Any,
+    ) -> None:
+        self.choices = tuple(choices)
+        self.var_type = var_type
+        if not self.choices:
+            raise ParameterError("ChoiceParameter needs choices=[...]")
+        super().__init__(default, **kwargs)
+
+    def parse(self, text: str) -> Any:
+        try:
+            value = self.var_type(text.strip())
+        except (TypeError, ValueError):
+            value = text
+        return self._check(value)
+
+    def _check(self, value: Any) -> Any:
+        if value not in self.choices:
+            names = ", ".join(map(repr, self.choices))
+            raise ParameterValueError(f"expects one of {names}, got {value!r}")
+        return value
