@@ -395,7 +395,7 @@ class Task:
 
     def outputLoadAllMeta(self) -> dict[str, Any]:
         """The metadata of this task and of every complete task upstream that saved some:
-        ``{family: meta}``, root first (d6tflow's ``outputLoadAllMeta``)."""
+        ``{family: meta}``, in ``taskflow_upstream`` order (d6tflow's ``outputLoadAllMeta``)."""
         if not _outputs_exist(self):
             raise OutputError(
                 f"Cannot load, task not complete, run flow first: {self!r} has no output at "
