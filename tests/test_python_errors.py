@@ -251,3 +251,9 @@ def test_output_load_of_an_unknown_key_names_the_task():
         Total().outputLoad(keys=["nope"])
     with pytest.raises(FlowError, match=r"expected an output key or a list"):
         Total().outputLoad(keys=3)
+
+
+def test_a_pool_that_is_not_a_dict_is_a_resource_error(isolated: Path):
+    with pytest.raises(ResourceError, match=r"resource pool 'lots': expected a dict like"):
+        quiet_run(Total(), pool="lots")
+    assert nothing_recorded(isolated.parent)

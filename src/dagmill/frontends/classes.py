@@ -176,7 +176,8 @@ class Task:
             values[name] = value
             object.__setattr__(self, name, value)
             if p.significant:
-                str_params[name] = p.canonical(value)
+                # luigi writes a missing optional value as "None"
+                str_params[name] = "None" if value is None else p.serialize(value)
         self.param_kwargs = values
         self._str_params = str_params
         self.task_id = make_task_id(family, str_params)

@@ -87,6 +87,11 @@ class Resources:
         """Build from ``{"cpu": ..., "memory": ..., "gpu": ...}``; unknown keys are errors."""
         if not spec:
             return NO_RESOURCES
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"expected a dict like {{'cpu': 2, 'memory': '4Gi', 'gpu': 1}}, "
+                f"got {type(spec).__name__} {spec!r}"
+            )
         unknown = set(spec) - {"cpu", "memory", "gpu"}
         if unknown:
             raise ValueError(f"unknown resource {sorted(unknown)[0]!r}: use cpu, memory and gpu")
