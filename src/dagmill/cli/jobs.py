@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict
 from typing import Any
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, open_store, parse_params
+from dagmill.cli.common import DATA_DIR, confirm, execute, fail, guard, open_store, parse_params
+from dagmill.cli.jsonout import dumps
 
 
 def _job_or_fail(store: Any, job_id: str) -> Any:
@@ -28,21 +26,30 @@ def jobs() -> None:
 
 
 @jobs.command("build")
-@click.argument("target", metavar="MODULE:TASK")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
-@click.option("--data", "data_dir", metavar="DIR", help="Folder for task outputs (./data).")
-@click.option("--name", help="The job's name (default: the task's family).")
+@click.argument("target", metavar="MODULE:TASK|PIPELINE.yaml")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="MODULE:TASK only."
+)
+@click.option(
+    "--data", "data_dir", metavar="DIR", type=DATA_DIR, help="Folder for task outputs (./data)."
+)
+@click.option("--name", help="The job's name (default: the task's family or the file's name).")
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def jobs_build(
     target: str, params: tuple[str, ...], data_dir: str | None, name: str | None, as_json: bool
 ) -> None:
-    """Validate a pipeline and record it as a job; prints the job id."""
+    """Validate a pipeline and record it as a job; prints the job id.
+
+    \b
+    TARGET is a task of a Python file (flows.py:Train -p lr=0.1) or a pipeline file
+    (pipeline.yaml: its modules are pinned too, and its schedule kept).
+    """
     from dagmill.jobs import build_job
 
     job = build_job(target, parse_params(params), data_dir, name)
     if as_json:
-        click.echo(json.dumps(asdict(job), indent=2))
+        click.echo(dumps(job))
     else:
         click.echo(job.id)
 
@@ -54,7 +61,7 @@ def jobs_list(as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
     items = open_store().list_jobs()
     if as_json:
-        click.echo(json.dumps([asdict(j) for j in items], indent=2))
+        click.echo(dumps(items))
         return
     from dagmill.cli.render import jobs_table
 
@@ -71,7 +78,7 @@ def jobs_show(job_id: str, as_json: bool) -> None:
     job = _job_or_fail(store, job_id)
     recent = store.list_runs(job_id=job.id, limit=10)
     if as_json:
-        click.echo(json.dumps({"job": asdict(job), "runs": [asdict(r) for r in recent]}, indent=2))
+        click.echo(dumps({"job": job, "runs": recent}))
         return
     from dagmill.cli.render import job_detail
 
@@ -108,7 +115,6 @@ def jobs_delete(job_id: str, yes: bool) -> None:
 
     store = open_store()
     job = _job_or_fail(store, job_id)
-    if not yes and not click.confirm(f"Delete job {job.id} ({job.name}) and its runs?"):
-        sys.exit(EXIT_FAILED)
+    confirm(f"Delete job {job.id} ({job.name}) and its runs?", yes)
     gone = delete_job(job.id)
     click.echo(f"deleted job {job.id} and {len(gone)} runs")

@@ -93,10 +93,17 @@ class Progress:
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
+    """A run's result in the keys of the run record's JSON (``id``, ``*_at``/``*_at_iso``)."""
+    from dagmill.cli.jsonout import iso
+
     graph = result.plan.graph
     return {
-        "run_id": result.run_id,
+        "id": result.run_id,
         "status": result.status.value,
+        "started_at": result.started_at or None,
+        "started_at_iso": iso(result.started_at),
+        "ended_at": result.ended_at or None,
+        "ended_at_iso": iso(result.ended_at),
         "counts": result.counts(),
         "tasks": [
             {
