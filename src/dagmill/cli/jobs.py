@@ -55,9 +55,10 @@ def jobs_build(
 
 
 @jobs.command("list")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def jobs_list(as_json: bool) -> None:
+def jobs_list(wide: bool, as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
     items = open_store().list_jobs()
     if as_json:
@@ -65,14 +66,15 @@ def jobs_list(as_json: bool) -> None:
         return
     from dagmill.cli.render import jobs_table
 
-    jobs_table(items)
+    jobs_table(items, wide)
 
 
 @jobs.command("show")
 @click.argument("job_id")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def jobs_show(job_id: str, as_json: bool) -> None:
+def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
     """One job: what it runs, its pinned version, and its recent runs."""
     store = open_store()
     job = _job_or_fail(store, job_id)
@@ -82,7 +84,7 @@ def jobs_show(job_id: str, as_json: bool) -> None:
         return
     from dagmill.cli.render import job_detail
 
-    job_detail(job, recent)
+    job_detail(job, recent, wide)
 
 
 @jobs.command("run")

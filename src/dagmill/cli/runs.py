@@ -44,9 +44,12 @@ def recover() -> None:
 @click.option("--status", type=click.Choice(_STATUSES, case_sensitive=False))
 @click.option("--job", "job_id", help="Only the runs of this job.")
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
+def runs_list(
+    status: str | None, job_id: str | None, limit: int, wide: bool, as_json: bool
+) -> None:
     """List recent runs, newest first."""
     store = open_store()
     items = store.list_runs(status=status, limit=limit, job_id=job_id)
@@ -55,14 +58,15 @@ def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool)
         return
     from dagmill.cli.render import runs_table
 
-    runs_table(items)
+    runs_table(items, wide)
 
 
 @runs.command("show")
 @click.argument("run_id")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_show(run_id: str, as_json: bool) -> None:
+def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
     """One run: each task's status, attempts, duration, and what a PENDING task waits for."""
     store = open_store()
     info = _run_or_fail(store, run_id)
@@ -72,7 +76,7 @@ def runs_show(run_id: str, as_json: bool) -> None:
         return
     from dagmill.cli.render import run_detail
 
-    run_detail(info, tasks)
+    run_detail(info, tasks, wide)
 
 
 @runs.command("logs")
