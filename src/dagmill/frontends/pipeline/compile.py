@@ -145,8 +145,8 @@ def _valid_parts(raw: Mapping[str, Any]) -> Any:
         except ValidationError as e:
             if not isinstance(item, dict):
                 return None
-            bad = {err["loc"][0] for err in e.errors() if err["loc"]}
-            if not bad:
+            bad = {err["loc"][0] for err in e.errors() if err["loc"]} & set(item)
+            if not bad:  # a missing key, or a problem of the whole: nothing to leave out
                 return None
             # the rest of the node, without its bad keys, still gets the checks across parts
             return one({k: v for k, v in item.items() if k not in bad}, model)
