@@ -125,6 +125,9 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     out = dagmill("--help", cwd=tmp_path)
     for cmd in ("run", "preview", "reset", "runs"):
         assert cmd in out.stdout
+    build = dagmill("jobs", "build", "--help", cwd=tmp_path).stdout
+    assert "Usage: dagmill jobs build [OPTIONS] MODULE:TASK|PIPELINE.yaml" in build
+    assert "--wide" in dagmill("runs", "list", "--help", cwd=tmp_path).stdout
 
 
 @pytest.mark.parametrize(
