@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from dagmill.cli.common import DATA_DIR, confirm, execute, fail, guard, open_store, parse_params
-from dagmill.cli.jsonout import dumps
 
 
 def _job_or_fail(store: Any, job_id: str) -> Any:
@@ -48,6 +47,8 @@ def jobs_build(
     from dagmill.jobs import build_job
 
     job = build_job(target, parse_params(params), data_dir, name)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
         click.echo(dumps(job))
     else:
@@ -61,6 +62,8 @@ def jobs_build(
 def jobs_list(wide: bool, as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
     items = open_store().list_jobs()
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
         click.echo(dumps(items))
         return
@@ -79,6 +82,8 @@ def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
     store = open_store()
     job = _job_or_fail(store, job_id)
     recent = store.list_runs(job_id=job.id, limit=10)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
         click.echo(dumps({"job": job, "runs": recent}))
         return

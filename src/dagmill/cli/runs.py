@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from dagmill.cli.common import confirm, execute, fail, guard, open_store
-from dagmill.cli.jsonout import dumps
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 
@@ -53,6 +52,8 @@ def runs_list(
     """List recent runs, newest first."""
     store = open_store()
     items = store.list_runs(status=status, limit=limit, job_id=job_id)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
         click.echo(dumps(items))
         return
@@ -71,6 +72,8 @@ def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
     store = open_store()
     info = _run_or_fail(store, run_id)
     tasks = store.get_run_tasks(info.id)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
         click.echo(dumps({"run": info, "tasks": tasks}))
         return
