@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,11 +16,14 @@ import pytest
 FLOWS = Path(__file__).parent / "flows" / "numbers.py"
 
 
-def dagmill(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def dagmill(*args: str, cwd: Path, columns: int | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DAGMILL_HOME": os.fspath(cwd / ".dagmill"), "NO_COLOR": "1"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
         [sys.executable, "-m", "dagmill.cli.main", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,  # as a script or CI runs it: no terminal
     )  # fmt: skip
 
 
@@ -119,3 +125,165 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     out = dagmill("--help", cwd=tmp_path)
     for cmd in ("run", "preview", "reset", "runs"):
         assert cmd in out.stdout
+    build = dagmill("jobs", "build", "--help", cwd=tmp_path).stdout
+    assert "Usage: dagmill jobs build [OPTIONS] MODULE:TASK|PIPELINE.yaml" in build
+    assert "--wide" in dagmill("runs", "list", "--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "list", "-n", "0"],
+         "Invalid value for '-n' / '--limit': 0 is not in the range x>=1"),
+        (["runs", "list", "-n", "-5"], "-5 is not in the range x>=1"),
+        (["graph", f"{FLOWS}:Total"],
+         "graph draws pipeline files (PIPELINE.yaml); for "
+         f"MODULE:TASK, `dagmill preview {FLOWS}:Total` shows"),
+        (["run", f"{FLOWS}:Total", "--data", "afile"],
+         "Invalid value for '--data' (env var: 'DAGMILL_DATA'): Directory 'afile' is a file"),
+        (["jobs", "build", f"{FLOWS}:Total", "--data", "afile"], "Directory 'afile' is a file"),
+    ],
+    ids=["limit-0", "limit-negative", "graph-of-a-task", "data-is-a-file", "build-data-file"],
+)  # fmt: skip
+def test_more_bad_input_exits_2_with_a_message(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder\n")
+    out = dagmill(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "data").exists()
+    assert json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout) == []
+    assert json.loads(dagmill("jobs", "list", "--json", cwd=tmp_path).stdout) == []
+
+
+def test_deleting_without_a_terminal_needs_yes(tmp_path: Path) -> None:
+    dagmill("run", f"{FLOWS}:Total", "--quiet", cwd=tmp_path)
+    (run,) = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    job_id = dagmill("jobs", "build", f"{FLOWS}:Total", cwd=tmp_path).stdout.strip()
+    for args in (["runs", "delete", run["id"]], ["jobs", "delete", job_id],
+                 ["reset", f"{FLOWS}:Total"]):  # fmt: skip
+        out = dagmill(*args, cwd=tmp_path)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "pass -y/--yes to delete without a terminal" in out.stderr, out.stderr
+        assert "Aborted" not in out.stderr
+    assert len(json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)) == 1
+    assert len(json.loads(dagmill("jobs", "list", "--json", cwd=tmp_path).stdout)) == 1
+    assert list((tmp_path / "data").rglob("*.json"))  # nothing was reset
+    assert dagmill("jobs", "delete", job_id, "-y", cwd=tmp_path).returncode == 0
+
+
+def test_json_keys_are_one_scheme_with_iso_times(tmp_path: Path) -> None:
+    """An object's own identifier is `id`; every `*_at` (epoch) has `*_at_iso` beside it."""
+    ran = json.loads(dagmill("run", f"{FLOWS}:Total", "--json", cwd=tmp_path).stdout)
+    (listed,) = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    assert ran["id"] == listed["id"] and "run_id" not in ran
+    for record in (ran, listed):
+        assert isinstance(record["started_at"], float)
+        assert record["started_at_iso"].startswith(time.strftime("%Y-", time.gmtime()))
+        when = dt.datetime.fromisoformat(record["started_at_iso"])
+        assert abs(when.timestamp() - record["started_at"]) < 0.001
+        assert when.utcoffset() == dt.timedelta(0)
+    shown = json.loads(dagmill("runs", "show", listed["id"], "--json", cwd=tmp_path).stdout)
+    assert shown["run"]["ended_at_iso"] and shown["run"]["created_at_iso"]
+    assert {t["id"] for t in shown["tasks"]} == {t["id"] for t in ran["tasks"]}
+    attempt = next(t for t in shown["tasks"] if t["history"])["history"][0]
+    assert attempt["started_at_iso"] and attempt["ended_at_iso"]
+    job_id = dagmill("jobs", "build", f"{FLOWS}:Total", cwd=tmp_path).stdout.strip()
+    (job,) = json.loads(dagmill("jobs", "list", "--json", cwd=tmp_path).stdout)
+    assert job["id"] == job_id and job["created_at_iso"]
+
+
+def _table_lines(text: str) -> list[str]:
+    return [x for x in text.splitlines() if x.strip()]
+
+
+def test_tables_fit_80_columns_and_keep_ids_whole(tmp_path: Path) -> None:
+    """Without a terminal (80 columns): one line per row, no line over 80 characters, and
+    ids (runs, jobs, tasks) never cut; --wide shows the rest."""
+    ok = dagmill("run", f"{FLOWS}:Total", "-p", "n=12345678", "--quiet", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    dagmill("run", f"{FLOWS}:Broken", "--quiet", cwd=tmp_path)
+    job_id = dagmill("jobs", "build", f"{FLOWS}:Total", "-p", "n=3", cwd=tmp_path).stdout.strip()
+    assert dagmill("jobs", "run", job_id, "--wait", "-q", cwd=tmp_path).returncode == 0
+    runs = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    assert len(runs) == 3
+
+    listed = dagmill("runs", "list", cwd=tmp_path, columns=80).stdout
+    jobs = dagmill("jobs", "list", cwd=tmp_path, columns=80).stdout
+    failed = next(r for r in runs if r["status"] == "FAILED")
+    shown = dagmill("runs", "show", failed["id"], cwd=tmp_path, columns=80).stdout
+    job = dagmill("jobs", "show", job_id, cwd=tmp_path, columns=80).stdout
+    tasks = json.loads(dagmill("runs", "show", failed["id"], "--json", cwd=tmp_path).stdout)
+    table = shown.split("\nerrors\n")[0]
+    assert "  ttl      1200s after success, 7200s after failure, 3600s after completion" in job
+    for text in (listed, jobs, table, job.split("\n\n")[1]):
+        assert all(len(x) <= 80 for x in text.splitlines()), text
+    assert len(_table_lines(listed)) == 1 + 3  # a header, then one line per run
+    assert len(_table_lines(jobs)) == 1 + 1
+    for r in runs:
+        assert any(x.startswith(r["id"] + " ") for x in listed.splitlines()), listed
+        assert r["id"] in job or r["job_id"] is None
+    assert f"{job_id} " in jobs and runs[0]["id"] in jobs  # its last run
+    assert "1/2 failed" in listed and "2 ok" in listed
+    for t in tasks["tasks"]:
+        assert any(x.startswith(t["id"] + " ") for x in table.splitlines()), table
+    assert "at None" not in shown
+
+    wide = dagmill("runs", "list", "--wide", cwd=tmp_path, columns=80).stdout
+    assert "1 failed, 1 success" in wide and job_id in wide
+    assert f"{FLOWS}:Total -p n=3" in dagmill("jobs", "list", "--wide", cwd=tmp_path).stdout
+
+
+def test_runs_show_lists_the_errors_of_earlier_attempts(tmp_path: Path) -> None:
+    flow = tmp_path / "retry.py"
+    flow.write_text(
+        "import dagmill\n"
+        "from pathlib import Path\n\n"
+        "class Flaky(dagmill.tasks.TaskJson):\n"
+        "    retries = 2\n"
+        "    retry_delay = 0\n\n"
+        "    def run(self):\n"
+        "        marks = Path(__file__).with_name('tries')\n"
+        "        n = len(marks.read_text()) if marks.exists() else 0\n"
+        "        marks.write_text('x' * (n + 1))\n"
+        "        if n < 2:\n"
+        "            raise ValueError(f'flaky try {n + 1}')\n"
+        "        self.save({'ok': True})\n"
+    )
+    assert dagmill("run", f"{flow}:Flaky", "--quiet", cwd=tmp_path).returncode == 0
+    (run,) = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    shown = dagmill("runs", "show", run["id"], cwd=tmp_path, columns=80).stdout
+    assert "SUCCESS" in shown
+    errors = shown.split("\nerrors\n")[1]
+    assert "attempt 1: ValueError: flaky try 1" in errors
+    assert "attempt 2: ValueError: flaky try 2" in errors
+    assert f"at {flow}:13 in run" in errors
+
+
+def test_progress_counts_cancelled_tasks_as_cancelled_not_failed() -> None:
+    from types import SimpleNamespace
+
+    from dagmill.cli.render import Progress
+    from dagmill.model.states import TaskRunStatus as S
+
+    progress = Progress()
+    progress.run_started("r1", SimpleNamespace(graph=range(4), to_run=["a", "b", "c", "d"]))  # type: ignore[arg-type]
+    for tid in "abc":
+        progress.task_changed(tid, S.RUNNING, "")
+    progress.task_changed("a", S.FAILED, "")
+    progress.task_changed("b", S.CANCELLED, "")
+    progress.task_changed("c", S.CANCELLED, "")
+    detail = progress._bar.tasks[0].fields["detail"]
+    assert detail == "0 running, [red]1 failed[/], [yellow]2 cancelled[/]"
+
+
+def test_a_run_result_prints_short(tmp_path: Path) -> None:
+    import dagmill
+    from dagmill.frontends.loader import load_task
+
+    total = load_task(f"{FLOWS}:Total")
+    result = dagmill.Workflow(total, {"n": 3}).run(execution_summary=False)
+    text = repr(result)
+    assert re.fullmatch(r"<RunResult \d{8}-\d{6}-[0-9a-f]{6} SUCCESS 2 tasks: 2 SUCCESS>", text)
+    assert str(result) == text

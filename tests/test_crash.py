@@ -193,27 +193,27 @@ def _check_finished_run(
     assert run_json["run"]["ended_at"] is not None
     tasks = run_json["tasks"]
     assert len(tasks) == PARTS + 1
-    by_id = {t["task_id"]: t for t in tasks}
+    by_id = {t["id"]: t for t in tasks}
     assert done <= set(by_id) and running <= set(by_id)
     runs_of = _executions(marks)
 
     for t in tasks:
         hist = t["history"]
         assert t["status"] == "SUCCESS", t
-        assert hist, f"{t['task_id']}: no attempt in the history"
+        assert hist, f"{t['id']}: no attempt in the history"
         # every attempt there is, numbered 1..n, the last one the success
         assert [a["attempt"] for a in hist] == list(range(1, len(hist) + 1)), hist
         assert t["attempts"] == len(hist), t
         assert hist[-1]["status"] == "SUCCESS" and hist[-1]["ended_at"] is not None, hist
         expected = EXPECTED_SUM if t["family"] == "Sum" else int(t["params"]["i"]) ** 2
-        assert _load_output(data_dir, t["family"], t["task_id"]) == expected
+        assert _load_output(data_dir, t["family"], t["id"]) == expected
 
         name = _mark_name(t["family"], t["params"])
-        if t["task_id"] in done:
+        if t["id"] in done:
             # finished before the kill: not run again, its one attempt as it was
             assert runs_of[name] == 1, f"{name} executed {runs_of[name]} times"
             assert [a["status"] for a in hist] == ["SUCCESS"], hist
-        elif t["task_id"] in running:
+        elif t["id"] in running:
             # its engine died under it: that attempt FAILED saying so, then it ran again
             assert [a["status"] for a in hist] == ["FAILED", "SUCCESS"], hist
             assert "died" in (hist[0]["error"] or "") and "engine" in hist[0]["error"], hist[0]

@@ -189,7 +189,9 @@ def test_build_prints_a_job_id_and_the_job_is_listed_ready(
 
     table = ok("jobs", "list", cwd=tmp_path)
     row = next(line for line in table.splitlines() if job_id in line)
-    assert "READY" in row and "Total" in row and "n=7" in row, table
+    assert "READY" in row and "Total" in row, table
+    wide = ok("jobs", "list", "--wide", cwd=tmp_path)  # with what it runs
+    assert f"{flow}:Total -p n=7" in next(x for x in wide.splitlines() if job_id in x), wide
 
     (job,) = jobs_json(tmp_path)
     assert job["id"] == job_id

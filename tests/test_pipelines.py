@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from dagmill.frontends.pipeline.compile import PipelineError
+
 HERE = Path(__file__).parent
 BROKEN = HERE / "pipelines_broken"
 BROKEN_FILES = sorted(BROKEN.glob("*.yaml"))
@@ -60,11 +62,16 @@ with open(input_data[0]) as f, open(output_data[0], "w") as g:
 """
 
 
-def dagmill(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def dagmill(
+    *args: str, cwd: Path, timeout: float = 120, env_data: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1"}
+    if env_data is not None:
+        env["DAGMILL_DATA"] = env_data
     return subprocess.run(
         [sys.executable, "-m", "dagmill.cli.main", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,  # as a script or CI runs it: no terminal to ask on
     )  # fmt: skip
 
 
@@ -889,6 +896,7 @@ def test_a_pipeline_file_becomes_a_job(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     job = json.loads(shown.stdout)["job"]
     assert job["kind"] == "yaml" and job["version"].startswith("sha256:")
+    assert "(pipeline.yaml=" in job["version"] and ", my_second_task.py=" in job["version"]
     assert job["ref"] == str(tmp_path / "pipeline.yaml")
     assert job["schedule"] == {
         "schedule_interval": "5 10 * * *", "start_date": "2022-01-01 00:00",
@@ -921,7 +929,149 @@ def test_a_pipeline_file_becomes_a_job(tmp_path: Path) -> None:
         changed = dagmill("jobs", "run", job_id, *wait, cwd=tmp_path)
         assert changed.returncode == 2, changed.stdout + changed.stderr
         assert "build a new job" in changed.stderr
+        # the module that changed is named, the unchanged pipeline file is not blamed
+        assert "but my_second_task.py changed: build a new job" in changed.stderr
+        assert "pipeline.yaml changed" not in changed.stderr
     assert len(json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)) == 2
+
+
+# -- bad input: every problem at once, exit 2, nothing run -------------------------------
+SIX_PROBLEMS = """\
+dataNodes:
+  raw: {source: raw.csv}
+  clean: {source: clean.csv, format: xlsx}
+  report: {source: report.json}
+processNodes:
+  cleaning:
+    input: [raw_data]
+    output: [clean]
+    processor: nowhere
+    resources: {cpu: two}
+  reporting:
+    input: [clean]
+    output: [report]
+    processor: make_report
+    retries: -1
+    colour: red
+schedule: {schedule_interval: "5 10 * *", timezone: Europe/Pariss}
+"""
+
+
+def test_validate_reports_every_problem_at_once(tmp_path: Path) -> None:
+    """Problems of structure (pydantic) do not hide the checks across nodes: a node with a
+    bad key still has its inputs and its module checked."""
+    write(tmp_path / "six.yaml", SIX_PROBLEMS)
+    write(tmp_path / "make_report.py", "from dagmill import processor\n\nprint('x'\n")
+    out = dagmill("validate", "six.yaml", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    where = str(tmp_path / "six.yaml")
+    expected = [
+        (3, "dataNodes.clean.format: unknown format 'xlsx'"),
+        (7, "processNodes.cleaning.input.0: unknown data node 'raw_data'"),
+        (9, "processNodes.cleaning.processor: processor module 'nowhere' not found"),
+        (10, "processNodes.cleaning.resources: cpu: expected a number"),
+        (14, "processNodes.reporting.processor: processor module 'make_report' does not "
+             f"compile: {tmp_path / 'make_report.py'}:3: '(' was never closed"),
+        (15, "processNodes.reporting.retries: Input should be greater than or equal to 0"),
+        (16, "processNodes.reporting.colour: unknown key 'colour'"),
+        (17, "schedule.timezone: unknown timezone 'Europe/Pariss'"),
+        (17, "schedule.schedule_interval: not a cron expression: '5 10 * *'"),
+    ]  # fmt: skip
+    lines = [x.removeprefix("error: ") for x in out.stderr.splitlines()]
+    for line, text in expected:
+        assert any(x.startswith(f"{where}:{line}: {text}") for x in lines), (text, out.stderr)
+    assert len(lines) == len(expected), out.stderr  # in the file's order, one per line
+    assert [int(x.split(":")[1]) for x in lines] == [n for n, _ in expected]
+
+
+def test_a_module_that_does_not_compile_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    write(tmp_path / "pipeline.yaml", SEED_WITHOUT_REQUIREMENT)
+    write(tmp_path / "my_first_task.py", UPPER)
+    write(tmp_path / "my_second_task.py", "from dagmill import processor\n\ndef f(:\n    pass\n")
+    write(tmp_path / "data/my_input.csv", "a\n")
+    message = (
+        "pipeline.yaml:16: processNodes.process_node_2.processor: processor module "
+        f"'my_second_task' does not compile: {tmp_path / 'my_second_task.py'}:3: invalid syntax"
+    )
+    for command in ("validate", "run", "preview"):
+        out = dagmill(command, "pipeline.yaml", cwd=tmp_path)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "data/intermediate.csv").exists()  # not even the first node ran
+    assert not (tmp_path / ".dagmill").exists()
+
+
+def test_data_naming_a_file_is_bad_input_and_records_nothing(tmp_path: Path) -> None:
+    from dagmill.pipelines import validate
+
+    write(tmp_path / "pipeline.yaml", SEED_WITHOUT_REQUIREMENT)
+    write(tmp_path / "my_first_task.py", UPPER)
+    write(tmp_path / "my_second_task.py", COPY)
+    write(tmp_path / "afile", "not a folder\n")
+    for command in ("run", "preview", "validate", "reset"):
+        out = dagmill(command, "pipeline.yaml", "--data", "afile", cwd=tmp_path)
+        assert out.returncode == 2, (command, out.stdout + out.stderr)
+        assert "Invalid value for '--data'" in out.stderr and "'afile' is a file" in out.stderr
+    out = dagmill("run", "pipeline.yaml", cwd=tmp_path, env_data="afile")
+    assert out.returncode == 2 and "'afile' is a file" in out.stderr
+    assert not (tmp_path / ".dagmill").exists()
+    with pytest.raises(PipelineError, match=r"the data folder .*afile is a file: give a folder"):
+        validate(str(tmp_path / "pipeline.yaml"), str(tmp_path / "afile"))
+
+
+def test_rerun_of_a_yaml_run_everything_or_from_failed(tmp_path: Path) -> None:
+    write(tmp_path / "pipeline.yaml", SEED_WITHOUT_REQUIREMENT)
+    write(tmp_path / "my_first_task.py", UPPER)
+    second = write(tmp_path / "my_second_task.py", "raise SystemExit('not yet')\n")
+    write(tmp_path / "data/my_input.csv", "a\n")
+    code, first, _ = run_json("pipeline.yaml", cwd=tmp_path)
+    assert code == 1 and statuses(first)["process_node_2"] == "FAILED"
+
+    second.write_text(COPY)
+    out = dagmill("runs", "rerun", first["id"], "--from-failed", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert executed(json.loads(out.stdout)) == {"process_node_2"}  # the first was complete
+
+    out = dagmill("runs", "rerun", first["id"], "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    again = json.loads(out.stdout)
+    assert executed(again) == {"process_node_1", "process_node_2"}  # everything again
+    assert again["id"] != first["id"]
+    assert (tmp_path / "data/my_output.csv").read_text() == "A\n"
+
+
+def test_reset_lists_what_goes_and_follows_upstream(tmp_path: Path) -> None:
+    write(tmp_path / "pipeline.yaml", SEED_WITHOUT_REQUIREMENT)
+    write(tmp_path / "my_first_task.py", UPPER)
+    write(tmp_path / "my_second_task.py", COPY)
+    data = tmp_path / "data"
+    write(data / "my_input.csv", "a\n")
+    assert run_json("pipeline.yaml", cwd=tmp_path)[0] == 0
+
+    # without a terminal to confirm on and without -y: refused, nothing deleted
+    asked = dagmill("reset", "pipeline.yaml", "--node", "process_node_2", cwd=tmp_path)
+    assert asked.returncode == 2, asked.stdout + asked.stderr
+    assert "pass -y/--yes to delete without a terminal" in asked.stderr
+    assert f"  {data / 'my_output.csv'}" in asked.stdout  # listed before the question
+    assert (data / "my_output.csv").exists()
+
+    one = dagmill("reset", "pipeline.yaml", "--node", "process_node_2", "-y", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines() == [f"  {data / 'my_output.csv'}", "deleted 1 outputs"]
+    assert (data / "intermediate.csv").exists()
+
+    assert run_json("pipeline.yaml", cwd=tmp_path)[0] == 0
+    both = dagmill(
+        "reset", "pipeline.yaml", "--node", "process_node_2", "--upstream", "-y", cwd=tmp_path
+    )
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines() == [
+        f"  {data / 'intermediate.csv'}", f"  {data / 'my_output.csv'}", "deleted 2 outputs",
+    ]  # fmt: skip
+    assert (data / "my_input.csv").exists()  # an external input is never reset
+    nothing = dagmill("reset", "pipeline.yaml", "--upstream", "-y", cwd=tmp_path)
+    assert nothing.stdout == "nothing to reset: no outputs exist\n"
 
 
 # -- the broken corpus ------------------------------------------------------------------------

@@ -69,6 +69,11 @@ class RunResult:
         """luigi's name for ``ok`` (d6tflow code checks it)."""
         return self.ok
 
+    def __repr__(self) -> str:
+        # short: the default dataclass repr prints the whole plan (tens of KB)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
+        return f"<RunResult {self.run_id} {self.status.value} {len(self.statuses)} tasks: {counts}>"
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.statuses.values():

@@ -20,6 +20,7 @@ from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError
 from dagmill.executors.machine import machine_pool
 from dagmill.frontends.loader import module_file, target_task
+from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.pipelines import is_pipeline_file, run_target, validate
@@ -77,7 +78,7 @@ def build_job(
         compiled = validate(ref, data)
         environment_python(compiled.requirements)  # an unresolvable requirement fails here
         graph, kind, ref = compiled.graph, "yaml", compiled.file
-        version, source = compiled.version, _read(ref)
+        version, source = _pipeline_version(compiled), _read(ref)
         default_name = os.path.splitext(os.path.basename(ref))[0]
         if compiled.spec.schedule is not None:
             schedule = compiled.spec.schedule.model_dump(exclude_none=True)
@@ -118,10 +119,46 @@ def _read(path: str) -> str:
         return f.read()
 
 
+def _pipeline_version(compiled: CompiledPipeline) -> str:
+    """The version a job pins for a pipeline file: the hash of all its files, then each
+    file's own (``sha256:… (pipeline.yaml=1a2b3c4d, clean.py=5e6f7a8b)``), so that a
+    changed file can be named."""
+    folder = os.path.dirname(compiled.file)
+    each = ", ".join(
+        f"{os.path.relpath(p, folder) if p.startswith(folder + os.sep) else p}={h}"
+        for p, h in compiled.files
+    )
+    return f"{compiled.version} ({each})"
+
+
+def _file_versions(version: str) -> dict[str, str]:
+    """The files and hashes of a pipeline job's version (empty for a version without)."""
+    _, sep, rest = version.partition(" (")
+    if not sep:
+        return {}
+    pairs = (item.rpartition("=") for item in rest.removesuffix(")").split(", "))
+    return {name: h for name, eq, h in pairs if eq}
+
+
 def _current_version(job: JobInfo) -> str:
     if job.kind == "yaml":
-        return validate(job.ref, job.data_dir).version
+        return _pipeline_version(validate(job.ref, job.data_dir))
     return definition_version(job.ref)[0]
+
+
+def _what_changed(job: JobInfo, version: str) -> str:
+    if job.kind != "yaml":
+        return f"{module_file(job.ref) or job.ref} changed"
+    pinned, now = _file_versions(job.version), _file_versions(version)
+    if not pinned:  # a job built before files were pinned one by one
+        return "the pipeline file or one of its modules changed"
+    changed = [f for f in now if f in pinned and pinned[f] != now[f]]
+    added = [f for f in now if f not in pinned]
+    gone = [f for f in pinned if f not in now]
+    what = [f"{f} changed" for f in changed]
+    what += [f"it now runs {f}" for f in added]
+    what += [f"it no longer runs {f}" for f in gone]
+    return "; ".join(what) or f"it is now {version}"
 
 
 def _job(store: Store, job_id: str) -> JobInfo:
@@ -131,8 +168,9 @@ def _job(store: Store, job_id: str) -> JobInfo:
     version = _current_version(job)
     if version != job.version:
         raise DefinitionError(
-            f"job {job.id} pins {job.ref} at {job.version}, but the file is now {version}: "
-            "build a new job (`dagmill jobs build`) to run the changed definition"
+            f"job {job.id} pins {job.ref} as it was when built, but "
+            f"{_what_changed(job, version)}: build a new job (`dagmill jobs build "
+            f"{job.ref}`) to run the changed definition"
         )
     return job
 

@@ -36,6 +36,7 @@ __all__ = [
     "pipeline_schema",
     "plan_pipeline",
     "reset_pipeline",
+    "reset_targets",
     "run_pipeline",
     "run_target",
     "validate",
@@ -114,24 +115,47 @@ def _with_python(compiled: CompiledPipeline, python: str) -> CompiledPipeline:
     return dataclasses.replace(compiled, graph=Graph.build(specs, compiled.graph.targets))
 
 
-def reset_pipeline(
-    file: str, data: str | None = None, nodes: Sequence[str] | None = None
+def reset_targets(
+    file: str,
+    data: str | None = None,
+    nodes: Sequence[str] | None = None,
+    upstream: bool = False,
 ) -> list[str]:
-    """Delete the outputs of process nodes (all of them unless ``nodes``); returns them."""
+    """The outputs ``reset_pipeline`` would delete: those that exist, of the process nodes
+    chosen (all of them unless ``nodes``; with ``upstream``, the nodes they depend on too).
+    External inputs (data nodes no node produces) are never among them."""
     compiled = compile_pipeline(file, data)
-    graph = compiled.graph
-    chosen = list(nodes) if nodes else [t for t in graph.order if not graph.tasks[t].external]
-    _select(compiled, chosen)  # unknown names are errors
-    gone = []
+    graph = _select(compiled, nodes)  # unknown names are errors
+    chosen = [
+        t
+        for t in graph.order
+        if not graph.tasks[t].external and (upstream or not nodes or t in nodes)
+    ]
+    found = []
     for tid in chosen:
         for out in graph.tasks[tid].outputs:
             if is_url(out.location):
                 if url_version(out.location) is not None:
-                    remove(out.location)
-                    gone.append(out.location)
+                    found.append(out.location)
             elif os.path.exists(out.location):
-                os.unlink(out.location)
-                gone.append(out.location)
+                found.append(out.location)
+    return found
+
+
+def reset_pipeline(
+    file: str,
+    data: str | None = None,
+    nodes: Sequence[str] | None = None,
+    upstream: bool = False,
+) -> list[str]:
+    """Delete the outputs of process nodes (all of them unless ``nodes``; with
+    ``upstream``, of what they depend on too); returns what was deleted."""
+    gone = reset_targets(file, data, nodes, upstream)
+    for location in gone:
+        if is_url(location):
+            remove(location)
+        else:
+            os.unlink(location)
     return gone
 
 
@@ -182,5 +206,9 @@ def pipeline_schema() -> dict[str, Any]:
 def run_target(target: RunTarget, **kwargs: Any) -> RunResult | None:
     """Run what a run target names, from whichever front door it came."""
     if target.kind == "yaml":
-        return run_pipeline(target.ref, target.data, target=target, **kwargs)
+        # a pipeline file has no "given task" apart from its nodes: forcing the targets or
+        # everything upstream both mean every process node runs again
+        forced_all = kwargs.pop("forced_all", False)
+        force = bool(kwargs.pop("forced_all_upstream", False) or forced_all)
+        return run_pipeline(target.ref, target.data, force=force, target=target, **kwargs)
     return run([target_task(target)], target=target, **kwargs)

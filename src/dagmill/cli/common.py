@@ -14,10 +14,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 
+# --data: a folder, or a path to make one at; an existing file is bad input (exit 2)
+DATA_DIR = click.Path(file_okay=False)
+
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Go on if ``yes`` or the user agrees; without a terminal to ask on, refuse (exit 2)
+    rather than take silence for a no (click's "Aborted!")."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"no terminal to ask {question!r}: pass -y/--yes to delete without a terminal")
+    if not click.confirm(question):
+        click.echo("nothing deleted", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def guard(fn: F) -> F:

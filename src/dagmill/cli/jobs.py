@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict
 from typing import Any
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, open_store, parse_params
+from dagmill.cli.common import DATA_DIR, confirm, execute, fail, guard, open_store, parse_params
 
 
 def _job_or_fail(store: Any, job_id: str) -> Any:
@@ -28,54 +25,71 @@ def jobs() -> None:
 
 
 @jobs.command("build")
-@click.argument("target", metavar="MODULE:TASK")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE")
-@click.option("--data", "data_dir", metavar="DIR", help="Folder for task outputs (./data).")
-@click.option("--name", help="The job's name (default: the task's family).")
+@click.argument("target", metavar="MODULE:TASK|PIPELINE.yaml")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="MODULE:TASK only."
+)
+@click.option(
+    "--data", "data_dir", metavar="DIR", type=DATA_DIR, help="Folder for task outputs (./data)."
+)
+@click.option("--name", help="The job's name (default: the task's family or the file's name).")
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def jobs_build(
     target: str, params: tuple[str, ...], data_dir: str | None, name: str | None, as_json: bool
 ) -> None:
-    """Validate a pipeline and record it as a job; prints the job id."""
+    """Validate a pipeline and record it as a job; prints the job id.
+
+    \b
+    TARGET is a task of a Python file (flows.py:Train -p lr=0.1) or a pipeline file
+    (pipeline.yaml: its modules are pinned too, and its schedule kept).
+    """
     from dagmill.jobs import build_job
 
     job = build_job(target, parse_params(params), data_dir, name)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
-        click.echo(json.dumps(asdict(job), indent=2))
+        click.echo(dumps(job))
     else:
         click.echo(job.id)
 
 
 @jobs.command("list")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def jobs_list(as_json: bool) -> None:
+def jobs_list(wide: bool, as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
     items = open_store().list_jobs()
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
-        click.echo(json.dumps([asdict(j) for j in items], indent=2))
+        click.echo(dumps(items))
         return
     from dagmill.cli.render import jobs_table
 
-    jobs_table(items)
+    jobs_table(items, wide)
 
 
 @jobs.command("show")
 @click.argument("job_id")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def jobs_show(job_id: str, as_json: bool) -> None:
+def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
     """One job: what it runs, its pinned version, and its recent runs."""
     store = open_store()
     job = _job_or_fail(store, job_id)
     recent = store.list_runs(job_id=job.id, limit=10)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
-        click.echo(json.dumps({"job": asdict(job), "runs": [asdict(r) for r in recent]}, indent=2))
+        click.echo(dumps({"job": job, "runs": recent}))
         return
     from dagmill.cli.render import job_detail
 
-    job_detail(job, recent)
+    job_detail(job, recent, wide)
 
 
 @jobs.command("run")
@@ -108,7 +122,6 @@ def jobs_delete(job_id: str, yes: bool) -> None:
 
     store = open_store()
     job = _job_or_fail(store, job_id)
-    if not yes and not click.confirm(f"Delete job {job.id} ({job.name}) and its runs?"):
-        sys.exit(EXIT_FAILED)
+    confirm(f"Delete job {job.id} ({job.name}) and its runs?", yes)
     gone = delete_job(job.id)
     click.echo(f"deleted job {job.id} and {len(gone)} runs")

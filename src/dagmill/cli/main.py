@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, parse_params
+from dagmill.cli.common import DATA_DIR, confirm, execute, fail, guard, parse_params
 from dagmill.frontends.pipeline import is_pipeline_file
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ def _target_options(fn: F) -> F:
         "--data",
         "data_dir",
         metavar="DIR",
+        type=DATA_DIR,
         envvar="DAGMILL_DATA",
         show_envvar=True,
         help="Folder for task outputs (default: ./data).",
@@ -204,14 +205,18 @@ def reset(
 ) -> None:
     """Delete a task's outputs (its upstream's too with --upstream; a pipeline's nodes)."""
     if is_pipeline_file(target):
-        from dagmill.pipelines import reset_pipeline, validate
+        from dagmill.pipelines import reset_pipeline, reset_targets
 
         _no_params(target, params)
-        validate(target, data_dir)
-        what = ", ".join(nodes) if nodes else "every process node"
-        if not yes and not click.confirm(f"Delete the outputs of {what} of {target}?"):
-            sys.exit(EXIT_FAILED)
-        gone = reset_pipeline(target, data_dir, list(nodes) or None)
+        chosen = list(nodes) or None
+        outputs = reset_targets(target, data_dir, chosen, upstream)
+        if not outputs:
+            click.echo("nothing to reset: no outputs exist")
+            return
+        for location in outputs:
+            click.echo(f"  {location}")
+        confirm(f"Delete these {len(outputs)} outputs?", yes)
+        gone = reset_pipeline(target, data_dir, chosen, upstream)
         click.echo(f"deleted {len(gone)} outputs")
         return
     from dagmill.frontends.classes import build_graph
@@ -225,8 +230,7 @@ def reset(
         return
     for t in victims:
         click.echo(f"  {t!r}")
-    if not yes and not click.confirm(f"Delete the outputs of these {len(victims)} tasks?"):
-        sys.exit(EXIT_FAILED)
+    confirm(f"Delete the outputs of these {len(victims)} tasks?", yes)
     for t in victims:
         t.reset(confirm=False)
     click.echo(f"reset {len(victims)} tasks")
@@ -258,7 +262,9 @@ def _run_tasks(tasks: list[Any], **kwargs: Any) -> Any:
 
 @cli.command()
 @click.argument("file", metavar="PIPELINE.yaml")
-@click.option("--data", "data_dir", metavar="DIR", help="Data root (default: ./data).")
+@click.option(
+    "--data", "data_dir", metavar="DIR", type=DATA_DIR, help="Data root (default: ./data)."
+)
 @guard
 def validate(file: str, data_dir: str | None) -> None:
     """Check a pipeline file: exit 0 if it is valid, 2 with every problem if not."""
@@ -285,11 +291,17 @@ def schema(what: str) -> None:
 @cli.command()
 @click.argument("file", metavar="PIPELINE.yaml")
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text")
-@click.option("--data", "data_dir", metavar="DIR")
+@click.option("--data", "data_dir", metavar="DIR", type=DATA_DIR)
 @guard
 def graph(file: str, fmt: str, data_dir: str | None) -> None:
     """Draw a pipeline: data nodes and the process nodes between them."""
     from dagmill.pipelines import graph_text
+
+    if not is_pipeline_file(file):
+        fail(
+            f"{file}: graph draws pipeline files (PIPELINE.yaml); for MODULE:TASK, "
+            f"`dagmill preview {file}` shows its task tree"
+        )
 
     click.echo(graph_text(file, fmt, data_dir))
 

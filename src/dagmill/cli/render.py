@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
@@ -54,6 +55,7 @@ class Progress:
         self._done = 0
         self._running = 0
         self._failed = 0
+        self._cancelled = 0
         self._pending = 0
 
     def __enter__(self) -> Progress:
@@ -77,7 +79,9 @@ class Progress:
             if status is not S.UPSTREAM_FAILED:
                 self._running = max(0, self._running - 1)
             self._done += 1
-            if status is not S.SUCCESS:
+            if status is S.CANCELLED:  # stopped by the user, not a failure of the task
+                self._cancelled += 1
+            elif status is not S.SUCCESS:
                 self._failed += 1
         elif status is S.PENDING:
             self._running = max(0, self._running - 1) if "retry" in detail else self._running
@@ -89,14 +93,23 @@ class Progress:
         bits = [f"{self._running} running"]
         if self._failed:
             bits.append(f"[red]{self._failed} failed[/]")
+        if self._cancelled:
+            bits.append(f"[yellow]{self._cancelled} cancelled[/]")
         self._bar.update(self._task, completed=self._done, detail=", ".join(bits))
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
+    """A run's result in the keys of the run record's JSON (``id``, ``*_at``/``*_at_iso``)."""
+    from dagmill.cli.jsonout import iso
+
     graph = result.plan.graph
     return {
-        "run_id": result.run_id,
+        "id": result.run_id,
         "status": result.status.value,
+        "started_at": result.started_at or None,
+        "started_at_iso": iso(result.started_at),
+        "ended_at": result.ended_at or None,
+        "ended_at_iso": iso(result.ended_at),
         "counts": result.counts(),
         "tasks": [
             {
@@ -114,99 +127,173 @@ def result_json(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def _when(ts: float | None, seconds: bool = False) -> str:
+    fmt = "%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(ts)) if ts else "-"
 
 
 def _dur(a: float | None, b: float | None) -> str:
     if a is None or b is None:
         return "-"
     d = b - a
-    return f"{d * 1000:.0f}ms" if d < 1 else f"{d:.1f}s"
+    if d < 1:
+        return f"{d * 1000:.0f}ms"
+    if d < 600:
+        return f"{d:.1f}s"
+    return f"{d / 60:.0f}m" if d < 36_000 else f"{d / 3600:.0f}h"
 
 
-def runs_table(runs: Sequence[RunInfo]) -> None:
-    console = Console()
+def _console(wide: bool) -> Console:
+    # --wide: nothing shortened; the lines are as long as their cells (pipe into less -S)
+    return Console(width=1000) if wide else Console()
+
+
+def _table(*columns: str, ids: Sequence[Sequence[str]] = ()) -> Table:
+    """A table of short cells, one line per row: id columns (given with their values) are
+    never cut, the last column takes what room is left (cut with … if it must be)."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, col in enumerate(columns):
+        values = ids[i] if i < len(ids) else ()
+        width = max([len(col), *map(len, values)]) if values else None
+        last = i == len(columns) - 1
+        table.add_column(
+            col, no_wrap=True, min_width=width, overflow="ellipsis" if last else "fold"
+        )
+    return table
+
+
+def _tasks_cell(counts: Mapping[str, int]) -> str:
+    """``12 ok`` or ``3/12 failed``: the one number that matters for a run's tasks."""
+    total = sum(counts.values())
+    for status in ("FAILED", "UPSTREAM_FAILED", "CANCELLED", "RUNNING", "PENDING", "WAITING"):
+        if counts.get(status):
+            word = "blocked" if status == "UPSTREAM_FAILED" else status.lower()
+            return f"{counts[status]}/{total} {word}"
+    return f"{total} ok"
+
+
+def runs_table(runs: Sequence[RunInfo], wide: bool = False) -> None:
+    console = _console(wide)
     if not runs:
         console.print("no runs yet: start one with `dagmill run MODULE:TASK`")
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("RUN", "NAME", "STATUS", "STARTED", "DURATION"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("TASKS")
-    for r in runs:
-        counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.counts.items()))
-        table.add_row(
-            r.id,
-            r.name,
-            _styled(r.status),
-            _when(r.started_at),
-            _dur(r.started_at, r.ended_at),
-            counts,
-        )
+    ids = [[r.id for r in runs]]
+    if wide:
+        table = _table("RUN", "STATUS", "STARTED", "TOOK", "JOB", "NAME", "TASKS", ids=ids)
+        for r in runs:
+            counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.counts.items()))
+            table.add_row(
+                r.id,
+                _styled(r.status),
+                _when(r.started_at, seconds=True),
+                _dur(r.started_at, r.ended_at),
+                r.job_id or "-",
+                r.name,
+                counts,
+            )
+    else:
+        table = _table("RUN", "STATUS", "STARTED", "TOOK", "TASKS", "NAME", ids=ids)
+        for r in runs:
+            table.add_row(
+                r.id,
+                _styled(r.status),
+                _when(r.started_at),
+                _dur(r.started_at, r.ended_at),
+                _tasks_cell(r.counts),
+                r.name,
+            )
     console.print(table)
 
 
-def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
-    console = Console()
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) -> None:
+    console = _console(wide)
     console.print(
-        f"[bold]run {info.id}[/] {info.name}: "
-        f"{_styled(info.status)} "
-        f"started {_when(info.started_at)}, took {_dur(info.started_at, info.ended_at)}"
+        f"[bold]run {info.id}[/] {escape(info.name)}: {_styled(info.status)}, "
+        f"started {_when(info.started_at, seconds=True)}, "
+        f"took {_dur(info.started_at, info.ended_at)}"
     )
     if info.error:
-        console.print(f"[red]{info.error}[/]")
-    table = Table(box=None, header_style="bold")
-    for col in ("TASK", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"):
-        table.add_column(col)
+        console.print(f"[red]{escape(info.error)}[/]")
+    ids = [[t.task_id for t in tasks]]
+    columns = ["TASK", "STATUS", "TRIES", "TOOK", "DETAIL"]
+    if wide:
+        columns[-1:-1] = ["STARTED"]
+    table = _table(*columns, ids=ids)
     for t in tasks:
         last = t.history[-1] if t.history else None
-        detail = t.plan_reason if t.status == "SKIPPED" else ""
+        detail = (t.plan_reason or "") if t.status == "SKIPPED" else ""
         if last is not None:
-            detail = last.waiting_for or (
-                f"{last.error} at {last.error_location}" if last.error else detail
-            )
-        table.add_row(
+            detail = last.waiting_for or (_first_line(last.error) if last.error else detail)
+        row = [
             t.task_id,
             _styled(t.status),
             str(t.attempts),
             _dur(last.started_at, last.ended_at) if last else "-",
-            detail or "",
-        )
+            escape(detail),
+        ]
+        if wide:
+            row[-1:-1] = [_when(last.started_at, seconds=True) if last else "-"]
+        table.add_row(*row)
     console.print(table)
+    failed = [(t, a) for t in tasks for a in t.history if a.error]
+    if failed:
+        # every failed attempt, earlier ones included (a task that succeeded on a retry
+        # still shows why it had to): in full, left to the terminal to wrap, so that a
+        # path stays whole
+        console.print("\n[bold]errors[/]")
+        for t, a in failed:
+            where = f"\n    at {a.error_location}" if a.error_location else ""
+            console.print(
+                escape(f"  {t.task_id} attempt {a.attempt}: {(a.error or '').strip()}{where}"),
+                soft_wrap=True,
+            )
 
 
-def jobs_table(jobs: Sequence[JobInfo]) -> None:
-    console = Console()
+def jobs_table(jobs: Sequence[JobInfo], wide: bool = False) -> None:
+    console = _console(wide)
     if not jobs:
         console.print("no jobs yet: build one with `dagmill jobs build MODULE:TASK`")
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("JOB", "NAME", "STATUS", "LAST RUN", "CREATED"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("RUNS")
+    ids = [[j.id for j in jobs], [], [], [j.last_run or "-" for j in jobs]]
+    columns = ["JOB", "STATUS", "CREATED", "LAST RUN", "NAME"]
+    if wide:
+        columns.append("RUNS")
+    table = _table(*columns, ids=ids)
     for j in jobs:
-        params = " ".join(f"{k}={v}" for k, v in j.params.items())
-        table.add_row(
-            j.id,
-            j.name,
-            _styled(j.status),
-            j.last_run or "-",
-            _when(j.created_at),
-            f"{j.ref.rsplit('/', 1)[-1]} {params}".strip(),
-        )
+        row = [j.id, _styled(j.status), _when(j.created_at), j.last_run or "-", escape(j.name)]
+        if wide:
+            params = " ".join(f"-p {k}={v}" for k, v in j.params.items())
+            row.append(escape(f"{j.ref} {params}".strip()))
+        table.add_row(*row)
     console.print(table)
 
 
-def job_detail(job: JobInfo, recent: Sequence[RunInfo]) -> None:
-    console = Console()
-    console.print(f"[bold]job {job.id}[/] {job.name}: {_styled(job.status)}")
-    console.print(f"  runs     {job.ref} {' '.join(f'-p {k}={v}' for k, v in job.params.items())}")
-    console.print(f"  pinned   {job.version}")
-    console.print(f"  data     {job.data_dir}")
+def _ttl(ttl: Mapping[str, int | None]) -> str:
+    """CloudHarness's TTL strategy in words: ``1200s after success, kept after failure``."""
+    words = {
+        "secondsAfterSuccess": "success",
+        "secondsAfterFailure": "failure",
+        "secondsAfterCompletion": "completion",
+    }
+    kept = {k: "kept" if ttl[k] is None else f"{ttl[k]}s" for k in words if k in ttl}
+    return ", ".join(f"{v} after {words[k]}" for k, v in kept.items())
+
+
+def job_detail(job: JobInfo, recent: Sequence[RunInfo], wide: bool = False) -> None:
+    console = _console(wide)
+    params = " ".join(f"-p {k}={v}" for k, v in job.params.items())
+    console.print(f"[bold]job {job.id}[/] {escape(job.name)}: {_styled(job.status)}")
+    console.print(escape(f"  runs     {job.ref} {params}".rstrip()), soft_wrap=True)
+    console.print(escape(f"  pinned   {job.version}"), soft_wrap=True)
+    console.print(escape(f"  data     {job.data_dir}"), soft_wrap=True)
     if job.schedule:
-        console.print(f"  schedule {dict(job.schedule)}")
-    console.print(f"  ttl      {dict(job.ttl)}")
-    console.print(f"  created  {_when(job.created_at)}")
+        console.print(escape(f"  schedule {dict(job.schedule)}"), soft_wrap=True)
+    console.print(escape(f"  ttl      {_ttl(job.ttl)}"), soft_wrap=True)
+    console.print(f"  created  {_when(job.created_at, seconds=True)}")
     if recent:
-        runs_table(recent)
+        console.print()
+        runs_table(recent, wide)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from typing import Any
 
 import click
 
-from dagmill.cli.common import EXIT_FAILED, execute, fail, guard, open_store
+from dagmill.cli.common import confirm, execute, fail, guard, open_store
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 
@@ -44,36 +42,44 @@ def recover() -> None:
 @runs.command("list")
 @click.option("--status", type=click.Choice(_STATUSES, case_sensitive=False))
 @click.option("--job", "job_id", help="Only the runs of this job.")
-@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_list(status: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
+def runs_list(
+    status: str | None, job_id: str | None, limit: int, wide: bool, as_json: bool
+) -> None:
     """List recent runs, newest first."""
     store = open_store()
     items = store.list_runs(status=status, limit=limit, job_id=job_id)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in items], indent=2))
+        click.echo(dumps(items))
         return
     from dagmill.cli.render import runs_table
 
-    runs_table(items)
+    runs_table(items, wide)
 
 
 @runs.command("show")
 @click.argument("run_id")
+@click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_show(run_id: str, as_json: bool) -> None:
+def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
     """One run: each task's status, attempts, duration, and what a PENDING task waits for."""
     store = open_store()
     info = _run_or_fail(store, run_id)
     tasks = store.get_run_tasks(info.id)
+    from dagmill.cli.jsonout import dumps
+
     if as_json:
-        click.echo(json.dumps({"run": asdict(info), "tasks": [asdict(t) for t in tasks]}, indent=2))
+        click.echo(dumps({"run": info, "tasks": tasks}))
         return
     from dagmill.cli.render import run_detail
 
-    run_detail(info, tasks)
+    run_detail(info, tasks, wide)
 
 
 @runs.command("logs")
@@ -121,8 +127,7 @@ def runs_delete(run_id: str, yes: bool) -> None:
     info = _run_or_fail(open_store(), run_id)
     if info.status in ("PENDING", "RUNNING"):
         fail(f"run {info.id} is {info.status}: cancel it first (`dagmill runs cancel {info.id}`)")
-    if not yes and not click.confirm(f"Delete run {info.id} ({info.name}, {info.status})?"):
-        sys.exit(EXIT_FAILED)
+    confirm(f"Delete run {info.id} ({info.name}, {info.status})?", yes)
     delete_run(info.id)
     click.echo(f"deleted run {info.id}")
 

@@ -76,6 +76,8 @@ class CompiledPipeline:
     requirements: tuple[str, ...]
     version: str  # hash of the file and of the modules it runs
     node_ids: Mapping[str, str] = field(default_factory=dict)  # process node -> task id
+    # (path, hash) of the file and of each module it runs: a job names what changed
+    files: tuple[tuple[str, str], ...] = ()
 
 
 def _did_you_mean(name: str, options: Sequence[str]) -> str:
@@ -85,6 +87,16 @@ def _did_you_mean(name: str, options: Sequence[str]) -> str:
 
 def load_pipeline(file: str) -> tuple[Any, Located]:
     """Read and validate a pipeline file's structure (pydantic); raise PipelineError."""
+    spec, located, problems = _load(file)
+    if problems:
+        raise PipelineError(file, problems)
+    return spec, located
+
+
+def _load(file: str) -> tuple[Any, Located, list[Problem]]:
+    """(spec, positions, structural problems). With problems, the spec holds the parts that
+    are valid on their own (each data node, process node, the schedule, each requirement),
+    so that the checks across parts still run and every problem is reported at once."""
     from pydantic import ValidationError
 
     from dagmill.frontends.pipeline.spec import PipelineSpec
@@ -95,6 +107,10 @@ def load_pipeline(file: str) -> tuple[Any, Located]:
     except OSError as e:
         raise PipelineError(
             file, [Problem(None, "", f"cannot read the file: {e.strerror}")]
+        ) from None
+    except UnicodeDecodeError as e:
+        raise PipelineError(
+            file, [Problem(None, "", f"not UTF-8 text (byte {e.start}): is it a pipeline file?")]
         ) from None
     try:
         located = load_located(text)
@@ -110,9 +126,78 @@ def load_pipeline(file: str) -> tuple[Any, Located]:
             ],
         )
     try:
-        return PipelineSpec.model_validate(located.value), located
+        return PipelineSpec.model_validate(located.value), located, []
     except ValidationError as e:
-        raise PipelineError(file, [_problem(err, located) for err in e.errors()]) from None
+        problems = [_problem(err, located) for err in e.errors()]
+    return _valid_parts(located.value), located, problems
+
+
+def _valid_parts(raw: Mapping[str, Any]) -> Any:
+    """A PipelineSpec of the parts of ``raw`` that are valid by themselves (not validated
+    as a whole: only the checks across parts read it)."""
+    from pydantic import ValidationError
+
+    from dagmill.frontends.pipeline import spec as S
+
+    def one(item: Any, model: Any) -> Any:
+        try:
+            return model.model_validate(item)
+        except ValidationError as e:
+            if not isinstance(item, dict):
+                return None
+            bad = {err["loc"][0] for err in e.errors() if err["loc"]} & set(item)
+            if not bad:  # a missing key, or a problem of the whole: nothing to leave out
+                return None
+            # the rest of the node, without its bad keys, still gets the checks across parts
+            return one({k: v for k, v in item.items() if k not in bad}, model)
+
+    def each(value: Any, model: Any) -> dict[str, Any]:
+        found = {str(n): one(v, model) for n, v in value.items()} if isinstance(value, dict) else {}
+        return {n: v for n, v in found.items() if v is not None}
+
+    schedule = None
+    if raw.get("schedule") is not None:
+        schedule = one(raw["schedule"], S.Schedule)
+    reqs = raw.get("requirement")
+    found = [one(r, S.Requirement) for r in reqs] if isinstance(reqs, list) else []
+    requirement = [r for r in found if r is not None]
+    return S.PipelineSpec.model_construct(
+        dataNodes=each(raw.get("dataNodes"), S.DataNode),
+        processNodes=each(raw.get("processNodes"), S.ProcessNode),
+        schedule=schedule,
+        requirement=requirement,
+    )
+
+
+def _names(raw: Any, key: str) -> list[str]:
+    """The names under ``key`` as written, valid or not: a reference to a node that has
+    problems of its own is not also an unknown name."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return [str(k) for k in value] if isinstance(value, dict) else []
+
+
+_compiled_modules: dict[tuple[str, int, int], str | None] = {}
+
+
+def _syntax_error(path: str) -> str | None:
+    """``path:line: message`` if the module does not compile, else None (cached by size
+    and modification time: a job checks its pipeline before every run)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _compiled_modules:
+        found = None
+        try:
+            with open(path, "rb") as f:
+                compile(f.read(), path, "exec", dont_inherit=True)
+        except SyntaxError as e:
+            found = f"{path}:{e.lineno or 1}: {e.msg}"
+        except (OSError, ValueError) as e:
+            found = f"{path}: {e}"
+        _compiled_modules[key] = found
+    return _compiled_modules[key]
 
 
 def _problem(err: Mapping[str, Any], located: Located) -> Problem:
@@ -187,15 +272,19 @@ def _resolve_module(name: str, folder: str) -> str | None:
 def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipeline:
     """Validate a pipeline file completely and compile it to a graph (nothing is written)."""
     file = os.path.abspath(file)
-    spec, located = load_pipeline(file)
+    spec, located, problems = _load(file)
     folder = os.path.dirname(file)
     root = os.path.abspath(data_root or "data")
-    problems: list[Problem] = []
 
     def problem(path: tuple[str | int, ...], message: str) -> None:
         problems.append(Problem(located.line(path), ".".join(map(str, path)), message))
 
-    data_names = list(spec.dataNodes)
+    if os.path.exists(root) and not os.path.isdir(root):
+        problems.append(
+            Problem(None, "", f"the data folder {root} is a file: give a folder (--data DIR)")
+        )
+    data_names = _names(located.value, "dataNodes")
+    process_names = _names(located.value, "processNodes")
     where: dict[str, str] = {}
     for name, dn in spec.dataNodes.items():
         other = where.setdefault(_location(dn.source, root), name)
@@ -210,7 +299,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     for name, node in spec.processNodes.items():
         for kind in ("input", "output"):
             for i, ref in enumerate(getattr(node, kind)):
-                if ref not in spec.dataNodes:
+                if ref not in data_names:
                     problem(
                         ("processNodes", name, kind, i),
                         f"unknown data node {ref!r}{_did_you_mean(ref, data_names)}",
@@ -231,11 +320,11 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
         for i, ref in enumerate(node.after):
             if ref == name:
                 problem(("processNodes", name, "after", i), f"{name!r} cannot run after itself")
-            elif ref not in spec.processNodes:
+            elif ref not in process_names:
                 problem(
                     ("processNodes", name, "after", i),
                     f"unknown process node {ref!r}"
-                    f"{_did_you_mean(ref, [n for n in spec.processNodes if n != name])}",
+                    f"{_did_you_mean(ref, [n for n in process_names if n != name])}",
                 )
         if node.processor is not None:
             found = _resolve_module(node.processor, folder)
@@ -248,6 +337,12 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
                 )
             else:
                 modules[name] = found
+                broken = _syntax_error(found) if found.endswith(".py") else None
+                if broken:
+                    problem(
+                        ("processNodes", name, "processor"),
+                        f"processor module {node.processor!r} does not compile: {broken}",
+                    )
         try:
             Resources.parse(node.resources)
         except ValueError as e:
@@ -255,7 +350,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     if spec.schedule is not None:
         _check_schedule(spec.schedule, problem)
     if problems:
-        raise PipelineError(file, problems)
+        raise PipelineError(file, sorted(problems, key=lambda p: p.line or 0))
 
     requirements = tuple(sorted(r.spec() for r in spec.requirement))
     req_hash = digest("\n".join(requirements)) if requirements else ""
@@ -339,13 +434,21 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     except DefinitionError as e:
         raise PipelineError(file, [Problem(None, "", str(e))]) from None
     h = hashlib.sha256()
-    with open(file, "rb") as f:
-        h.update(f.read())
-    for module_path in sorted(set(modules.values())):
-        with open(module_path, "rb") as f:
-            h.update(f.read())
+    files = []
+    for name in [file, *sorted(set(modules.values()))]:
+        with open(name, "rb") as f:
+            data = f.read()
+        h.update(data)
+        files.append((name, hashlib.sha256(data).hexdigest()[:8]))
     return CompiledPipeline(
-        file, spec, graph, root, requirements, "sha256:" + h.hexdigest()[:16], node_ids
+        file,
+        spec,
+        graph,
+        root,
+        requirements,
+        "sha256:" + h.hexdigest()[:16],
+        node_ids,
+        tuple(files),
     )
 
 
