@@ -62,6 +62,7 @@ class Trial:
     n: int
     mode: str  # together | apart | resume-race
     gap_s: float  # seconds between the two starts
+    mark: str  # in the environment of all it starts, and its folder's name
     twice: int = 0  # tasks that started more than once
     twice_tasks: list[str] = field(default_factory=list)
     extra_executions: int = 0  # starts beyond the first, over all tasks
@@ -163,19 +164,12 @@ def resume_race(
     return offset
 
 
-def _mark(t: Trial) -> str:
-    return f"{TOKEN}-{t.scenario}-{t.n:03d}"
-
-
 def _env(folder: Path, t: Trial, engine: str) -> dict[str, str]:
-    return engine_env(folder, _mark(t), engine)
-
-
-TOKEN = ""
+    return engine_env(folder, t.mark, engine)
 
 
 def trial(scn: Scenario, t: Trial, root: Path, rng: random.Random, deadline: Deadline) -> None:
-    folder = root / _mark(t)
+    folder = root / t.mark
     scn.prepare(folder)
     began = time.monotonic()
     try:
@@ -209,7 +203,6 @@ def totals(trials: list[Trial]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global TOKEN
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=30, help="in all, split over 3 graphs")
     parser.add_argument("--resume-races", type=int, default=3, help="also, split likewise")
@@ -227,15 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     def split(total: int) -> list[int]:
         return [total // len(names) + (i < total % len(names)) for i in range(len(names))]
 
+    token = f"chaos{secrets.token_hex(4)}"
     plan: list[Trial] = []
     for name, pairs, races in zip(names, split(args.trials), split(args.resume_races)):
         for n in range(pairs):
             together = n % 2 == 0
             gap = 0.0 if together else round(rng.uniform(0, 1), 3)
-            plan.append(Trial(name, n, "together" if together else "apart", gap))
-        plan += [Trial(name, pairs + n, "resume-race", 0.0) for n in range(races)]
-    TOKEN = f"chaos{secrets.token_hex(4)}"
-    root = Path(tempfile.mkdtemp(prefix=f"dagmill-{TOKEN}-"))
+            mode = "together" if together else "apart"
+            plan.append(Trial(name, n, mode, gap, f"{token}-{name}-{n:03d}"))
+        for n in range(pairs, pairs + races):
+            plan.append(Trial(name, n, "resume-race", 0.0, f"{token}-{name}-{n:03d}"))
+    root = Path(tempfile.mkdtemp(prefix=f"dagmill-{token}-"))
     deadline = Deadline(args.budget)
     print(
         f"chaos_concurrent: seed {seed} (replay with --seed {seed}), {args.trials} trials "
@@ -252,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             trial(SCENARIOS[t.scenario], t, root, rng, deadline)
             done.append(t)
     finally:
-        left = kill_processes(TOKEN)
+        left = kill_processes(token)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     elapsed = args.budget - deadline.left()

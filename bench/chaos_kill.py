@@ -6,12 +6,13 @@ Three graphs (bench/chaos_common.py): a chain of 20 Python tasks with 1 worker, 
 of 40 (+ a join) with `--workers 2`, a YAML pipeline of 7 processor modules (1 worker, no
 `requirement:`). Each kill gets a fresh folder (DAGMILL_HOME, data, TMPDIR inside it):
 `dagmill run` starts, gets SIGKILL (its own pid only, as the OOM killer or `kill -9`
-would) at a random moment of its run: once the m-th task (m random) has started, and a
-random 0-2.5 task durations later (so inside a task, between two, or after the last), not
-at a clock time, which would miss the run on a busier or faster machine. It is then
-resumed until complete: by `dagmill run` of the same target on even kills, by
-`dagmill runs resume RUN` on odd ones. An undisturbed run of each graph comes first (its
-outputs must be right). Counted per kill:
+would) at a random moment of its run, and is resumed until complete: by `dagmill run` of
+the same target on even kills, by `dagmill runs resume RUN` on odd ones. The moment: once
+the m-th task (m random) has started, plus a random 0-1.5 times the mean time between two
+task starts of an undisturbed run of the graph (so inside a task, between two, in a
+module's start-up, or after the last one); not a clock time, which misses the run on a
+busier or a faster machine. The undisturbed run's outputs must be right too.
+Counted per kill:
 
 - re-executed: tasks whose output was in place (renamed) when the engine died and which
   started again afterwards (side log).
@@ -101,9 +102,11 @@ class Kill:
 
 @dataclass(frozen=True)
 class Window:
-    """How long an undisturbed run took (bounds the waits)."""
+    """An undisturbed run: how long it took (bounds the waits) and the mean time between
+    two task starts (the span the kill moment is drawn from after a start)."""
 
     total: float
+    gap: float
 
 
 def calibrate(scn: Scenario, folder: Path, mark: str, deadline: Deadline) -> Window | str:
@@ -122,7 +125,9 @@ def calibrate(scn: Scenario, folder: Path, mark: str, deadline: Deadline) -> Win
     if proc.returncode != 0 or wrong:
         log = tail(folder / "engine-calibration.log")
         return f"the undisturbed run failed (exit {proc.returncode}, wrong {wrong[:3]}): {log}"
-    return Window(total)
+    starts = sorted(e.at for e in side_log(folder) if e.what == "start")
+    gap = (starts[-1] - starts[0]) / max(1, len(starts) - 1) if starts else WORK_S
+    return Window(total, max(gap, WORK_S))
 
 
 def resume(scn: Scenario, k: Kill, folder: Path, deadline: Deadline) -> None:
@@ -255,7 +260,7 @@ def run_scenario(
             break
         mark = f"{token}-{scn.name}-{n:03d}"
         at_start = rng.randint(1, len(scn.expected))
-        k = Kill(scn.name, n, mark, at_start, round(rng.uniform(0, 2.5 * WORK_S), 3))
+        k = Kill(scn.name, n, mark, at_start, round(rng.uniform(0, 1.5 * window.gap), 3))
         try:
             one_kill(scn, k, root / mark, window, deadline)
         except (OSError, subprocess.SubprocessError) as e:
