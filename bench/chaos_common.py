@@ -6,8 +6,9 @@ expected answers.
 Every task appends one line per event to a side log (O_APPEND, so lines from any process
 never interleave): ``<task> <pid> start|done <unix time> <engine tag>``. The engine tag
 (``CHAOS_ENGINE`` in the environment of one `dagmill` invocation and all it starts) says
-which engine process the task ran under. Every task starts a child (``sleep 120``) for the
-time it runs and stops it before it ends, so a child still alive later was left behind.
+which engine process the task ran under. Every task starts a child (``sleep 120``; in every
+other task one that ignores SIGTERM) for the time it runs and kills it when it ends well,
+so a child still alive later was left behind by an engine that stopped the task.
 Every output is ``{"task": name, "value": value}``, so the outputs in a data folder say
 which tasks had finished, whatever the file layout.
 """
@@ -55,15 +56,15 @@ def mark(name, what):
         os.close(fd)
 
 
-def work(spawn):
-    # a child that lives as long as the task: it must not outlive it
-    child = subprocess.Popen(["sleep", "120"]) if spawn else None
-    try:
-        time.sleep({work_s})
-    finally:
-        if child is not None:
-            child.terminate()
-            child.wait()
+def work(stubborn):
+    # a child that lives as long as the task, stopped when the task ends well (no
+    # try/finally: what happens to it when the task is stopped is the engine's job); a
+    # stubborn one ignores SIGTERM, as some tools do
+    argv = ["sh", "-c", "trap '' TERM; exec sleep 120"] if stubborn else ["sleep", "120"]
+    child = subprocess.Popen(argv)
+    time.sleep({work_s})
+    child.kill()
+    child.wait()
 """
 
 FLOW = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap.dedent(
@@ -81,7 +82,7 @@ FLOW = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap.d
             def run(self):
                 name = f"Step-{self.i}"
                 mark(name, "start")
-                work(spawn=True)
+                work(stubborn=self.i % 2 == 1)
                 prev = self.inputLoad()[0]["value"] if self.i > 0 else 0
                 self.save({"task": name, "value": prev + self.i * self.i})
                 mark(name, "done")
@@ -93,7 +94,7 @@ FLOW = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap.d
             def run(self):
                 name = f"Leaf-{self.i}"
                 mark(name, "start")
-                work(spawn=True)
+                work(stubborn=self.i % 2 == 1)
                 self.save({"task": name, "value": 7 * self.i + 1})
                 mark(name, "done")
 
@@ -106,7 +107,7 @@ FLOW = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap.d
 
             def run(self):
                 mark("Join", "start")
-                work(spawn=True)
+                work(stubborn=False)
                 total = sum(x["value"] for x in self.inputLoad())
                 self.save({"task": "Join", "value": total})
                 mark("Join", "done")
@@ -122,7 +123,7 @@ MODULE = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap
     p = processor.params()
     name = p["task"]
     mark(name, "start")
-    work(spawn=p["spawn"])
+    work(stubborn=p["stubborn"])
     ins, outs = processor.fetch_datanodes_information()
     total = p["add"]
     for path in ins:
@@ -137,22 +138,22 @@ MODULE = textwrap.dedent(_SIDE_LOG).replace("{work_s}", repr(WORK_S)) + textwrap
 
 def pipeline_yaml() -> str:
     """seed -> fan_0..fan_3 -> total -> report: 7 process nodes, no requirement."""
-    nodes = {"seed": ([], 5, True)}
+    nodes = {"seed": ([], 5, False)}
     for i in range(YAML_FAN):
-        nodes[f"fan_{i}"] = (["seed"], i * 10, True)
+        nodes[f"fan_{i}"] = (["seed"], i * 10, i % 2 == 1)
     nodes["total"] = ([f"fan_{i}" for i in range(YAML_FAN)], 1, True)
     nodes["report"] = (["total"], 1000, True)
     lines = ["dataNodes:"]
     lines += [f"  d_{n}: {{source: {n}.json}}" for n in nodes]
     lines.append("processNodes:")
-    for n, (ins, add, spawn) in nodes.items():
+    for n, (ins, add, stubborn) in nodes.items():
         lines += [f"  {n}:"]
         if ins:
             lines += [f"    input: [{', '.join('d_' + i for i in ins)}]"]
         lines += [
             f"    output: [d_{n}]",
             "    processor: step",
-            f"    params: {{task: {n}, add: {add}, spawn: {str(spawn).lower()}}}",
+            f"    params: {{task: {n}, add: {add}, stubborn: {str(stubborn).lower()}}}",
         ]
     return "\n".join(lines) + "\n"
 
