@@ -184,6 +184,7 @@ class Scenario:
     name: str
     workers: int
     expected: dict[str, int]
+    gap_guess: float  # time between two task starts, until one is measured
 
     def target(self, folder: Path) -> list[str]:
         if self.name == "chain":
@@ -204,9 +205,9 @@ class Scenario:
 
 
 SCENARIOS = {
-    "chain": Scenario("chain", 1, expected_chain()),
-    "fanout": Scenario("fanout", 2, expected_fanout()),
-    "yaml": Scenario("yaml", 1, expected_yaml()),
+    "chain": Scenario("chain", 1, expected_chain(), 2 * WORK_S),
+    "fanout": Scenario("fanout", 2, expected_fanout(), WORK_S),
+    "yaml": Scenario("yaml", 1, expected_yaml(), 8 * WORK_S),  # + a module's start-up
 }
 
 

@@ -1,6 +1,6 @@
 """Kill the engine at random moments, resume, and count what went wrong.
 
-    python bench/chaos_kill.py [--kills 30] [--seed N] [--budget 110] [--json FILE]
+    python bench/chaos_kill.py [--kills 30] [--seed N] [--budget 115] [--json FILE]
 
 Three graphs (bench/chaos_common.py): a chain of 20 Python tasks with 1 worker, a fan-out
 of 40 (+ a join) with `--workers 2`, a YAML pipeline of 7 processor modules (1 worker, no
@@ -9,9 +9,10 @@ of 40 (+ a join) with `--workers 2`, a YAML pipeline of 7 processor modules (1 w
 would) at a random moment of its run, and is resumed until complete: by `dagmill run` of
 the same target on even kills, by `dagmill runs resume RUN` on odd ones. The moment: once
 the m-th task (m random) has started, plus a random 0-1.5 times the mean time between two
-task starts of an undisturbed run of the graph (so inside a task, between two, in a
-module's start-up, or after the last one); not a clock time, which misses the run on a
-busier or a faster machine. The undisturbed run's outputs must be right too.
+task starts (measured on the earlier runs of the graph; a guess for the first), so inside
+a task, between two, in a module's start-up, or after the last one; not a clock time,
+which misses the run on a busier or a faster machine. The graphs take turns, so a stop
+for time cuts them evenly.
 Counted per kill:
 
 - re-executed: tasks whose output was in place (renamed) when the engine died and which
@@ -39,6 +40,7 @@ import random
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +71,7 @@ from chaos_common import (
 ORPHAN_AFTER_S = 2.0
 RESUME_TRIES = 3
 RESUME_TIMEOUT_S = 40.0
+RUN_TIMEOUT_S = 30.0
 COUNTS = ("reexecuted", "orphans", "temp_files", "wrong_outputs")
 
 
@@ -78,7 +81,7 @@ class Kill:
     n: int
     mark: str
     at_start: int  # killed once this many task starts are in the side log ...
-    extra_s: float  # ... and this much later
+    extra_s: float  # ... and this much later (drawn as a fraction of the mean start gap)
     delay_s: float = 0.0  # seconds from `dagmill run` to the kill
     landed: bool = False  # the engine was still running when the kill came
     done_at_kill: int = 0
@@ -98,36 +101,6 @@ class Kill:
     log_offset: int = 0
     finished: list[str] = field(default_factory=list)
     resume_ended: float = 0.0
-
-
-@dataclass(frozen=True)
-class Window:
-    """An undisturbed run: how long it took (bounds the waits) and the mean time between
-    two task starts (the span the kill moment is drawn from after a start)."""
-
-    total: float
-    gap: float
-
-
-def calibrate(scn: Scenario, folder: Path, mark: str, deadline: Deadline) -> Window | str:
-    scn.prepare(folder)
-    env = engine_env(folder, mark, "calibration")
-    argv = ["run", *scn.target(folder), "--workers", str(scn.workers), "--quiet"]
-    began = time.monotonic()
-    proc = start(argv, folder, env, folder / "engine-calibration.log")
-    try:
-        proc.wait(timeout=max(1.0, min(60.0, deadline.left())))
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        return f"the undisturbed run did not end in time: {tail(folder / 'engine-calibration.log')}"
-    total = time.monotonic() - began
-    wrong = wrong_outputs(folder, scn.expected)
-    if proc.returncode != 0 or wrong:
-        log = tail(folder / "engine-calibration.log")
-        return f"the undisturbed run failed (exit {proc.returncode}, wrong {wrong[:3]}): {log}"
-    starts = sorted(e.at for e in side_log(folder) if e.what == "start")
-    gap = (starts[-1] - starts[0]) / max(1, len(starts) - 1) if starts else WORK_S
-    return Window(total, max(gap, WORK_S))
 
 
 def resume(scn: Scenario, k: Kill, folder: Path, deadline: Deadline) -> None:
@@ -169,7 +142,7 @@ def _starts(folder: Path) -> int:
         return 0
 
 
-def one_kill(scn: Scenario, k: Kill, folder: Path, window: Window, deadline: Deadline) -> None:
+def one_kill(scn: Scenario, k: Kill, folder: Path, deadline: Deadline) -> None:
     """Run, SIGKILL the engine once the k.at_start-th task has started and k.extra_s more
     seconds passed (a moment in a task, between tasks or after the last one), resume."""
     scn.prepare(folder)
@@ -178,7 +151,7 @@ def one_kill(scn: Scenario, k: Kill, folder: Path, window: Window, deadline: Dea
     began = time.monotonic()
     proc = start(argv, folder, env, folder / "engine-killed.log")
     try:
-        give_up = began + min(window.total * 3 + 10, max(1.0, deadline.left()))
+        give_up = began + min(RUN_TIMEOUT_S, max(1.0, deadline.left()))
         while proc.poll() is None and time.monotonic() < give_up:
             if _starts(folder) >= k.at_start:
                 time.sleep(k.extra_s)
@@ -234,39 +207,39 @@ def final_pass(kills: list[Kill], root: Path, token: str) -> None:
         )
 
 
-def run_scenario(
-    scn: Scenario,
-    kills: int,
-    rng: random.Random,
-    root: Path,
-    token: str,
-    deadline: Deadline,
-    share: float,
-) -> tuple[list[Kill], list[str]]:
-    began = time.monotonic()
-    notes: list[str] = []
-    window = calibrate(scn, root / f"{token}-{scn.name}-cal", f"{token}-{scn.name}-cal", deadline)
-    if isinstance(window, str):
-        return [], [window]
+def start_gap(folder: Path) -> float | None:
+    """The mean time between two task starts under one engine of this folder's runs."""
+    by_engine: dict[str, list[float]] = {}
+    for e in side_log(folder):
+        if e.what == "start":
+            by_engine.setdefault(e.engine, []).append(e.at)
+    gaps = [(max(v) - min(v)) / (len(v) - 1) for v in by_engine.values() if len(v) >= 3]
+    return statistics.median(gaps) if gaps else None
+
+
+def run_kills(plan: list[Kill], root: Path, deadline: Deadline) -> tuple[list[Kill], list[str]]:
+    """The kills in order (the scenarios take turns, so a stop for time cuts them evenly)."""
     done: list[Kill] = []
-    for n in range(kills):
-        spent = time.monotonic() - began
-        per_kill = spent / (n + 1) if not done else spent / len(done)
-        per_kill = max(per_kill, window.total * 2)
-        if spent + per_kill > share - ORPHAN_AFTER_S / 3 or deadline.left() < per_kill + 3:
-            notes.append(
-                f"stopped early after {n} of {kills} kills: the time budget would be exceeded"
-            )
-            break
-        mark = f"{token}-{scn.name}-{n:03d}"
-        at_start = rng.randint(1, len(scn.expected))
-        k = Kill(scn.name, n, mark, at_start, round(rng.uniform(0, 1.5 * window.gap), 3))
+    gaps: dict[str, list[float]] = {}
+    took: dict[str, list[float]] = {}
+    for i, k in enumerate(plan):
+        scn = SCENARIOS[k.scenario]
+        expect = statistics.mean(took.get(k.scenario) or [5.0])
+        if deadline.left() < expect * 1.2 + ORPHAN_AFTER_S + 1:
+            return done, [f"stopped early after {i} of {len(plan)} kills: time budget"]
+        gap = statistics.median(gaps.get(k.scenario) or [scn.gap_guess])
+        k.extra_s = round(k.extra_s * gap, 3)  # planned as a fraction of the gap
+        began = time.monotonic()
         try:
-            one_kill(scn, k, root / mark, window, deadline)
+            one_kill(scn, k, root / k.mark, deadline)
         except (OSError, subprocess.SubprocessError) as e:
             k.errors.append(f"{type(e).__name__}: {e}")
+        took.setdefault(k.scenario, []).append(time.monotonic() - began)
+        measured = start_gap(root / k.mark)
+        if measured is not None:
+            gaps.setdefault(k.scenario, []).append(max(measured, WORK_S))
         done.append(k)
-    return done, notes
+    return done, []
 
 
 def totals(kills: list[Kill]) -> dict[str, int]:
@@ -277,7 +250,7 @@ def totals(kills: list[Kill]) -> dict[str, int]:
     return out
 
 
-def print_scenario(name: str, kills: list[Kill], notes: list[str]) -> None:
+def print_scenario(name: str, kills: list[Kill]) -> None:
     print(f"\n{name}")
     print(
         f"  {'#':>3} {'kill at':>13} {'mid-run':>7} {'done':>4} {'re-exec':>7} {'orphans':>7} "
@@ -298,15 +271,13 @@ def print_scenario(name: str, kills: list[Kill], notes: list[str]) -> None:
             print(f"        orphan {c}")
         if k.temp_file_names:
             print(f"        left: {' '.join(k.temp_file_names[:4])}")
-    for note in notes:
-        print(f"  NOTE: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=30, help="in all, split over 3 graphs")
     parser.add_argument("--seed", type=int, default=None, help="replay a run's moments")
-    parser.add_argument("--budget", type=float, default=110.0, help="seconds in all")
+    parser.add_argument("--budget", type=float, default=115.0, help="seconds in all")
     parser.add_argument("--scenarios", default="chain,fanout,yaml")
     parser.add_argument("--json", type=Path, default=None, help="write the counts here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
@@ -315,22 +286,26 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     rng = random.Random(seed)
     names = [s for s in args.scenarios.split(",") if s]
-    per = [args.kills // len(names) + (i < args.kills % len(names)) for i in range(len(names))]
     token = f"chaos{secrets.token_hex(4)}"
+    # the plan is drawn first, so a seed replays the same task counts and fractions
+    plan = [
+        Kill(name, n, f"{token}-{name}-{n:03d}", at_start, round(rng.uniform(0, 1.5), 3))
+        for n in range(args.kills // len(names) + 1)
+        for name in names
+        for at_start in [rng.randint(1, len(SCENARIOS[name].expected))]
+    ][: args.kills]
     root = Path(tempfile.mkdtemp(prefix=f"dagmill-{token}-"))
     deadline = Deadline(args.budget)
     print(
         f"chaos_kill: seed {seed} (replay with --seed {seed}), {args.kills} kills, "
         f"budget {args.budget:.0f} s, folder {root}"
     )
-    results: dict[str, tuple[list[Kill], list[str]]] = {}
     try:
-        for i, (name, count) in enumerate(zip(names, per)):
-            share = deadline.left() / (len(names) - i)
-            results[name] = run_scenario(SCENARIOS[name], count, rng, root, token, deadline, share)
-        final_pass([k for ks, _ in results.values() for k in ks], root, token)
-        for name, (kills, notes) in results.items():
-            print_scenario(name, kills, notes)
+        done, notes = run_kills(plan, root, deadline)
+        final_pass(done, root, token)
+        results = {n: [k for k in done if k.scenario == n] for n in names}
+        for name, kills in results.items():
+            print_scenario(name, kills)
     finally:
         left = kill_processes(token)
         if not args.keep:
@@ -342,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'tmp':>4} {'wrong':>5} {'late':>4} {'errors':>6}"
     )
     all_kills: list[Kill] = []
-    for name, (kills, _) in results.items():
+    for name, kills in results.items():
         all_kills += kills
         t = totals(kills)
         print(
@@ -356,7 +331,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['orphans']:>7} {t['temp_files']:>4} {t['wrong_outputs']:>5} {t['late']:>4} "
         f"{t['errors']:>6}"
     )
-    notes = [f"{n}: {note}" for n, (_, ns) in results.items() for note in ns]
     stopped = t["kills"] < args.kills
     print(
         f"{elapsed:.1f} s; finished tasks executed again {t['reexecuted']}, orphan processes "
@@ -364,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['wrong_outputs']}, kills {t['kills']} of {args.kills}"
         + (" (STOPPED EARLY)" if stopped else "")
     )
+    for note in notes:
+        print(f"NOTE: {note}")
     if left:
         print(f"(killed {left} processes of ours still alive at the end)")
     if args.json is not None:
@@ -376,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             "notes": notes,
             "totals": t,
             "scenarios": {
-                n: {"totals": totals(ks), "kills": [_public(k) for k in ks], "notes": ns}
-                for n, (ks, ns) in results.items()
+                n: {"totals": totals(ks), "kills": [_public(k) for k in ks]}
+                for n, ks in results.items()
             },
         }
         args.json.write_text(json.dumps(report, indent=1))
