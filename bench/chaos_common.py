@@ -311,9 +311,11 @@ def wrong_outputs(folder: Path, expected: dict[str, int]) -> list[str]:
 
 
 def temp_files(folder: Path) -> list[str]:
-    data = [p for p in (folder / "data").rglob("*") if TMP_MARKER in p.name]
-    errors = [p for p in (folder / "tmp").iterdir() if p.name.startswith(ERROR_FILE_PREFIX)]
-    return [os.fspath(p.relative_to(folder)) for p in (*data, *errors)]
+    """Temporary files left anywhere in a chaos folder (data, DAGMILL_HOME, its TMPDIR)."""
+    left = [
+        p for p in folder.rglob("*") if TMP_MARKER in p.name or p.name.startswith(ERROR_FILE_PREFIX)
+    ]
+    return sorted(os.fspath(p.relative_to(folder)) for p in left)
 
 
 @dataclass

@@ -19,8 +19,8 @@ Counted per kill:
   started again afterwards (side log).
 - orphans: processes of that folder's runs (marker in their environment or command line)
   still alive at least 2 s after its resume ended (/proc scan).
-- temp files: ``*.dagmill-tmp-*`` in the data folder and ``dagmill-processor-error-*`` in
-  its TMPDIR, once everything has ended.
+- temp files: ``*.dagmill-tmp-*`` and ``dagmill-processor-error-*`` anywhere in the
+  folder (data, DAGMILL_HOME, its own TMPDIR), once everything has ended.
 - wrong outputs: final values that differ from the plain-Python answer.
 - late (not part of the verdict): task executions that finished after their engine was
   dead (a module or worker that outlived it).
