@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := examples/ml/pipeline.py:Evaluate
 DEMO_DATA := examples/ml/data
 
-.PHONY: demo test services lint bench clean
+.PHONY: demo test services lint bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ lint: $(VENV)/.installed-dev
 ## bench: engine overhead figures (plain script; prints medians)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/overhead.py
+
+## chaos: kill -9 the engine 30 times and resume; two runs of one graph 30 times (counts)
+chaos: $(VENV)/.installed-dev
+	-$(BIN)/python bench/chaos_kill.py
+	-$(BIN)/python bench/chaos_concurrent.py
 
 clean:
 	rm -rf $(VENV) .dagmill $(DEMO_DATA) .pytest_cache .mypy_cache .ruff_cache
