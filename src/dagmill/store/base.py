@@ -367,6 +367,8 @@ class Store(ABC):
         """Flush, waiting for a database that is away (up to ``retry_seconds()`` from the
         start of the outage); then StoreUnavailable naming ``run_id``."""
         try:
+            if self._outage is not None and self._outage.gave_up:
+                self._outage.next_try = 0.0  # one more try now: it may be back
             self.flush()
             outage = self._outage
             while outage is not None and (self._task_status or self._attempts or self._heartbeats):
@@ -439,8 +441,8 @@ class Store(ABC):
     def _unavailable_error(self, outage: _Outage, run_id: str | None = None) -> StoreUnavailable:
         e = StoreUnavailable(
             f"the run record at {self._where()} is unavailable: {outage.reason} for"
-            f" {time.monotonic() - outage.since:.0f}s ({outage.error}); dagmill waited"
-            f" {retry_seconds():g}s ({_RETRY_ENV})",
+            f" {time.monotonic() - outage.since:.1f}s ({outage.error}); dagmill waited"
+            f" {retry_seconds():g}s ({_RETRY_ENV}): {_hint(outage.reason)}",
             database=self._where(),
             reason=outage.reason,
         )
@@ -726,6 +728,14 @@ class Store(ABC):
                 self.flush_waiting()  # a record that is away: wait, as finish_run does
         finally:
             self._close()
+
+
+def _hint(reason: str) -> str:
+    if "disk" in reason:
+        return "free some space on the disk that holds it"
+    if "locked" in reason:
+        return "another process holds a long write transaction on it: end that process"
+    return "check that the database server is up and accepts connections"
 
 
 def _one_line(error: BaseException) -> str:

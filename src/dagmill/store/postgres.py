@@ -39,6 +39,9 @@ class PostgresStore(Store):
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to the run record at {_safe(url)}: {e}") from e
         self._sql: dict[str, str] = {}
+        self._patiently(self._check_schema)  # a connection lost meanwhile is waited for
+
+    def _check_schema(self) -> None:
         if self.schema_version != LATEST:
             with self._tx():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
