@@ -394,7 +394,7 @@ def test_a_run_survives_its_postgres_connections_being_killed(
 def test_a_postgres_database_away_too_long_stops_the_run_resumably(
     postgres_url: str, tmp_path: Path, data_dir: Path
 ) -> None:
-    flow = _flow(tmp_path, pause=0.3)
+    flow = _flow(tmp_path, pause=0.5)  # the 10 parts left take longer than the bound
     log = tmp_path / "run.log"
     proc = _start_run(tmp_path, flow, log, DAGMILL_STORE_RETRY_SECONDS="1")
     try:
@@ -503,3 +503,35 @@ def test_gc_shrinks_the_sqlite_file(tmp_path: Path) -> None:
     assert after["pages"] < full["pages"] // 4, (full, after)
     assert after["free"] == 0
     assert db.stat().st_size < size // 4
+
+
+def test_a_record_that_cannot_be_written_stops_the_run_without_a_traceback(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Not an outage (retrying cannot help): the heartbeat thread does not die with a
+    traceback, the run stops after the tasks in hand and says what failed."""
+    flow = _flow(tmp_path, pause=0.3)
+    db = Path(os.environ["DAGMILL_HOME"]) / "dagmill.db"
+    log = tmp_path / "run.log"
+    proc = _start_run(tmp_path, flow, log)
+    try:
+
+        def started() -> bool:
+            if proc.poll() is not None or not db.exists():
+                return proc.poll() is not None
+            with _store() as s:
+                return bool(s.list_runs())
+
+        assert wait_for(started, timeout=60) and proc.poll() is None, log.read_text()
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("DROP TABLE task_runs")  # someone broke the record
+        other.close()
+        output = _finish(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert "error: cannot write the run record at sqlite:///" in output, output
+    assert "no such table: task_runs" in output and "dagmill runs resume" in output, output
+    assert sum(_executions(tmp_path).values()) < PARTS + 1

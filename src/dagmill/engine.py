@@ -485,14 +485,16 @@ class _Loop:
         that is away keeps its events and is retried; one away for too long stops the run
         (``store_lost``) instead of a traceback in the heartbeat thread."""
         assert self.store is not None
+        what = "the fingerprint records beside the outputs"
         try:
             self.records.flush()  # first: SUCCESS in the store implies a record
+            what = f"the run record at {self.store.display_url}"
             self.store.flush()
         except StoreUnavailable as e:
             self.store_lost = e
         except Exception as e:  # the heartbeat thread must not die: the engine says it
             self.store_lost = StoreUnavailable(
-                f"cannot write the run record at {self.store.url}: {type(e).__name__}: {e}",
-                database=self.store.url,
+                f"cannot write {what}: {type(e).__name__}: {e}",
+                database=self.store.display_url,
                 reason=type(e).__name__,
             )

@@ -6,6 +6,7 @@ Only ``store/`` knows SQL. Above it, functions with domain names: ``create_run``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -282,8 +283,10 @@ class Store(ABC):
             self._write_events(statuses, attempts, beats)
         except Exception as e:
             self._put_back(statuses, attempts, beats)
+            self._flush_failed = True
             self._note_failure(e)
             return
+        self._flush_failed = False
         if self._outage is not None:
             self._back()
 
@@ -348,6 +351,7 @@ class Store(ABC):
 
     # -- when the database is away ---------------------------------------------------------
     _outage: _Outage | None = None
+    _flush_failed = False
 
     def _unavailable_reason(self, error: BaseException) -> str | None:
         """What a driver error means if the database is only away for now (``"connection
@@ -417,7 +421,7 @@ class Store(ABC):
             _log.warning(
                 "waiting for the run record (%s): %s; retrying for up to %gs (%s)",
                 reason,
-                self._where(),
+                self.display_url,
                 retry_seconds(),
                 outage.error,
             )
@@ -440,15 +444,16 @@ class Store(ABC):
 
     def _unavailable_error(self, outage: _Outage, run_id: str | None = None) -> StoreUnavailable:
         e = StoreUnavailable(
-            f"the run record at {self._where()} is unavailable: {outage.reason} for"
+            f"the run record at {self.display_url} is unavailable: {outage.reason} for"
             f" {time.monotonic() - outage.since:.1f}s ({outage.error}); dagmill waited"
             f" {retry_seconds():g}s ({_RETRY_ENV}): {_hint(outage.reason)}",
-            database=self._where(),
+            database=self.display_url,
             reason=outage.reason,
         )
         return e.for_run(run_id) if run_id else e
 
-    def _where(self) -> str:
+    @property
+    def display_url(self) -> str:
         """The database, for messages (no password)."""
         return self.url
 
@@ -724,8 +729,13 @@ class Store(ABC):
 
     def close(self) -> None:
         try:
-            if self._outage is None or not self._outage.gave_up:
+            if not self._flush_failed:
                 self.flush_waiting()  # a record that is away: wait, as finish_run does
+            else:
+                # the caller was told when flushing failed (the run stopped saying so):
+                # one last try, and no second error hiding the first
+                with contextlib.suppress(Exception):
+                    self.flush()
         finally:
             self._close()
 

@@ -67,7 +67,8 @@ class PostgresStore(Store):
             finally:
                 self._conn = self._connect()
 
-    def _where(self) -> str:
+    @property
+    def display_url(self) -> str:
         return _safe(self.url)
 
     def _q(self, sql: str) -> str:

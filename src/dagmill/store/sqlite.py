@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from dagmill.store.base import Store
 
 __all__ = ["SqliteStore"]
 
+_log = logging.getLogger("dagmill.store")
 _BUSY_MS = 1000
 _LOCKED = "locked by another process"
 
@@ -73,7 +75,7 @@ class SqliteStore(Store):
         self._conn = conn
         try:
             # wait 1 s quietly for another writer (a commit takes milliseconds); longer
-            # waits go through _wait_for_lock, which says so and gives up after the bound
+            # waits go through _begin_when_free, which says so and gives up after the bound
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -149,8 +151,12 @@ class SqliteStore(Store):
         page_size, pages, free = (self.space()[k] for k in ("page_size", "pages", "free"))
         if free < 64 or free < pages // 5:
             return 0  # a few pages: SQLite reuses them for the next runs
-        self._conn.execute("VACUUM")
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file shrinks here
+        try:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file shrinks here
+        except sqlite3.OperationalError as e:  # busy, or no room for the copy: next time
+            _log.warning("could not give the space of deleted runs back (%s): %s", self.path, e)
+            return 0
         return (pages - self.space()["pages"]) * page_size
 
     def space(self) -> dict[str, int]:
