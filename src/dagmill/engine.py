@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dagmill.errors import StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.records import RecordBook, output_version
@@ -148,9 +149,12 @@ def run_plan(
     loop.start_executor()  # workers fork here, before the heartbeat thread exists
     if beat is not None:
         beat.start()
-    interrupted = False
+    interrupted = lost = False
     try:
         loop.run()
+    except StoreUnavailable:
+        lost = True  # the tasks in hand finished; the run stays RUNNING, resumable
+        raise
     except BaseException:
         interrupted = True
         if beat is not None:
@@ -176,7 +180,7 @@ def run_plan(
             result.status = RunStatus.FAILED
         else:
             result.status = RunStatus.SUCCESS
-        if store is not None:
+        if store is not None and not lost:
             first = next(iter(result.errors.values()), None)
             store.finish_run(run_id, result.status.value, str(first) if first else None)
     return result
@@ -241,8 +245,7 @@ class _Heartbeat(threading.Thread):
                     store.heartbeat(loop.result.run_id)
                     last_beat = now
                 if store.buffered or store.beating:
-                    loop.records.flush()  # first: SUCCESS in the store implies a record
-                    store.flush()
+                    loop.flush_store()
                     loop.last_flush = now
 
     def stop(self) -> None:
@@ -286,6 +289,7 @@ class _Loop:
         self.gpu_env = pool.capacity.gpu > 0
         self.lock = threading.Lock()
         self.holding = False
+        self.store_lost: StoreUnavailable | None = None
 
     def hold(self) -> None:
         if not self.holding:
@@ -301,6 +305,13 @@ class _Loop:
         ready: deque[str] = deque(self.state.take_ready())
 
         while not self.state.finished:
+            if self.store_lost is not None:
+                # the record stayed away past the bound: start nothing more, let the tasks
+                # in hand finish (their outputs and records are whole), then say so
+                ready.clear()
+                self.retries.clear()
+                if not self.running:
+                    raise self.store_lost.for_run(self.result.run_id)
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 ready.append(heapq.heappop(self.retries)[2])
@@ -495,6 +506,26 @@ class _Loop:
         ):
             return
         self.last_flush = now
-        self.records.flush()
         if self.store is not None:
+            self.flush_store()
+        else:
+            self.records.flush()
+
+    def flush_store(self) -> None:
+        """Write the fingerprint records, then the run record's buffered events. A record
+        that is away keeps its events and is retried; one away for too long stops the run
+        (``store_lost``) instead of a traceback in the heartbeat thread."""
+        assert self.store is not None
+        what = "the fingerprint records beside the outputs"
+        try:
+            self.records.flush()  # first: SUCCESS in the store implies a record
+            what = f"the run record at {self.store.display_url}"
             self.store.flush()
+        except StoreUnavailable as e:
+            self.store_lost = e
+        except Exception as e:  # the heartbeat thread must not die: the engine says it
+            self.store_lost = StoreUnavailable(
+                f"cannot write {what}: {type(e).__name__}: {e}",
+                database=self.store.display_url,
+                reason=type(e).__name__,
+            )

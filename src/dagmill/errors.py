@@ -10,7 +10,9 @@
     │                             default task, not a task class, no such flow or output key
     │                             (also a RuntimeError, as d6tflow raises these)
     ├── StoreError                the run record cannot be opened or written
-    │   └── SchemaVersionError    the database was written by a newer dagmill
+    │   ├── SchemaVersionError    the database was written by a newer dagmill
+    │   └── StoreUnavailable      the database stayed away (lost, locked, disk full) past
+    │                             DAGMILL_STORE_RETRY_SECONDS; a run is left resumable (exit 1)
     ├── OutputError               an output cannot be loaded (missing, or in another format)
     └── RunFailed                 a run ended with failed tasks (raised by ``run(abort=True)``)
 
@@ -30,6 +32,7 @@ __all__ = [
     "RunFailed",
     "SchemaVersionError",
     "StoreError",
+    "StoreUnavailable",
     "TaskLoadError",
 ]
 
@@ -73,6 +76,31 @@ class StoreError(DagmillError):
 
 class SchemaVersionError(StoreError):
     """The database schema is newer than this dagmill understands."""
+
+
+class StoreUnavailable(StoreError):
+    """The run record's database stayed unreachable, locked or full for longer than
+    ``DAGMILL_STORE_RETRY_SECONDS``. ``database`` (the URL, without password), ``reason``
+    (what happened, in words) and ``run_id`` (the run left resumable, if any) say more."""
+
+    def __init__(self, message: str, *, database: str, reason: str, run_id: str | None = None):
+        super().__init__(message)
+        self.database = database
+        self.reason = reason
+        self.run_id = run_id
+
+    def for_run(self, run_id: str) -> StoreUnavailable:
+        """The same error, telling how to finish ``run_id`` once the database is back."""
+        if self.run_id is not None:
+            return self
+        return StoreUnavailable(
+            f"{self}; run {run_id} stopped after the tasks in hand finished and stays"
+            f" RUNNING in the record: once the database is back, finish it with"
+            f" `dagmill runs resume {run_id}` (finished tasks are not redone)",
+            database=self.database,
+            reason=self.reason,
+            run_id=run_id,
+        )
 
 
 class OutputError(DagmillError, RuntimeError):

@@ -247,6 +247,8 @@ def collect_garbage(dry_run: bool = False, now: float | None = None) -> list[str
         if not dry_run:
             for run_id in expired:
                 s.delete_run(run_id)
+            if expired:
+                s.reclaim_space()  # deleted rows leave free pages: give them back
     if not dry_run:
         for run_id in expired:
             shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)

@@ -36,14 +36,17 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def guard(fn: F) -> F:
-    """Turn dagmill's errors into a clear message and exit code 2."""
+    """Turn dagmill's errors into a clear message and exit code 2 (1 when the run record
+    stayed away: the input was fine, the run is resumable)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dagmill.errors import DefinitionError, StoreError
+        from dagmill.errors import DefinitionError, StoreError, StoreUnavailable
 
         try:
             return fn(*args, **kwargs)
+        except StoreUnavailable as e:
+            fail(str(e), EXIT_FAILED)
         except (DefinitionError, StoreError) as e:
             fail(str(e))
 

@@ -12,7 +12,7 @@ import os
 
 from dagmill import settings
 from dagmill.errors import StoreError
-from dagmill.store.base import NewRunTask, Store
+from dagmill.store.base import NewRunTask, Store, retry_seconds
 from dagmill.store.sqlite import SqliteStore
 
 __all__ = ["NewRunTask", "SqliteStore", "Store", "database_url", "open_store"]
@@ -27,6 +27,7 @@ def database_url() -> str:
 def open_store(url: str | None = None) -> Store:
     """Open (creating and migrating if needed) the store at ``url``."""
     url = url or database_url()
+    retry_seconds()  # a bad DAGMILL_STORE_RETRY_SECONDS is said now, not in an outage
     if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
         return SqliteStore(url[len("sqlite:///") :])
     if url == "sqlite:///:memory:":

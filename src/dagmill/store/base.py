@@ -6,15 +6,18 @@ Only ``store/`` knows SQL. Above it, functions with domain names: ``create_run``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.store.migrate import LATEST, upgrade
 
@@ -34,6 +37,40 @@ class NewRunTask:
     resources: dict[str, Any]
     status: str
     fingerprint: str = ""
+
+
+T = TypeVar("T")
+_log = logging.getLogger("dagmill.store")
+_RETRY_ENV = "DAGMILL_STORE_RETRY_SECONDS"
+_RETRY_DEFAULT = 60.0
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+
+
+def retry_seconds() -> float:
+    """How long the run record may be away (lost, locked, full) before dagmill gives up:
+    ``DAGMILL_STORE_RETRY_SECONDS``, 60 by default."""
+    text = os.environ.get(_RETRY_ENV, "").strip()
+    if not text:
+        return _RETRY_DEFAULT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise StoreError(f"{_RETRY_ENV}={text!r} is not a number of seconds (e.g. 60)")
+    return value
+
+
+@dataclass(slots=True)
+class _Outage:
+    """The run record is away: since when, why, and when to try again."""
+
+    since: float
+    reason: str
+    error: str
+    delay: float = _BACKOFF_FIRST
+    next_try: float = 0.0
+    gave_up: bool = False
 
 
 _RUN_COLS = (
@@ -122,40 +159,45 @@ class Store(ABC):
             )
             for pos, t in enumerate(tasks)
         ]
-        with self._tx():
-            self._execute(
-                "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
-                " created_at, started_at, target) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = 'RUNNING', owner = excluded.owner,"
-                " heartbeat_at = excluded.heartbeat_at,"
-                " started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = NULL,"
-                " options = excluded.options, name = excluded.name,"
-                " target = COALESCE(excluded.target, runs.target),"
-                " job_id = COALESCE(excluded.job_id, runs.job_id)",
-                (
-                    run_id,
-                    job_id,
-                    name,
-                    json.dumps(options or {}),
-                    self._owner,
-                    now,
-                    now,
-                    now,
-                    json.dumps(target.to_json()) if target else None,
-                ),
-            )
-            self._executemany(
-                "INSERT INTO run_tasks (run_id, task_id, pos, family, params, upstream,"
-                " plan_state, plan_reason, resources, status, fingerprint)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                # a resumed run keeps each task's attempts, and what already succeeded
-                " ON CONFLICT (run_id, task_id) DO UPDATE SET"
-                " plan_state = excluded.plan_state, plan_reason = excluded.plan_reason,"
-                " status = CASE WHEN run_tasks.status = 'SUCCESS' AND excluded.status = 'SKIPPED'"
-                " THEN 'SUCCESS' ELSE excluded.status END,"
-                " fingerprint = COALESCE(excluded.fingerprint, run_tasks.fingerprint)",
-                rows,
-            )
+
+        def write() -> None:
+            with self._tx():
+                self._execute(
+                    "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
+                    " created_at, started_at, target) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET status = 'RUNNING', owner = excluded.owner,"
+                    " heartbeat_at = excluded.heartbeat_at,"
+                    " started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = NULL,"
+                    " options = excluded.options, name = excluded.name,"
+                    " target = COALESCE(excluded.target, runs.target),"
+                    " job_id = COALESCE(excluded.job_id, runs.job_id)",
+                    (
+                        run_id,
+                        job_id,
+                        name,
+                        json.dumps(options or {}),
+                        self._owner,
+                        now,
+                        now,
+                        now,
+                        json.dumps(target.to_json()) if target else None,
+                    ),
+                )
+                self._executemany(
+                    "INSERT INTO run_tasks (run_id, task_id, pos, family, params, upstream,"
+                    " plan_state, plan_reason, resources, status, fingerprint)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    # a resumed run keeps each task's attempts, and what already succeeded
+                    " ON CONFLICT (run_id, task_id) DO UPDATE SET"
+                    " plan_state = excluded.plan_state, plan_reason = excluded.plan_reason,"
+                    " status = CASE WHEN run_tasks.status = 'SUCCESS'"
+                    " AND excluded.status = 'SKIPPED' THEN 'SUCCESS' ELSE excluded.status END,"
+                    " fingerprint = COALESCE(excluded.fingerprint, run_tasks.fingerprint)",
+                    rows,
+                )
+
+        # a locked or lost database is waited for (retry_seconds()), saying so
+        self._patiently(write)
 
     def task_status(
         self, run_id: str, task_id: str, status: str, attempts: int, fingerprint: str | None = None
@@ -220,12 +262,40 @@ class Store(ABC):
         return len(self._task_status) + len(self._attempts)
 
     def flush(self) -> None:
-        """Write everything buffered in one transaction."""
+        """Write everything buffered in one transaction.
+
+        While the database is away (connection lost, locked, disk full) the events stay
+        buffered and the next flushes retry with backoff; past ``retry_seconds()`` this
+        raises StoreUnavailable (the buffer is still kept)."""
         if not (self._task_status or self._attempts or self._heartbeats):
             return
+        outage = self._outage
+        if outage is not None and time.monotonic() < outage.next_try:
+            if outage.gave_up:
+                raise self._unavailable_error(outage)
+            return  # backing off: the events wait in the buffer
         statuses, self._task_status = self._task_status, {}
         attempts, self._attempts = self._attempts, {}
         beats, self._heartbeats = self._heartbeats, set()
+        try:
+            if outage is not None:
+                self._recover()
+            self._write_events(statuses, attempts, beats)
+        except Exception as e:
+            self._put_back(statuses, attempts, beats)
+            self._flush_failed = True
+            self._note_failure(e)
+            return
+        self._flush_failed = False
+        if self._outage is not None:
+            self._back()
+
+    def _write_events(
+        self,
+        statuses: dict[tuple[str, str], tuple[str, int, str | None]],
+        attempts: dict[tuple[str, str, int], tuple[Any, ...]],
+        beats: set[str],
+    ) -> None:
         now = time.time()
         with self._tx():
             if attempts:
@@ -255,22 +325,164 @@ class Store(ABC):
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Flush, then record the run's final status and its tasks' counts (from the
-        record itself, so a resumed run counts what succeeded before it was resumed)."""
-        self.flush()
-        now = time.time()
-        with self._tx():
-            counts = {
-                str(r[0]): int(r[1])
-                for r in self._execute(
-                    "SELECT status, COUNT(*) FROM run_tasks WHERE run_id = ? GROUP BY status",
-                    (run_id,),
+        record itself, so a resumed run counts what succeeded before it was resumed).
+
+        Waits (up to ``retry_seconds()``) for a database that is away; then raises
+        StoreUnavailable, the run left RUNNING and resumable."""
+        self.flush_waiting(run_id)
+
+        def write() -> None:
+            now = time.time()
+            with self._tx():
+                counts = {
+                    str(r[0]): int(r[1])
+                    for r in self._execute(
+                        "SELECT status, COUNT(*) FROM run_tasks WHERE run_id = ? GROUP BY status",
+                        (run_id,),
+                    )
+                }
+                self._execute(
+                    "UPDATE runs SET status = ?, ended_at = ?, heartbeat_at = ?, counts = ?,"
+                    " error = ? WHERE id = ?",
+                    (status, now, now, json.dumps(counts), error, run_id),
                 )
-            }
-            self._execute(
-                "UPDATE runs SET status = ?, ended_at = ?, heartbeat_at = ?, counts = ?,"
-                " error = ? WHERE id = ?",
-                (status, now, now, json.dumps(counts), error, run_id),
+
+        self._patiently(write, run_id)
+
+    # -- when the database is away ---------------------------------------------------------
+    _outage: _Outage | None = None
+    _flush_failed = False
+
+    def _unavailable_reason(self, error: BaseException) -> str | None:
+        """What a driver error means if the database is only away for now (``"connection
+        lost"``, ``"locked by another process"``, ``"disk full"``); None if retrying
+        cannot help. Backends override."""
+        return None
+
+    def _recover(self) -> None:  # noqa: B027 - most backends have nothing to do
+        """Get ready to try again after a failure (a backend reconnects here)."""
+
+    @property
+    def unavailable(self) -> bool:
+        """Whether the last write failed because the database is away."""
+        return self._outage is not None
+
+    def flush_waiting(self, run_id: str | None = None) -> None:
+        """Flush, waiting for a database that is away (up to ``retry_seconds()`` from the
+        start of the outage); then StoreUnavailable naming ``run_id``."""
+        try:
+            if self._outage is not None and self._outage.gave_up:
+                self._outage.next_try = 0.0  # one more try now: it may be back
+            self.flush()
+            outage = self._outage
+            while outage is not None and (self._task_status or self._attempts or self._heartbeats):
+                time.sleep(max(0.0, outage.next_try - time.monotonic()))
+                self.flush()
+                outage = self._outage
+        except StoreUnavailable as e:
+            raise (e.for_run(run_id) if run_id else e) from None
+
+    def _patiently(self, write: Callable[[], T], run_id: str | None = None) -> T:
+        """``write()``, retried with backoff while the database is away (costs one try
+        block when it is not); past ``retry_seconds()``: StoreUnavailable."""
+        try:
+            result = write()
+        except Exception as e:
+            self._note_failure(e, run_id)  # raises unless worth another try
+        else:
+            if self._outage is not None:
+                self._back()
+            return result
+        while True:
+            outage = self._outage
+            assert outage is not None
+            time.sleep(max(0.0, outage.next_try - time.monotonic()))
+            try:
+                self._recover()
+                result = write()
+            except Exception as e:
+                self._note_failure(e, run_id)
+                continue
+            self._back()
+            return result
+
+    def _note_failure(self, error: Exception, run_id: str | None = None) -> None:
+        """Remember a failed write and when to try again; re-raise ``error`` if retrying
+        cannot help, StoreUnavailable once the database was away for too long."""
+        if isinstance(error, StoreUnavailable):  # a backend that waited itself gave up
+            raise error.for_run(run_id) if run_id else error
+        reason = self._unavailable_reason(error)
+        if reason is None:
+            raise error
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(now, reason, _one_line(error))
+            _log.warning(
+                "waiting for the run record (%s): %s; retrying for up to %gs (%s)",
+                reason,
+                self.display_url,
+                retry_seconds(),
+                outage.error,
             )
+        else:
+            outage.reason, outage.error = reason, _one_line(error)
+            outage.delay = min(outage.delay * 2, _BACKOFF_MAX)
+        outage.next_try = now + outage.delay
+        if now - outage.since >= retry_seconds():
+            outage.gave_up = True
+            raise self._unavailable_error(outage, run_id) from error
+
+    def _back(self) -> None:
+        outage, self._outage = self._outage, None
+        if outage is not None:
+            _log.warning(
+                "the run record is back after %.1fs (%s)",
+                time.monotonic() - outage.since,
+                outage.reason,
+            )
+
+    def _unavailable_error(self, outage: _Outage, run_id: str | None = None) -> StoreUnavailable:
+        e = StoreUnavailable(
+            f"the run record at {self.display_url} is unavailable: {outage.reason} for"
+            f" {time.monotonic() - outage.since:.1f}s ({outage.error}); dagmill waited"
+            f" {retry_seconds():g}s ({_RETRY_ENV}): {_hint(outage.reason)}",
+            database=self.display_url,
+            reason=outage.reason,
+        )
+        return e.for_run(run_id) if run_id else e
+
+    @property
+    def display_url(self) -> str:
+        """The database, for messages (no password)."""
+        return self.url
+
+    def _put_back(
+        self,
+        statuses: dict[tuple[str, str], tuple[str, int, str | None]],
+        attempts: dict[tuple[str, str, int], tuple[Any, ...]],
+        beats: set[str],
+    ) -> None:
+        """Return events a failed flush took; events buffered since then are newer and
+        win, keeping what they left out (a fingerprint, a start time, a log position)."""
+        for key, (status, att, fp) in self._task_status.items():
+            old = statuses.get(key)
+            statuses[key] = (status, att, fp if fp is not None or old is None else old[2])
+        self._task_status = statuses
+        for akey, row in self._attempts.items():
+            was = attempts.get(akey)
+            if was is not None:
+                started = row[5] if row[5] is not None else was[5]
+                log = row[10:13] if row[10] is not None else was[10:13]
+                row = (*row[:5], started, *row[6:10], *log)
+            attempts[akey] = row
+        self._attempts = attempts
+        self._heartbeats |= beats
+
+    def reclaim_space(self) -> int:
+        """After many runs were deleted, give their space back (bytes given back; a
+        backend that reclaims by itself, like PostgreSQL's autovacuum, returns 0)."""
+        return 0
 
     def delete_run(self, run_id: str) -> bool:
         with self._tx():
@@ -516,8 +728,29 @@ class Store(ABC):
         return runs
 
     def close(self) -> None:
-        self.flush()
-        self._close()
+        try:
+            if not self._flush_failed:
+                self.flush_waiting()  # a record that is away: wait, as finish_run does
+            else:
+                # the caller was told when flushing failed (the run stopped saying so):
+                # one last try, and no second error hiding the first
+                with contextlib.suppress(Exception):
+                    self.flush()
+        finally:
+            self._close()
+
+
+def _hint(reason: str) -> str:
+    if "disk" in reason:
+        return "free some space on the disk that holds it"
+    if "locked" in reason:
+        return "another process holds a long write transaction on it: end that process"
+    return "check that the database server is up and accepts connections"
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _run(r: Sequence[Any]) -> RunInfo:

@@ -32,16 +32,44 @@ class PostgresStore(Store):
             raise StoreError(
                 "PostgreSQL needs the psycopg driver: pip install 'dagmill[postgres]'"
             ) from e
-        conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._psycopg = psycopg
+        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True)
+            self._conn = self._connect()
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to the run record at {_safe(url)}: {e}") from e
         self._sql: dict[str, str] = {}
+        self._patiently(self._check_schema)  # a connection lost meanwhile is waited for
+
+    def _check_schema(self) -> None:
         if self.schema_version != LATEST:
             with self._tx():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 self._migrate()
+
+    def _connect(self) -> Any:
+        # a server that does not answer is an outage to wait for, not a hang
+        return self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+
+    def _unavailable_reason(self, error: BaseException) -> str | None:
+        psycopg = self._psycopg
+        if isinstance(error, psycopg.errors.DiskFull):
+            return "disk full on the database server"
+        if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError):
+            return "connection lost" if self._conn.closed else "database unavailable"
+        return None
+
+    def _recover(self) -> None:
+        """A new connection if the server dropped ours (restart, terminated backend)."""
+        if self._conn.closed or self._conn.broken:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = self._connect()
+
+    @property
+    def display_url(self) -> str:
+        return _safe(self.url)
 
     def _q(self, sql: str) -> str:
         q = self._sql.get(sql)

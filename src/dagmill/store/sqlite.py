@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -13,6 +14,24 @@ from dagmill.errors import StoreError
 from dagmill.store.base import Store
 
 __all__ = ["SqliteStore"]
+
+_log = logging.getLogger("dagmill.store")
+_BUSY_MS = 1000
+_LOCKED = "locked by another process"
+
+
+def _reason(error: BaseException) -> str | None:
+    """What a sqlite3 error means when waiting may help (None: it cannot)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(error)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
+        return _LOCKED
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return "disk full"
+    if primary == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
+        return "disk I/O error"
+    return None
 
 
 class SqliteStore(Store):
@@ -55,7 +74,9 @@ class SqliteStore(Store):
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn = conn
         try:
-            conn.execute("PRAGMA busy_timeout=10000")
+            # wait 1 s quietly for another writer (a commit takes milliseconds); longer
+            # waits go through _begin_when_free, which says so and gives up after the bound
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -77,13 +98,77 @@ class SqliteStore(Store):
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if not self._wait_for_lock or _reason(e) != _LOCKED:
+                raise
+            self._begin_when_free(e)
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back itself (disk full)
+                self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    # a flush tries once and keeps its events if the file is locked: the engine goes on
+    _wait_for_lock = True
+
+    def _begin_when_free(self, error: sqlite3.OperationalError) -> None:
+        """BEGIN IMMEDIATE once the other writer lets go, saying that we wait (up to
+        retry_seconds(), then StoreUnavailable)."""
+        while True:
+            self._note_failure(error)
+            outage = self._outage
+            assert outage is not None
+            time.sleep(max(0.0, outage.next_try - time.monotonic()))
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if _reason(e) != _LOCKED:
+                    raise
+                error = e
+                continue
+            self._back()
+            return
+
+    def _write_events(self, *events: Any) -> None:
+        self._wait_for_lock = False
+        try:
+            super()._write_events(*events)
+        finally:
+            self._wait_for_lock = True
+
+    def _unavailable_reason(self, error: BaseException) -> str | None:
+        return _reason(error) if isinstance(error, sqlite3.OperationalError) else None
+
+    def reclaim_space(self) -> int:
+        """Give the pages freed by deleted runs back to the file system when they are a
+        good part of the file (VACUUM rewrites it); returns the bytes given back."""
+        if self.path == ":memory:":
+            return 0
+        page_size, pages, free = (self.space()[k] for k in ("page_size", "pages", "free"))
+        if free < 64 or free < pages // 5:
+            return 0  # a few pages: SQLite reuses them for the next runs
+        try:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file shrinks here
+        except sqlite3.OperationalError as e:  # busy, or no room for the copy: next time
+            _log.warning("could not give the space of deleted runs back (%s): %s", self.path, e)
+            return 0
+        return (pages - self.space()["pages"]) * page_size
+
+    def space(self) -> dict[str, int]:
+        """The file's page size, page count and free pages (what gc can give back)."""
+        return {
+            key: int(self._conn.execute(f"PRAGMA {pragma}").fetchone()[0])
+            for key, pragma in (
+                ("page_size", "page_size"),
+                ("pages", "page_count"),
+                ("free", "freelist_count"),
+            )
+        }
 
     def _has_table(self, name: str) -> bool:
         row = self._conn.execute(
