@@ -151,6 +151,11 @@ def run_plan(
         if beat is not None:
             beat.stop()
         executor.cancel()
+        # an attempt that finished its work as the interrupt came (its outputs in place)
+        # is recorded as the success it is, so that it does not run again
+        for r in executor.wait(0):
+            if r.ok and r.task_id in loop.running:
+                loop.finished(r)
         for tid in state.cancel_open():
             loop.set_status(tid, S.CANCELLED)
         for tid, att in loop.running_attempts():

@@ -22,6 +22,7 @@ from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
 from dagmill.executors.capture import LogCapture, log_error
+from dagmill.executors.procs import Reaper
 
 __all__ = ["LocalExecutor"]
 
@@ -76,7 +77,16 @@ def _worker_main(
             return
         # plain tuples both ways: pickling dataclasses costs more than the pipe itself
         tid, attempt, action, env, timeout = msg
-        r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
+        started = time.time()
+        try:
+            r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
+        except BaseException as e:
+            if getattr(e, "dagmill_outputs_saved", False):
+                # cancelled after its work was done and its outputs in place: report the
+                # success before this worker goes (the engine reads it while it cancels)
+                end = capture.end(restore=False) if capture is not None else None
+                conn.send((True, started, time.time(), None, end))
+            raise
         end = None
         if capture is not None:
             end = capture.end(restore=False)
@@ -127,6 +137,8 @@ class LocalExecutor(Executor):
         self._log_dir: str | None = None
         self._secrets: Sequence[str] = ()
         self._spawned = 0
+        self._reaper: Reaper | None = None
+        self._late: list[TaskResult] = []  # successes reported while being cancelled
 
     def start(
         self,
@@ -138,6 +150,9 @@ class LocalExecutor(Executor):
         self._actions = actions
         _actions = actions  # read by workers forked from now on
         self._log_dir, self._secrets = log_dir, tuple(secrets)
+        # before the workers fork: what their tasks start carries the run's token, so a
+        # child that ignores SIGTERM or left the group still stops if the engine is killed
+        self._reaper = Reaper()
         while len(self._idle) < self.slots:
             self._spawn()
 
@@ -171,6 +186,9 @@ class LocalExecutor(Executor):
         self._busy.add(w)
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
+        if self._late:
+            late, self._late = self._late, []
+            return late
         if not self._busy:
             return []
         results: list[TaskResult] = []
@@ -230,6 +248,14 @@ class LocalExecutor(Executor):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(w.proc.pid, signal.SIGKILL)
             w.proc.join(1)
+            sub = w.sub
+            with contextlib.suppress(EOFError, OSError):
+                if sub is not None and w.conn.poll(0):
+                    ok, started, ended, error, end = w.conn.recv()
+                    if ok:
+                        self._late.append(
+                            TaskResult(sub.task_id, sub.attempt, ok, started, ended, error, end)
+                        )
             self._close(w)
         self._busy.clear()
 
@@ -249,3 +275,6 @@ class LocalExecutor(Executor):
         self._idle.clear()
         self._sel.close()
         _actions = {}
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None

@@ -1,0 +1,203 @@
+"""Processes a run's tasks start: found and stopped, even when the engine is killed.
+
+Every process started while a run executes carries ``DAGMILL_RUN_TOKEN=<token>`` in the
+environment it was started with (set in the engine's environment for the run's length;
+a task's subprocesses, their children, processor modules and command nodes inherit it).
+A *reaper* waits for the engine on a pipe: a small ``sh`` that costs nothing while the run
+is healthy. If the engine dies without saying goodbye (kill -9, OOM), the pipe closes,
+the reaper starts Python and stops every process whose ``/proc/PID/environ`` holds the
+token: SIGTERM, then SIGKILL after a short grace. This reaches what a process group
+cannot: children that ignore SIGTERM, that started their own session, or whose parent
+(the engine itself, with one worker) is gone. Jenkins finds a build's leftovers the same
+way (its ``BUILD_ID`` variable).
+
+``stop_descendants`` stops the processes a task started below this one (for a timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+__all__ = ["TOKEN_ENV", "Reaper", "descendants_since", "is_running", "stop_descendants"]
+
+TOKEN_ENV = "DAGMILL_RUN_TOKEN"
+GRACE_SECONDS = 2.0
+
+# runs only after the engine died; stdlib only, started with -I -S (no site, no user path)
+_REAP = r"""
+import os, signal, sys, time
+token = ("%s=%s" % (sys.argv[1], sys.argv[2])).encode()
+grace = float(sys.argv[3])
+me = os.getpid()
+
+def marked():
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if token in env:
+            found.append(int(entry))
+    return found
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+victims = marked()
+for pid in victims:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+deadline = time.monotonic() + grace
+while victims and time.monotonic() < deadline:
+    time.sleep(0.05)
+    victims = [p for p in victims if alive(p)]
+for pid in set(victims) | set(marked()):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+# the waiting part: no Python until it is needed. Signals a terminal sends the engine's
+# process group are the engine's to handle, so the reaper ignores them.
+_WAIT = 'trap "" INT TERM HUP QUIT TSTP; read -r line; [ "$line" = bye ] || exec "$@"'
+
+
+_live_fds: set[int] = set()  # write ends of the reapers' pipes in this process
+
+
+def _forget_reapers() -> None:
+    # a forked child (a pool worker) must not hold the engine's end of the pipe open, or
+    # the reaper would not see the engine die until the child did; /dev/null over it
+    # keeps the file object in the child valid
+    for fd in _live_fds:
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd, inheritable=False)
+            os.close(null)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_reapers)
+
+
+class Reaper:
+    """Sets the run's token in this process's environment and starts the reaper;
+    ``close()`` says goodbye (nothing is stopped) and takes the token back."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_hex(8)
+        self._before = os.environ.get(TOKEN_ENV)
+        self._proc: subprocess.Popen[bytes] | None = None
+        if os.path.isdir("/proc"):
+            with contextlib.suppress(OSError):
+                self._proc = subprocess.Popen(
+                    ["sh", "-c", _WAIT, "dagmill-reaper", sys.executable, "-I", "-S", "-c",
+                     _REAP, TOKEN_ENV, self.token, str(GRACE_SECONDS)],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, close_fds=True,
+                )  # fmt: skip
+        if self._proc is not None and self._proc.stdin is not None:
+            _live_fds.add(self._proc.stdin.fileno())
+        os.environ[TOKEN_ENV] = self.token  # after: the reaper itself does not carry it
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if self._before is None:
+            os.environ.pop(TOKEN_ENV, None)
+        else:
+            os.environ[TOKEN_ENV] = self._before
+        if proc is None or proc.stdin is None:
+            return
+        _live_fds.discard(proc.stdin.fileno())
+        with contextlib.suppress(OSError):
+            proc.stdin.write(b"bye\n")
+            proc.stdin.close()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has stopped); reaps it if it is our child."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def boot_seconds() -> float:
+    """Now, on the clock /proc's process start times count from (0.0 if unknown)."""
+    try:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def descendants_since(root: int, since: float) -> list[int]:
+    """Processes below ``root`` in the tree that started at or after ``since``."""
+    if not os.path.isdir("/proc") or since <= 0:
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    started: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        started[pid] = int(fields[19]) / ticks
+    out, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid:
+                frontier.append(child)
+                if started[child] >= since - 0.01:
+                    out.append(child)
+    return out
+
+
+def stop_descendants(since: float, grace: float = GRACE_SECONDS) -> None:
+    """Stop what this process started since ``since`` (boot_seconds()), with theirs:
+    SIGTERM, then SIGKILL whatever still runs after ``grace``."""
+    victims = descendants_since(os.getpid(), since)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline:
+        victims = [p for p in victims if is_running(p)]
+        if victims:
+            time.sleep(0.05)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        is_running(pid)
