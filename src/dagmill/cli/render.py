@@ -163,9 +163,8 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo]) -> None:
         last = t.history[-1] if t.history else None
         detail = t.plan_reason if t.status == "SKIPPED" else ""
         if last is not None:
-            detail = last.waiting_for or (
-                f"{last.error} at {last.error_location}" if last.error else detail
-            )
+            where = f" at {last.error_location}" if last.error_location else ""
+            detail = last.waiting_for or (f"{last.error}{where}" if last.error else detail)
         table.add_row(
             t.task_id,
             _styled(t.status),

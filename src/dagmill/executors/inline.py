@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskResult, execute
-from dagmill.executors.capture import LogCapture, log_error
+from dagmill.executors.capture import LogCapture, log_error, with_actions_secrets
 from dagmill.executors.procs import Reaper, boot_seconds, stop_descendants
 
 __all__ = ["InlineExecutor"]
@@ -45,6 +45,7 @@ class InlineExecutor(Executor):
         # stops them
         self._reaper = Reaper()
         if log_dir is not None:
+            secrets = with_actions_secrets(secrets, actions.values())
             self._capture = LogCapture(os.path.join(log_dir, "inline.log"), secrets)
 
     def can_submit(self) -> bool:

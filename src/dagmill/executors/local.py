@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
-from dagmill.executors.capture import LogCapture, log_error
+from dagmill.executors.capture import LogCapture, log_error, with_actions_secrets
 from dagmill.executors.procs import Reaper
 
 __all__ = ["LocalExecutor"]
@@ -149,6 +149,8 @@ class LocalExecutor(Executor):
         global _actions
         self._actions = actions
         _actions = actions  # read by workers forked from now on
+        if log_dir is not None:
+            secrets = with_actions_secrets(secrets, actions.values())
         self._log_dir, self._secrets = log_dir, tuple(secrets)
         # before the workers fork: what their tasks start carries the run's token, so a
         # child that ignores SIGTERM or left the group still stops if the engine is killed

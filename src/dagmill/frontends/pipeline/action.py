@@ -19,6 +19,7 @@ from typing import Any
 
 from dagmill.io.atomic import ensure_dir, remove_stale_temporaries, temp_path
 from dagmill.io.remote import download, is_url, upload
+from dagmill.model.secrets import mask, secret_values
 
 __all__ = ["CONTEXT_ENV", "ProcessorAction", "ProcessorFailed"]
 
@@ -156,7 +157,9 @@ class ProcessorAction:
     def _failure(self, code: int, detail: str) -> str:
         what = f"processor {os.path.basename(self.module)}" if self.module else "command"
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return f"{self.node}: {what} failed ({how})" + (f": {detail}" if detail else "")
+        message = f"{self.node}: {what} failed ({how})" + (f": {detail}" if detail else "")
+        # the node's env: may hold secrets that the engine's own environment does not
+        return mask(message, secret_values({**os.environ, **self.env}))
 
 
 def _drain(fd: int) -> str:
