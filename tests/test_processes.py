@@ -49,6 +49,7 @@ FLOW = textwrap.dedent(
     from pathlib import Path
 
     import dagmill
+    from dagmill.io.atomic import atomic_path
 
     MARKS = Path(__file__).parent / "marks"
     STUBBORN = Path(__file__).parent / "stubborn.py"
@@ -68,6 +69,17 @@ FLOW = textwrap.dedent(
             start_children("hang")
             time.sleep(60)
             self.save(1)
+
+
+    class Writing(dagmill.tasks.TaskPickle):
+        def run(self):
+            with atomic_path(self.output().path) as tmp, open(tmp, "wb") as f:
+                f.write(b"half")
+                f.flush()
+                if not (MARKS / "go").exists():
+                    (MARKS / "writing").touch()
+                    time.sleep(60)
+            self.save("whole")
 
 
     class Late(dagmill.tasks.TaskPickle):
@@ -250,6 +262,31 @@ def test_a_killed_engine_takes_its_module_along_and_the_resume_cleans_up(
     assert _stray_temporaries(data) == []
     assert list(temp.iterdir()) == []
     assert (tmp_path / "ran.txt").read_text().splitlines() == ["ran", "ran"]
+
+
+def test_the_resume_removes_what_a_killed_inline_task_was_writing(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    flow = _write_flow(tmp_path)
+    marks = tmp_path / "marks"
+    with _engine(tmp_path, f"{flow}:Writing", "--data", os.fspath(data_dir)) as (proc, _):
+        assert wait_for(lambda: (marks / "writing").exists() or proc.poll() is not None, 30)
+        assert proc.poll() is None, _engine_log(tmp_path)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert len(_stray_temporaries(data_dir)) == 1  # the engine was the writer: no unwinding
+    store = open_store()
+    try:
+        (run,) = store.list_runs()
+    finally:
+        store.close()
+    (marks / "go").touch()
+    resumed = _dagmill("runs", "resume", run.id, "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _stray_temporaries(data_dir) == [], resumed.stderr
+    assert [p.suffix for p in data_dir.rglob("*") if p.is_file() and "Writing" in p.name] == [
+        ".pkl"
+    ]
 
 
 def test_a_temporary_of_a_live_writer_or_another_host_stays(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagmill.io.atomic import ensure_dir, remove_stale_temporaries, temp_path
+from dagmill.io.atomic import ensure_dir, temp_path
 from dagmill.io.remote import download, is_url, upload
 from dagmill.model.secrets import mask, secret_values
 
@@ -46,9 +46,6 @@ class ProcessorAction:
     python: str = "python3"
 
     def __call__(self) -> None:
-        local_outputs = [loc for _, loc, _, _ in self.outputs if not is_url(loc)]
-        # what an attempt killed with its engine left behind (its writer's pid is gone)
-        remove_stale_temporaries(local_outputs)
         staging = tempfile.mkdtemp(prefix="dagmill-stage-") if self._remote() else None
         temps = []
         for name, loc, fmt, options in self.outputs:
