@@ -172,6 +172,23 @@ def test_a_tasks_children_do_not_outlive_a_killed_engine(tmp_path: Path, workers
 
 
 @WORKERS
+def test_a_cancel_stops_children_that_left_the_process_group(tmp_path: Path, workers: int) -> None:
+    flow = _write_flow(tmp_path)
+    marks = tmp_path / "marks"
+    with _engine(tmp_path, f"{flow}:Hang", "--workers", str(workers)) as (proc, strays):
+        assert wait_for(
+            lambda: (marks / "hang-children").exists() or proc.poll() is not None, timeout=30
+        )
+        assert proc.poll() is None, _engine_log(tmp_path)
+        pids = _children(marks, "hang")
+        strays.extend(pids)
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=20) != 0
+        gone = wait_for(lambda: not any(_alive(p) for p in pids), timeout=10)
+        assert gone, f"alive after the run was cancelled: {[p for p in pids if _alive(p)]}"
+
+
+@WORKERS
 def test_a_tasks_children_stop_at_its_timeout(tmp_path: Path, workers: int) -> None:
     flow = _write_flow(tmp_path)
     marks = tmp_path / "marks"

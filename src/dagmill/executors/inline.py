@@ -17,7 +17,7 @@ from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskResult, execute
 from dagmill.executors.capture import LogCapture, log_error, with_actions_secrets
-from dagmill.executors.procs import Reaper, boot_seconds, stop_descendants
+from dagmill.executors.procs import Reaper, boot_seconds, stop_descendants, stop_marked
 
 __all__ = ["InlineExecutor"]
 
@@ -99,5 +99,8 @@ class InlineExecutor(Executor):
         return done
 
     def cancel(self) -> None:
-        """Stop the processes the interrupted task started (and theirs)."""
+        """Stop the processes the interrupted task started (and theirs), and any that
+        left the process tree (a daemon whose parent exited)."""
         stop_descendants(self._task_started, _GRACE_SECONDS)
+        if self._reaper is not None:
+            stop_marked(self._reaper.token, _GRACE_SECONDS)

@@ -22,7 +22,7 @@ from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
 from dagmill.executors.capture import LogCapture, log_error, with_actions_secrets
-from dagmill.executors.procs import Reaper
+from dagmill.executors.procs import Reaper, stop_marked
 
 __all__ = ["LocalExecutor"]
 
@@ -260,6 +260,9 @@ class LocalExecutor(Executor):
                         )
             self._close(w)
         self._busy.clear()
+        if self._reaper is not None and workers:
+            # what left a worker's process group (a session of its own) stops too
+            stop_marked(self._reaper.token, _GRACE_SECONDS)
 
     def shutdown(self) -> None:
         global _actions

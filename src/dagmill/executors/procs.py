@@ -22,24 +22,30 @@ import secrets
 import signal
 import sys
 import time
+from typing import Any
 
-__all__ = ["TOKEN_ENV", "Reaper", "descendants_since", "is_running", "stop_descendants"]
+__all__ = [
+    "TOKEN_ENV",
+    "Reaper",
+    "descendants_since",
+    "is_running",
+    "stop_descendants",
+    "stop_marked",
+]
 
 TOKEN_ENV = "DAGMILL_RUN_TOKEN"
 _SH = "/bin/sh"
 GRACE_SECONDS = 2.0
 
-# runs only after the engine died; stdlib only, started with -I -S (no site, no user path)
-_REAP = r"""
-import os, signal, sys, time
-token = ("%s=%s" % (sys.argv[1], sys.argv[2])).encode()
-grace = float(sys.argv[3])
-me = os.getpid()
+# The reaper's code (stdlib only: it runs with -I -S, no site, no user path, after the
+# engine died). ``stop_marked`` below runs the same functions in this process, for a cancel.
+_STOP = r"""
+import os, signal, time
 
-def marked():
+def marked(token, skip):
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) in skip:
             continue
         try:
             with open("/proc/%s/environ" % entry, "rb") as f:
@@ -57,22 +63,41 @@ def alive(pid):
     except OSError:
         return False
 
-victims = marked()
-for pid in victims:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        pass
-deadline = time.monotonic() + grace
-while victims and time.monotonic() < deadline:
-    time.sleep(0.05)
-    victims = [p for p in victims if alive(p)]
-for pid in set(victims) | set(marked()):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
+def stop(token, grace, skip):
+    victims = marked(token, skip)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline:
+        time.sleep(0.05)
+        victims = [p for p in victims if alive(p)]
+    for pid in set(victims) | set(marked(token, skip)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 """
+_REAP = (
+    _STOP
+    + """
+import sys
+stop(("%s=%s" % (sys.argv[1], sys.argv[2])).encode(), float(sys.argv[3]), {os.getpid()})
+"""
+)
+_stop_code: dict[str, Any] = {}
+exec(compile(_STOP, "<dagmill reaper>", "exec"), _stop_code)
+
+
+def stop_marked(token: str, grace: float = GRACE_SECONDS) -> None:
+    """Stop every process started with this run's token (but this one and the reapers):
+    SIGTERM, then SIGKILL after ``grace``. For a cancel: it reaches children that left
+    their worker's process group (their own session) and outlived their parent."""
+    if os.path.isdir("/proc"):
+        _stop_code["stop"](f"{TOKEN_ENV}={token}".encode(), grace, {os.getpid(), *_reapers})
+
 
 # the waiting part: no Python until it is needed. Signals a terminal sends the engine's
 # process group are the engine's to handle, so the reaper ignores them.
