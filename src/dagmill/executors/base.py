@@ -134,9 +134,11 @@ def _execute_with(sub: Submission, action: Callable[[], Any]) -> TaskResult:
     try:
         action()
         return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
-    except _Timeout:
+    except _Timeout as e:
         # what the task started must not outlive it
         stop_descendants(since)
+        if getattr(e, "dagmill_outputs_saved", False):  # its work was done: a success
+            return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
         err = TaskError(
             "TimeoutError", f"task ran longer than its timeout of {sub.timeout}s", None, ""
         )
