@@ -124,10 +124,12 @@ def _report(kind: type[BaseException], value: BaseException, tb: TracebackType |
     """Tell dagmill where the module failed: its own file and line first."""
     frame = _users_frame(traceback.extract_tb(tb))
     where = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
-    fd = _context().get("error_fd") if os.environ.get(_ENV) else None
-    if isinstance(fd, int):
-        # OSError: the engine is gone, the traceback below is all there is
-        with contextlib.suppress(OSError):
+    ctx = _context() if os.environ.get(_ENV) else {}
+    fd = ctx.get("error_fd")
+    # OSError: the engine is gone, the traceback below is all there is
+    with contextlib.suppress(OSError):
+        # dagmill's pipe, not another file that a process the module started has there
+        if isinstance(fd, int) and os.fstat(fd).st_ino == ctx.get("error_pipe"):
             os.write(fd, f"{kind.__name__}: {value}{where}".encode()[:16384])
     sys.__excepthook__(kind, value, tb)
 

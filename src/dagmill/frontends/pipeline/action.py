@@ -129,7 +129,10 @@ class ProcessorAction:
                 for n, s, t, f, o in temps
             ],
             "params": self.params,
+            # and which pipe it is: a process the module starts may have another file at
+            # that number
             "error_fd": error_fd,
+            "error_pipe": os.fstat(error_fd).st_ino,
         }
         env = {**os.environ, **self.env, CONTEXT_ENV: json.dumps(context, default=str)}
         # for command nodes: DAGMILL_INPUT_0 / DAGMILL_INPUT_<NAME>, DAGMILL_OUTPUT_0 ...
