@@ -326,6 +326,44 @@ def test_a_temporary_of_a_live_writer_or_another_host_stays(tmp_path: Path) -> N
     )
 
 
+def test_staging_folders_of_killed_attempts_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    import fsspec
+
+    from dagmill.pipelines import run_pipeline
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", os.fspath(temp))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (temp / f"dagmill-stage-{dead.pid}-abc").mkdir()
+    (temp / f"dagmill-stage-{dead.pid}-abc" / "in-raw.csv").write_text("left behind")
+    (temp / f"dagmill-stage-{os.getppid()}-def").mkdir()  # a live engine's
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/stagetest/in.csv", b"a\n")
+    (tmp_path / "copy.py").write_text(
+        "from dagmill import processor\n"
+        "processor.save('out', open(processor.fetch_datanodes_information()[0][0]).read())\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n"
+        "  raw: {source: 'memory://stagetest/in.csv'}\n"
+        "  out: {source: 'memory://stagetest/out.txt', format: text}\n"
+        "processNodes:\n"
+        "  copy: {input: [raw], output: [out], processor: copy}\n"
+    )
+    try:
+        result = run_pipeline(os.fspath(tmp_path / "p.yaml"), execution_summary=False)
+        assert result is not None and result.ok
+        assert sorted(p.name for p in temp.iterdir()) == [f"dagmill-stage-{os.getppid()}-def"]
+    finally:
+        fs.rm("/stagetest", recursive=True)
+
+
 # -- 2d. Ctrl-C as a module finishes ----------------------------------------------------------
 FINISHING = textwrap.dedent(
     """

@@ -27,6 +27,7 @@ CONTEXT_ENV = "DAGMILL_PROCESSOR_CONTEXT"
 # (name, final location, temporary path, format, options) of one output
 _Temp = tuple[str, str, str, str | None, dict[str, Any]]
 _GRACE_SECONDS = 3.0
+_STAGE = "dagmill-stage-"  # + the pid of the process staging, + a random part
 
 
 class ProcessorFailed(Exception):
@@ -46,7 +47,10 @@ class ProcessorAction:
     python: str = "python3"
 
     def __call__(self) -> None:
-        staging = tempfile.mkdtemp(prefix="dagmill-stage-") if self._remote() else None
+        staging = None
+        if self._remote():
+            _remove_stale_stages()
+            staging = tempfile.mkdtemp(prefix=f"{_STAGE}{os.getpid()}-")
         temps = []
         for name, loc, fmt, options in self.outputs:
             if is_url(loc):  # written locally, uploaded once the module has succeeded
@@ -160,6 +164,30 @@ class ProcessorAction:
         message = f"{self.node}: {what} failed ({how})" + (f": {detail}" if detail else "")
         # the node's env: may hold secrets that the engine's own environment does not
         return mask(message, secret_values({**os.environ, **self.env}))
+
+
+def _remove_stale_stages() -> None:
+    """Remove the staging folders that attempts killed with their engine left in the temp
+    folder (the pid in the name is gone)."""
+    folder = tempfile.gettempdir()
+    try:
+        entries = [e for e in os.listdir(folder) if e.startswith(_STAGE)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry[len(_STAGE) :].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _drain(fd: int) -> str:
