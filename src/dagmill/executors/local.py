@@ -6,6 +6,8 @@ actions, so a submission is only a task id (classes defined in ``__main__``, a n
 or a module loaded from a path all work, and nothing is unpickled per task). The engine
 waits on the workers' pipes and process sentinels together: no polling. A worker that
 dies (killed, segfault, ``os._exit``) fails its task with a clear error and is replaced.
+Workers die with their engine (PR_SET_PDEATHSIG); what their tasks started, even outside
+their process group, is stopped by the run's reaper (``procs.Reaper``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ cannot: children that ignore SIGTERM, that started their own session, or whose p
 (the engine itself, with one worker) is gone. Jenkins finds a build's leftovers the same
 way (its ``BUILD_ID`` variable).
 
-``stop_descendants`` stops the processes a task started below this one (for a timeout).
+``stop_descendants`` stops the processes a task started below this one (for a timeout);
+``stop_marked`` every process of the run, wherever it went (for a cancel).
 """
 
 from __future__ import annotations
