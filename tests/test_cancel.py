@@ -76,6 +76,10 @@ def _proc_state(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[2])
 
 
+def _written(path: Path) -> bool:
+    return path.exists() and path.read_text() != ""
+
+
 def _alive(pid: int) -> bool:
     st = _proc_state(pid)
     return st is not None and st[0] not in ("Z", "X")  # a zombie has stopped
@@ -191,7 +195,9 @@ def test_killing_the_engine_stops_its_workers_and_what_they_started(
     child_pids: list[int] = []
     try:
         assert wait_for(
-            lambda: all((marks / f"writing-{i}").exists() for i in range(2)), timeout=20
+            # the pid written, not only the file created (write_text is not atomic)
+            lambda: all(_written(marks / f"writing-{i}") for i in range(2)),
+            timeout=20,
         ), "the tasks did not start"
         child_pids = [int((marks / f"child-{i}").read_text()) for i in range(2)]
         workers = [int((marks / f"writing-{i}").read_text()) for i in range(2)]

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from dagmill.errors import StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
+from dagmill.io.atomic import remove_stale_temporaries
 from dagmill.io.records import RecordBook, output_version
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
@@ -117,6 +118,13 @@ def run_plan(
     run_id = run_id or new_run_id()
     result = RunResult(run_id, RunStatus.RUNNING, plan, state.status, started_at=time.time())
     result.attempts.update(attempts or {})  # a resumed run numbers its attempts on
+    # what attempts of a killed engine left half-written (their writer's pid is gone)
+    remove_stale_temporaries(
+        o.location
+        for t in plan.to_run
+        for o in graph.tasks[t].outputs
+        if o.kind == "file" and "://" not in o.location
+    )
     if store is not None:
         store.create_run(
             run_id,
@@ -160,6 +168,11 @@ def run_plan(
         if beat is not None:
             beat.stop()
         executor.cancel()
+        # an attempt that finished its work as the interrupt came (its outputs in place)
+        # is recorded as the success it is, so that it does not run again
+        for r in executor.wait(0):
+            if r.ok and r.task_id in loop.running:
+                loop.finished(r)
         for tid in state.cancel_open():
             loop.set_status(tid, S.CANCELLED)
         for tid, att in loop.running_attempts():

@@ -13,6 +13,7 @@ so a failed module never leaves an output that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -101,14 +102,35 @@ def save(name: str, obj: Any) -> None:
             f.write(obj if isinstance(obj, bytes) else bytes(obj))
 
 
+_LIBRARIES = tuple(
+    {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+)
+
+
+def _users_frame(frames: list[traceback.FrameSummary]) -> traceback.FrameSummary | None:
+    """The innermost frame in the user's own code: not in this file, not in a library
+    (pandas, the standard library), not in ``<frozen ...>``."""
+    for f in reversed(frames):
+        path = os.path.realpath(f.filename)
+        if path == os.path.realpath(__file__) or f.filename.startswith("<"):
+            continue
+        if path.startswith(_LIBRARIES) or "site-packages" in path or "dist-packages" in path:
+            continue
+        return f
+    return frames[-1] if frames else None
+
+
 def _report(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     """Tell dagmill where the module failed: its own file and line first."""
-    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != __file__]
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    path = os.environ.get(_ENV) and _context().get("error_file")
-    if path:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(f"{kind.__name__}: {value}{where}")
+    frame = _users_frame(traceback.extract_tb(tb))
+    where = f" at {frame.filename}:{frame.lineno}" if frame is not None else ""
+    ctx = _context() if os.environ.get(_ENV) else {}
+    fd = ctx.get("error_fd")
+    # OSError: the engine is gone, the traceback below is all there is
+    with contextlib.suppress(OSError):
+        # dagmill's pipe, not another file that a process the module started has there
+        if isinstance(fd, int) and os.fstat(fd).st_ino == ctx.get("error_pipe"):
+            os.write(fd, f"{kind.__name__}: {value}{where}".encode()[:16384])
     sys.__excepthook__(kind, value, tb)
 
 

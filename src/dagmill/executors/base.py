@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from dagmill.executors.procs import boot_seconds, stop_descendants
+
 __all__ = ["Executor", "Submission", "TaskError", "TaskResult", "execute"]
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,14 +125,20 @@ def _execute_with(sub: Submission, action: Callable[[], Any]) -> TaskResult:
     saved = {k: os.environ.get(k) for k in sub.env}
     os.environ.update(sub.env)
     timer = sub.timeout is not None and sub.timeout > 0
+    since = 0.0
     if timer:
+        since = boot_seconds()
         old_handler = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(sub.timeout or 0))
     started = time.time()
     try:
         action()
         return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
-    except _Timeout:
+    except _Timeout as e:
+        # what the task started must not outlive it
+        stop_descendants(since)
+        if getattr(e, "dagmill_outputs_saved", False):  # its work was done: a success
+            return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
         err = TaskError(
             "TimeoutError", f"task ran longer than its timeout of {sub.timeout}s", None, ""
         )

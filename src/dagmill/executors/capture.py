@@ -14,26 +14,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from dagmill.executors.base import TaskError
+from dagmill.model.secrets import MASK
+from dagmill.model.secrets import secret_values as _secret_values
 
-__all__ = ["LogCapture", "log_error", "secret_values"]
+__all__ = ["MASK", "LogCapture", "log_error", "secret_values", "with_actions_secrets"]
 
-_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY", re.I)
-MASK = "***"
+_MASK_BYTES = MASK.encode()
 _SYNC = b"\x00dagmill-sync\x00\n"
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values to mask: env vars named like secrets, and those listed in DAGMILL_SECRET_ENV."""
-    env = os.environ if environ is None else environ
-    named = {n.strip() for n in env.get("DAGMILL_SECRET_ENV", "").split(",") if n.strip()}
-    values = {v for k, v in env.items() if (k in named or _SECRET_NAME.search(k)) and len(v) >= 4}
-    return sorted(values, key=len, reverse=True)
+    return _secret_values(os.environ if environ is None else environ)
+
+
+def with_actions_secrets(secrets: Sequence[str], actions: Iterable[object]) -> list[str]:
+    """``secrets`` and those of the environments that actions set for their processes (a
+    YAML node's ``env:``), longest first."""
+    more = set(secrets)
+    for action in actions:
+        env = getattr(action, "env", None)
+        if isinstance(env, dict) and env:
+            more.update(_secret_values({**os.environ, **env}))
+    return sorted(more, key=len, reverse=True)
 
 
 def _flush_python_streams() -> bool:
@@ -144,7 +152,11 @@ class LogCapture:
 
     def _mask(self, read: int) -> None:
         pending = b""
-        longest = max(len(s) for s in self._secrets)
+        # an incomplete secret (or sync marker) at the end of what was read is shorter
+        # than this: keep that much back until the next read completes it
+        keep = max(max(len(s) for s in self._secrets), len(_SYNC)) - 1
+        # a secret with a line break in it (a PEM key) could be cut at a line's end
+        by_line = not any(b"\n" in s for s in self._secrets)
         while True:
             chunk = os.read(read, 65536)
             if not chunk:
@@ -154,21 +166,26 @@ class LogCapture:
                 i = pending.find(_SYNC)
                 if i < 0:
                     break
-                self._write(pending[:i])
+                self._write(self._masked(pending[:i]))
                 pending = pending[i + len(_SYNC) :]
                 self._synced.set()
-            # keep a tail that may hold the start of a secret cut by the chunk boundary
-            cut = pending.rfind(b"\n") + 1 or max(0, len(pending) - longest + 1)
+            # mask whole secrets first, so that no cut below can split one in two
+            pending = self._masked(pending)
+            cut = (by_line and pending.rfind(b"\n") + 1) or max(0, len(pending) - keep)
             self._write(pending[:cut])
             pending = pending[cut:]
-        self._write(pending)
+        self._write(self._masked(pending))
         os.close(read)
+
+    def _masked(self, data: bytes) -> bytes:
+        for s in self._secrets:
+            if s in data:
+                data = data.replace(s, _MASK_BYTES)
+        return data
 
     def _write(self, data: bytes) -> None:
         if not data or self.failure is not None:
             return  # after a failure keep draining the pipe, or the task would block on it
-        for s in self._secrets:
-            data = data.replace(s, MASK.encode())
         try:
             os.write(self._file, data)
         except OSError as e:

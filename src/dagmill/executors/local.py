@@ -6,6 +6,8 @@ actions, so a submission is only a task id (classes defined in ``__main__``, a n
 or a module loaded from a path all work, and nothing is unpickled per task). The engine
 waits on the workers' pipes and process sentinels together: no polling. A worker that
 dies (killed, segfault, ``os._exit``) fails its task with a clear error and is replaced.
+Workers die with their engine (PR_SET_PDEATHSIG); what their tasks started, even outside
+their process group, is stopped by the run's reaper (``procs.Reaper``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult, execute
-from dagmill.executors.capture import LogCapture, log_error
+from dagmill.executors.capture import LogCapture, log_error, with_actions_secrets
+from dagmill.executors.procs import Reaper, stop_marked
 
 __all__ = ["LocalExecutor"]
 
@@ -76,7 +79,16 @@ def _worker_main(
             return
         # plain tuples both ways: pickling dataclasses costs more than the pipe itself
         tid, attempt, action, env, timeout = msg
-        r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
+        started = time.time()
+        try:
+            r = execute(Submission(tid, attempt, action, env or {}, timeout), action or known[tid])
+        except BaseException as e:
+            if getattr(e, "dagmill_outputs_saved", False):
+                # cancelled after its work was done and its outputs in place: report the
+                # success before this worker goes (the engine reads it while it cancels)
+                end = capture.end(restore=False) if capture is not None else None
+                conn.send((True, started, time.time(), None, end))
+            raise
         end = None
         if capture is not None:
             end = capture.end(restore=False)
@@ -127,6 +139,8 @@ class LocalExecutor(Executor):
         self._log_dir: str | None = None
         self._secrets: Sequence[str] = ()
         self._spawned = 0
+        self._reaper: Reaper | None = None
+        self._late: list[TaskResult] = []  # successes reported while being cancelled
 
     def start(
         self,
@@ -137,7 +151,12 @@ class LocalExecutor(Executor):
         global _actions
         self._actions = actions
         _actions = actions  # read by workers forked from now on
+        if log_dir is not None:
+            secrets = with_actions_secrets(secrets, actions.values())
         self._log_dir, self._secrets = log_dir, tuple(secrets)
+        # before the workers fork: what their tasks start carries the run's token, so a
+        # child that ignores SIGTERM or left the group still stops if the engine is killed
+        self._reaper = Reaper()
         while len(self._idle) < self.slots:
             self._spawn()
 
@@ -171,6 +190,9 @@ class LocalExecutor(Executor):
         self._busy.add(w)
 
     def wait(self, timeout: float | None) -> list[TaskResult]:
+        if self._late:
+            late, self._late = self._late, []
+            return late
         if not self._busy:
             return []
         results: list[TaskResult] = []
@@ -230,8 +252,19 @@ class LocalExecutor(Executor):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(w.proc.pid, signal.SIGKILL)
             w.proc.join(1)
+            sub = w.sub
+            with contextlib.suppress(EOFError, OSError):
+                if sub is not None and w.conn.poll(0):
+                    ok, started, ended, error, end = w.conn.recv()
+                    if ok:
+                        self._late.append(
+                            TaskResult(sub.task_id, sub.attempt, ok, started, ended, error, end)
+                        )
             self._close(w)
         self._busy.clear()
+        if self._reaper is not None and workers:
+            # what left a worker's process group (a session of its own) stops too
+            stop_marked(self._reaper.token, _GRACE_SECONDS)
 
     def shutdown(self) -> None:
         global _actions
@@ -249,3 +282,6 @@ class LocalExecutor(Executor):
         self._idle.clear()
         self._sel.close()
         _actions = {}
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None

@@ -16,11 +16,65 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+from collections.abc import Iterable
 
-__all__ = ["TMP_MARKER", "atomic_path", "ensure_dir"]
+__all__ = ["TMP_MARKER", "atomic_path", "ensure_dir", "remove_stale_temporaries", "temp_path"]
 
 TMP_MARKER = ".dagmill-tmp-"
 _counter = itertools.count()
+# the writer's host is in the name: several machines may share one data folder, and only
+# this host can tell whether one of its own processes is gone
+_HOST = "".join(c if c.isalnum() or c in ".-_" else "_" for c in os.uname().nodename)
+_OWNER = re.compile(re.escape(TMP_MARKER) + r"(\d+)(?:-\d+)?(?:@(.*))?$")
+
+
+def temp_path(final: str, unique: bool = True) -> str:
+    """``folder/.<name>.dagmill-tmp-<pid>[-<n>]@<host>``: hidden, beside ``final``, and
+    naming the process that writes it, so that one left by a killed process can be told
+    from one being written (``remove_stale_temporaries``)."""
+    folder, name = os.path.split(final)
+    n = f"-{next(_counter)}" if unique else ""
+    return os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}{n}@{_HOST}")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # someone else's live process
+    return False
+
+
+def remove_stale_temporaries(finals: Iterable[str]) -> list[str]:
+    """Remove the temporaries of these outputs that a process of this host left when it
+    was killed (its pid is gone); returns the paths removed. One of another host, or of a
+    live process, stays."""
+    by_folder: dict[str, set[str]] = {}
+    for final in finals:
+        folder, name = os.path.split(os.fspath(final))
+        by_folder.setdefault(folder or ".", set()).add(name)
+    removed = []
+    for folder, names in by_folder.items():
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            i = entry.find(TMP_MARKER)
+            if i < 1 or entry[0] != "." or entry[1:i] not in names:
+                continue
+            m = _OWNER.match(entry, i)
+            if m is None or (m.group(2) is not None and m.group(2) != _HOST):
+                continue
+            if _gone(int(m.group(1))):
+                path = os.path.join(folder, entry)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed.append(path)
+    return removed
 
 
 def ensure_dir(path: str) -> None:
@@ -38,9 +92,9 @@ class atomic_path:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.final = os.fspath(path)
-        folder, name = os.path.split(self.final)
+        folder = os.path.dirname(self.final)
         ensure_dir(folder or ".")
-        self.tmp = os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{next(_counter)}")
+        self.tmp = temp_path(self.final)
 
     def __enter__(self) -> str:
         return self.tmp
