@@ -195,6 +195,6 @@ def test_a_failing_modules_message_is_masked_in_the_record(tmp_path: Path, worke
     shown = _dagmill("runs", "show", _run_id(tmp_path), "--json", cwd=tmp_path)
     assert "cannot log in with ***" in shown.stdout
     assert NODE_SECRET not in shown.stdout
-    talk = next(t for t in json.loads(shown.stdout)["tasks"] if t["task_id"] == "talk")
+    talk = next(t for t in json.loads(shown.stdout)["tasks"] if t["id"] == "talk")
     assert "Traceback" in dagmill.runs.get_run_logs(_run_id(tmp_path), "talk")
     assert talk["status"] == "FAILED"

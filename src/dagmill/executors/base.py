@@ -140,7 +140,7 @@ def _execute_with(sub: Submission, action: Callable[[], Any]) -> TaskResult:
         if getattr(e, "dagmill_outputs_saved", False):  # its work was done: a success
             return TaskResult(sub.task_id, sub.attempt, True, started, time.time())
         err = TaskError(
-            "TimeoutError", f"task ran longer than its timeout of {sub.timeout}s", None, ""
+            "TimeoutError", f"task ran longer than its timeout of {sub.timeout:g}s", None, ""
         )
         return TaskResult(sub.task_id, sub.attempt, False, started, time.time(), err)
     except Exception as e:
