@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     CPU each). Only dagmill's files are compiled (into their usual, git-ignored
     __pycache__): the modules the tests write and rewrite are never cached."""
     if not hasattr(config, "workerinput"):  # once, not in each pytest-xdist worker
-        compileall.compile_dir(Path(dagmill.__file__).parent, quiet=1)
+        compileall.compile_dir(Path(dagmill.__file__).parent, quiet=2)  # best effort
 
 
 @pytest.fixture(autouse=True)
