@@ -24,12 +24,14 @@ demo: $(VENV)/.installed
 	@bash examples/ml/demo.sh $(BIN)/dagmill $(DEMO) $(DEMO_DATA)
 
 ## test: install dev extras, lint, type-check, check layers, run the whole suite
+## (pytest-xdist, one worker per core: most tests wait on the subprocesses they start;
+## every test has its own tmp dir, DAGMILL_HOME and database, so any order works)
 test: $(VENV)/.installed-dev services
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 ## services: the local servers the tests talk to (PostgreSQL); started if they are down
 services:

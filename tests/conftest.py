@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,16 @@ _DEFAULTS = {k: getattr(settings, k) for k in (
     "dir", "dirpath", "check_dependencies", "detect_changes", "execution_summary",
     "log_level", "save_with_param", "cached", "record", "capture_logs",
 )}  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile dagmill's own modules once, for the hundreds of `dagmill` subprocesses the
+    tests start: with PYTHONDONTWRITEBYTECODE set (some shells and sandboxes set it) and an
+    editable install, each of them would compile src/dagmill from source again (~0.1 s of
+    CPU each). Only dagmill's files are compiled (into their usual, git-ignored
+    __pycache__): the modules the tests write and rewrite are never cached."""
+    if not hasattr(config, "workerinput"):  # once, not in each pytest-xdist worker
+        compileall.compile_dir(Path(dagmill.__file__).parent, quiet=2)  # best effort
 
 
 @pytest.fixture(autouse=True)
