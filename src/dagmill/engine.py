@@ -3,12 +3,20 @@
 The loop admits ready tasks while the executor has room and the resource pool allows,
 then blocks on the executor's completion events (or until the next retry is due): no
 polling. Results update the state machine, the fingerprint records beside the outputs
-and the run record; all three are written in batches.
+and the run record. A task's record is written as it finishes (before anything that
+depends on it starts: a killed engine never redoes it); the run record in batches.
+
+With a run record, a run claims the tasks it will run (one transaction, see
+``store/claims.py``): a task another live run holds waits ("running in run R") and is
+looked at again every _CLAIM_RECHECK_SECONDS; once released it is complete (skipped)
+or claimed and run here. So two runs of one graph on one data folder never execute a
+task twice, whichever front door started them.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import secrets
 import signal
 import threading
@@ -23,6 +31,8 @@ from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.records import RecordBook, output_version
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
+from dagmill.model.task import TaskSpec
+from dagmill.plan.fingerprint import fingerprint
 from dagmill.plan.planner import Plan, make_record
 from dagmill.plan.state import RunState
 from dagmill.store.base import NewRunTask, Store
@@ -33,6 +43,10 @@ S = TaskRunStatus
 _FLUSH_EVENTS = 500
 _FLUSH_SECONDS = 0.2
 _HEARTBEAT_SECONDS = 5.0
+# a claim is another run's while its owner lives and heartbeats: a process of this host
+# that is gone frees it at once, one on another host after this many silent seconds
+_CLAIM_LEASE_SECONDS = 60.0
+_CLAIM_RECHECK_SECONDS = 1.0  # how often a task waiting on another run looks again
 
 
 class Reporter(Protocol):
@@ -137,6 +151,8 @@ def run_plan(
         reporter.run_started(run_id, plan)
     loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
     loop.log_dir, loop.secrets = log_dir, secrets
+    if store is not None:
+        loop.claim_start()
     beat = _Heartbeat(loop) if store is not None else None
     loop.hold()
     restore = _cancel_on_sigterm()
@@ -162,6 +178,9 @@ def run_plan(
             beat.stop()
         executor.shutdown()
         records.flush()
+        if store is not None and loop.claim_keys:
+            store.flush()  # the statuses first, then what they held is free
+            store.release_run_claims(run_id)
         result.ended_at = time.time()
         if interrupted:
             result.status = RunStatus.CANCELLED
@@ -227,6 +246,8 @@ class _Heartbeat(threading.Thread):
                 now = time.monotonic()
                 if now - last_beat >= _HEARTBEAT_SECONDS:
                     store.heartbeat(loop.result.run_id)
+                    if loop.claimed:
+                        store.heartbeat_claims(loop.result.run_id)
                     last_beat = now
                 if store.buffered or store.beating:
                     loop.records.flush()  # first: SUCCESS in the store implies a record
@@ -274,6 +295,13 @@ class _Loop:
         self.gpu_env = pool.capacity.gpu > 0
         self.lock = threading.Lock()
         self.holding = False
+        # claims (with a store): task → its claim key; the tasks this run holds; those
+        # another run holds (→ its id); those of them waiting for it now
+        self.claim_keys: dict[str, str] = {}
+        self.claimed: set[str] = set()
+        self.elsewhere: dict[str, str] = {}
+        self.parked: dict[str, str] = {}
+        self.recheck_at = 0.0
 
     def hold(self) -> None:
         if not self.holding:
@@ -292,9 +320,14 @@ class _Loop:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 ready.append(heapq.heappop(self.retries)[2])
+            if self.parked and now >= self.recheck_at:
+                ready.extend(self.recheck_claims())
             blocked: list[str] = []
             while ready and self.ex.can_submit():
                 tid = ready.popleft()
+                if tid in self.elsewhere:
+                    self.park(tid)
+                    continue
                 alloc = self.pool.try_acquire(self.graph.tasks[tid].resources)
                 if isinstance(alloc, str):
                     blocked.append(tid)
@@ -309,9 +342,13 @@ class _Loop:
                 self.submit(tid, alloc)
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
+            wake = self.retries[0][0] if self.retries else None
+            if self.parked and (wake is None or self.recheck_at < wake):
+                wake = self.recheck_at
             if self.running:
-                # block until an event or a due retry; meanwhile the heartbeat writes
-                timeout = max(0.0, self.retries[0][0] - now) if self.retries else None
+                # block until an event, a due retry or a look at the claims waited on;
+                # meanwhile the heartbeat writes
+                timeout = None if wake is None else max(0.0, wake - now)
                 self.let_go()
                 try:
                     results = self.ex.wait(timeout)
@@ -320,8 +357,12 @@ class _Loop:
                 for r in results:
                     self.finished(r)
                 ready.extend(self.state.take_ready())
-            elif self.retries:
-                time.sleep(max(0.0, self.retries[0][0] - time.monotonic()))
+            elif wake is not None:
+                self.let_go()  # the heartbeat keeps the run and its claims alive meanwhile
+                try:
+                    time.sleep(max(0.0, wake - time.monotonic()))
+                finally:
+                    self.hold()
             elif ready:
                 raise RuntimeError(  # pool.check() before the run makes this unreachable
                     f"{len(ready)} tasks wait for resources while nothing runs: "
@@ -393,10 +434,14 @@ class _Loop:
                 self.versions[tid] = version
                 record = make_record(spec, inputs)
                 self.records.put(spec.outputs[0].location, record)
+                # on disk before anyone hears it is done, and before a dependent starts
+                self.records.flush()
                 fp = record.fingerprint
         if error is None:
             self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
             self.set_status(tid, S.SUCCESS, fingerprint=fp)
+            if self.claimed:
+                self.release((tid,))
             self.state.succeed(tid)
             return
         self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error, log=log)
@@ -408,8 +453,11 @@ class _Loop:
             return
         self.result.errors[tid] = error
         self.set_status(tid, S.FAILED, str(error))
-        for d in self.state.fail(tid):
+        hit = self.state.fail(tid)
+        for d in hit:
             self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
+        if self.claimed:  # another run waiting on them may try them itself
+            self.release((tid, *hit))
 
     def set_status(
         self, tid: str, status: TaskRunStatus, detail: str = "", fingerprint: str | None = None
@@ -454,6 +502,98 @@ class _Loop:
             log=log,
         )
 
+    # -- claims ------------------------------------------------------------------------
+    def claim_start(self) -> None:
+        """Claim every task this run is to run, in one transaction; note those another
+        live run holds (they wait for it when they are ready)."""
+        assert self.store is not None
+        keys: dict[str, str] = {}
+        for tid, status in self.state.status.items():
+            if status is S.WAITING:
+                key = _claim_key(self.graph.tasks[tid])
+                if key is not None:
+                    keys[key] = tid
+                    self.claim_keys[tid] = key
+        if not keys:
+            return
+        held = self.store.claim_tasks(self.result.run_id, keys, lease=_CLAIM_LEASE_SECONDS)
+        self.elsewhere = {keys[k]: h.run_id for k, h in held.items()}
+        self.claimed = {t for t in self.claim_keys if t not in self.elsewhere}
+
+    def park(self, tid: str) -> None:
+        """A ready task another run is executing waits for it (no busy wait: the loop
+        looks again at the next recheck)."""
+        if not self.parked:
+            self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
+        self.parked[tid] = self.elsewhere[tid]
+        self.set_status(tid, S.WAITING, f"running in run {self.elsewhere[tid]}")
+
+    def recheck_claims(self) -> list[str]:
+        """Claim again what waits on other runs; what this run gets is complete (another
+        run made it: SKIPPED) or runs here. Returns the tasks to run. Tasks that became
+        ready meanwhile and are held elsewhere wait in turn, in the same look."""
+        assert self.store is not None
+        to_run: list[str] = []
+        while self.parked:
+            keys = {self.claim_keys[t]: t for t in self.parked}
+            held = self.store.claim_tasks(self.result.run_id, keys, lease=_CLAIM_LEASE_SECONDS)
+            for key, h in held.items():
+                tid = keys[key]
+                if self.parked[tid] != h.run_id:  # the owner changed: say so
+                    self.elsewhere[tid] = self.parked[tid] = h.run_id
+                    self.set_status(tid, S.WAITING, f"running in run {h.run_id}")
+            won = [t for k, t in keys.items() if k not in held]
+            if not won:
+                break
+            self.records.refresh(
+                {os.path.dirname(self.graph.tasks[t].outputs[0].location) for t in won}
+            )
+            for tid in won:
+                by = self.parked.pop(tid)
+                del self.elsewhere[tid]
+                self.claimed.add(tid)
+                version = self.complete_now(tid)
+                if version is None:
+                    to_run.append(tid)
+                    continue
+                self.versions[tid] = version
+                self.set_status(tid, S.SKIPPED, f"complete: run {by} made it")
+                self.release((tid,))
+                self.state.succeed(tid, S.SKIPPED)
+            for tid in self.state.take_ready():
+                if tid in self.elsewhere:
+                    self.park(tid)
+                else:
+                    to_run.append(tid)
+        self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
+        return to_run
+
+    def complete_now(self, tid: str) -> str | None:
+        """The output version of a task another run just finished, if it is complete
+        (outputs there, and recorded with the fingerprint this run would give it)."""
+        spec = self.graph.tasks[tid]
+        version = output_version(spec.outputs)
+        if version is None:
+            return None
+        if spec.complete_check is not None:
+            return version if spec.complete_check() else None
+        inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
+        recorded = self.records.fingerprint(spec.outputs[0].location)
+        if recorded is None or recorded != fingerprint(spec.params, spec.code, inputs):
+            return None
+        return version
+
+    def release(self, tids: Sequence[str]) -> None:
+        """Free the claims of tasks that ended (written with their status)."""
+        assert self.store is not None
+        keys = []
+        for t in tids:
+            if t in self.claimed:
+                self.claimed.discard(t)
+                keys.append(self.claim_keys[t])
+        if keys:
+            self.store.release_claims(self.result.run_id, keys)
+
     def running_attempts(self) -> list[tuple[str, int]]:
         return [(tid, att) for tid, (_, _, att, _) in self.running.items()]
 
@@ -467,3 +607,15 @@ class _Loop:
         self.records.flush()
         if self.store is not None:
             self.store.flush()
+
+
+def _claim_key(spec: TaskSpec) -> str | None:
+    """Who else may be running this task: the same task writing the same place (its id
+    and first output, absolute). Tasks without file outputs are not claimed: they always
+    run (no outputs), or live in one process (in-memory outputs)."""
+    if not spec.outputs or spec.outputs[0].kind == "memory":
+        return None
+    where = spec.outputs[0].location
+    if "://" not in where:
+        where = os.path.abspath(where)
+    return f"{spec.id}@{where}"

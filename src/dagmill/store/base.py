@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
+from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
 
 __all__ = ["NewRunTask", "Store"]
@@ -42,7 +43,7 @@ _RUN_COLS = (
 )
 
 
-class Store(ABC):
+class Store(TaskClaims, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -57,6 +58,7 @@ class Store(ABC):
         self._task_status: dict[tuple[str, str], tuple[str, int, str | None]] = {}
         self._attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._heartbeats: set[str] = set()
+        self._init_claims()
 
     # -- what a backend provides ---------------------------------------------------------
     @abstractmethod
@@ -221,7 +223,9 @@ class Store(ABC):
 
     def flush(self) -> None:
         """Write everything buffered in one transaction."""
-        if not (self._task_status or self._attempts or self._heartbeats):
+        if not (self._task_status or self._attempts or self._heartbeats) and not (
+            self._claims_buffered()
+        ):
             return
         statuses, self._task_status = self._task_status, {}
         attempts, self._attempts = self._attempts, {}
@@ -252,6 +256,7 @@ class Store(ABC):
             self._executemany(
                 "UPDATE runs SET heartbeat_at = ? WHERE id = ?", [(now, r) for r in beats]
             )
+            self._flush_claims(now)  # claims/releases with the statuses they go with
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Flush, then record the run's final status and its tasks' counts (from the
