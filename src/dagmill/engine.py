@@ -302,6 +302,8 @@ class _Loop:
         self.elsewhere: dict[str, str] = {}
         self.parked: dict[str, str] = {}
         self.recheck_at = 0.0
+        self.made_at = plan.made_at
+        self.suspect: set[str] = set()  # outputs written since the plan: done meanwhile?
 
     def hold(self) -> None:
         if not self.holding:
@@ -328,6 +330,14 @@ class _Loop:
                 if tid in self.elsewhere:
                     self.park(tid)
                     continue
+                if tid in self.suspect:
+                    self.suspect.discard(tid)
+                    self.records.refresh(
+                        {os.path.dirname(self.graph.tasks[tid].outputs[0].location)}
+                    )
+                    if self.skip_if_made(tid, "another run"):
+                        ready.extend(self.state.take_ready())
+                        continue
                 alloc = self.pool.try_acquire(self.graph.tasks[tid].resources)
                 if isinstance(alloc, str):
                     blocked.append(tid)
@@ -519,6 +529,18 @@ class _Loop:
         held = self.store.claim_tasks(self.result.run_id, keys, lease=_CLAIM_LEASE_SECONDS)
         self.elsewhere = {keys[k]: h.run_id for k, h in held.items()}
         self.claimed = {t for t in self.claim_keys if t not in self.elsewhere}
+        # another run may have made some between this run's plan and its claim: those
+        # whose output was written since are looked at again before they start
+        since = self.made_at - 2.0  # file systems with coarse times
+        for tid in self.claimed:
+            if self.graph.tasks[tid].complete_check is not None:
+                continue  # its own complete() cannot say when it became true
+            where = self.graph.tasks[tid].outputs[0].location
+            try:
+                if "://" in where or os.stat(where).st_mtime >= since:
+                    self.suspect.add(tid)
+            except OSError:
+                pass
 
     def park(self, tid: str) -> None:
         """A ready task another run is executing waits for it (no busy wait: the loop
@@ -552,14 +574,8 @@ class _Loop:
                 by = self.parked.pop(tid)
                 del self.elsewhere[tid]
                 self.claimed.add(tid)
-                version = self.complete_now(tid)
-                if version is None:
+                if not self.skip_if_made(tid, f"run {by}"):
                     to_run.append(tid)
-                    continue
-                self.versions[tid] = version
-                self.set_status(tid, S.SKIPPED, f"complete: run {by} made it")
-                self.release((tid,))
-                self.state.succeed(tid, S.SKIPPED)
             for tid in self.state.take_ready():
                 if tid in self.elsewhere:
                     self.park(tid)
@@ -568,20 +584,30 @@ class _Loop:
         self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
         return to_run
 
-    def complete_now(self, tid: str) -> str | None:
-        """The output version of a task another run just finished, if it is complete
-        (outputs there, and recorded with the fingerprint this run would give it)."""
+    def skip_if_made(self, tid: str, by: str) -> bool:
+        """SKIPPED if another run completed the task since this run planned: outputs
+        there, recorded since the plan with the fingerprint this run would give it."""
         spec = self.graph.tasks[tid]
         version = output_version(spec.outputs)
         if version is None:
-            return None
+            return False
         if spec.complete_check is not None:
-            return version if spec.complete_check() else None
-        inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
-        recorded = self.records.fingerprint(spec.outputs[0].location)
-        if recorded is None or recorded != fingerprint(spec.params, spec.code, inputs):
-            return None
-        return version
+            if not spec.complete_check():
+                return False
+        else:
+            record = self.records.get(spec.outputs[0].location)
+            inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
+            if (
+                record is None
+                or record.at < self.made_at  # as it was: what the plan wants redone
+                or record.fingerprint != fingerprint(spec.params, spec.code, inputs)
+            ):
+                return False
+        self.versions[tid] = version
+        self.set_status(tid, S.SKIPPED, f"complete: {by} made it")
+        self.release((tid,))
+        self.state.succeed(tid, S.SKIPPED)
+        return True
 
     def release(self, tids: Sequence[str]) -> None:
         """Free the claims of tasks that ended (written with their status)."""
