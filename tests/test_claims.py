@@ -26,7 +26,7 @@ import pytest
 
 import dagmill
 from dagmill.model.states import TaskRunStatus
-from dagmill.store import Store, open_store
+from dagmill.store import NewRunTask, Store, open_store
 from dagmill.store.claims import ClaimHolder
 from helpers import wait_for
 
@@ -411,15 +411,16 @@ def test_a_killed_runs_claims_are_taken_over_by_the_waiting_run(
 
 
 # -- the store's claim functions ----------------------------------------------------------
-def _run(store: Store, run_id: str) -> None:
-    store.create_run(run_id, run_id, [], {})
+def _run(store: Store, run_id: str, *task_ids: str) -> None:
+    tasks = [NewRunTask(t, t, {}, (), "PENDING", "", {}, "WAITING") for t in task_ids]
+    store.create_run(run_id, run_id, tasks, {})
 
 
 def test_claims_in_the_store(database_url: str) -> None:
     a, b = open_store(database_url), open_store(database_url)
     try:
-        _run(a, "run-a")
-        _run(b, "run-b")
+        _run(a, "run-a", "T1", "T2")
+        _run(b, "run-b", "T2", "T3")
         me = f"{os.uname().nodename}:{os.getpid()}"
         keys = {"T1@/d/t1": "T1", "T2@/d/t2": "T2"}
         assert a.claim_tasks("run-a", keys, lease=60) == {}
@@ -433,8 +434,11 @@ def test_claims_in_the_store(database_url: str) -> None:
         # the same task writing elsewhere is another task
         assert b.claim_tasks("run-b", {"T2@/e/t2": "T2"}, lease=60) == {}
 
-        # released with the next flush; then the other run may take it
-        a.release_claims("run-a", ["T2@/d/t2"])
+        # the flush that records the task's end in its run releases it (no sooner)
+        a.task_status("run-a", "T2", "RUNNING", 1)
+        a.flush()
+        assert b.claim_tasks("run-b", {"T2@/d/t2": "T2"}, lease=60) != {}
+        a.task_status("run-a", "T2", "SUCCESS", 1)
         assert b.claim_tasks("run-b", {"T2@/d/t2": "T2"}, lease=60) != {}
         a.flush()
         assert b.claim_tasks("run-b", {"T2@/d/t2": "T2"}, lease=60) == {}
@@ -444,7 +448,7 @@ def test_claims_in_the_store(database_url: str) -> None:
         a.finish_run("run-a", "FAILED")
         assert b.claim_tasks("run-b", {"T1@/d/t1": "T1"}, lease=60) == {}
 
-        # a run's end releases all it holds
+        # a run's end removes its rows
         b.release_run_claims("run-b")
         assert b.claims_of() == {}
     finally:

@@ -177,7 +177,7 @@ def run_plan(
         if beat is not None:
             beat.stop()
         executor.shutdown()
-        records.flush()
+        records.close()
         if store is not None and loop.claim_keys:
             store.flush()  # the statuses first, then what they held is free
             store.release_run_claims(run_id)
@@ -332,9 +332,6 @@ class _Loop:
                     continue
                 if tid in self.suspect:
                     self.suspect.discard(tid)
-                    self.records.refresh(
-                        {os.path.dirname(self.graph.tasks[tid].outputs[0].location)}
-                    )
                     if self.skip_if_made(tid, "another run"):
                         ready.extend(self.state.take_ready())
                         continue
@@ -530,17 +527,17 @@ class _Loop:
         self.elsewhere = {keys[k]: h.run_id for k, h in held.items()}
         self.claimed = {t for t in self.claim_keys if t not in self.elsewhere}
         # another run may have made some between this run's plan and its claim: those
-        # whose output was written since are looked at again before they start
-        since = self.made_at - 2.0  # file systems with coarse times
-        for tid in self.claimed:
-            if self.graph.tasks[tid].complete_check is not None:
-                continue  # its own complete() cannot say when it became true
-            where = self.graph.tasks[tid].outputs[0].location
-            try:
-                if "://" in where or os.stat(where).st_mtime >= since:
-                    self.suspect.add(tid)
-            except OSError:
-                pass
+        # recorded since the plan are looked at again before they start. The records are
+        # read now, after the claim (this run reads them once anyway, to append to them)
+        book = self.records
+        locations = {t: self.graph.tasks[t].outputs[0].location for t in self.claimed}
+        book.refresh({os.path.dirname(loc) for loc in locations.values()})
+        for tid, loc in locations.items():
+            if book.fingerprint(loc) is None or self.graph.tasks[tid].complete_check:
+                continue  # never recorded; or its own complete() says, not a record
+            record = book.get(loc)
+            if record is not None and record.at >= self.made_at:
+                self.suspect.add(tid)
 
     def park(self, tid: str) -> None:
         """A ready task another run is executing waits for it (no busy wait: the loop
@@ -610,15 +607,8 @@ class _Loop:
         return True
 
     def release(self, tids: Sequence[str]) -> None:
-        """Free the claims of tasks that ended (written with their status)."""
-        assert self.store is not None
-        keys = []
-        for t in tids:
-            if t in self.claimed:
-                self.claimed.discard(t)
-                keys.append(self.claim_keys[t])
-        if keys:
-            self.store.release_claims(self.result.run_id, keys)
+        """Tasks that ended: their status in the store (next flush) frees their claims."""
+        self.claimed.difference_update(tids)
 
     def running_attempts(self) -> list[tuple[str, int]]:
         return [(tid, att) for tid, (_, _, att, _) in self.running.items()]
@@ -642,6 +632,6 @@ def _claim_key(spec: TaskSpec) -> str | None:
     if not spec.outputs or spec.outputs[0].kind == "memory":
         return None
     where = spec.outputs[0].location
-    if "://" not in where:
+    if where[:1] != "/" and "://" not in where:
         where = os.path.abspath(where)
     return f"{spec.id}@{where}"

@@ -16,6 +16,7 @@ appended onto a torn line). Records of in-memory outputs live in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -136,6 +137,8 @@ class RecordBook:
         self._latest: dict[tuple[str, str], Record | None] = {}
         self._damaged: set[str] = set()  # folders whose file has damaged lines
         self._warned: set[str] = set()
+        # records files kept open for appending (one write per finished task)
+        self._fds: dict[str, int] = {}
 
     def _entry(self, location: str) -> _Entry | None:
         if location.startswith(_MEMORY):
@@ -191,17 +194,32 @@ class RecordBook:
                 self._repair(folder, lines)
                 continue
             data = ("\n".join(lines) + "\n").encode("utf-8")
-            path = _records_file(folder)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the first record of a new folder
-                ensure_dir(os.path.dirname(path))
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
+            fd = self._fds.get(folder)
+            if fd is not None and os.fstat(fd).st_nlink == 0:  # compacted or deleted since
                 os.close(fd)
+                fd = None
+            if fd is None:
+                path = _records_file(folder)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                except FileNotFoundError:  # the first record of a new folder
+                    ensure_dir(os.path.dirname(path))
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fds[folder] = fd
+            os.write(fd, data)
             self._lines[folder] = self._lines.get(folder, 0) + len(lines)
+
+    def close(self) -> None:
+        """Write what is buffered and close the files kept open for appending."""
+        self.flush()
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def refresh(self, folders: Iterable[str]) -> None:
         """Forget what was read from these folders (after writing what is buffered), so

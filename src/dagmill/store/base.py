@@ -58,7 +58,6 @@ class Store(TaskClaims, ABC):
         self._task_status: dict[tuple[str, str], tuple[str, int, str | None]] = {}
         self._attempts: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._heartbeats: set[str] = set()
-        self._init_claims()
 
     # -- what a backend provides ---------------------------------------------------------
     @abstractmethod
@@ -223,9 +222,7 @@ class Store(TaskClaims, ABC):
 
     def flush(self) -> None:
         """Write everything buffered in one transaction."""
-        if not (self._task_status or self._attempts or self._heartbeats) and not (
-            self._claims_buffered()
-        ):
+        if not (self._task_status or self._attempts or self._heartbeats):
             return
         statuses, self._task_status = self._task_status, {}
         attempts, self._attempts = self._attempts, {}
@@ -256,7 +253,6 @@ class Store(TaskClaims, ABC):
             self._executemany(
                 "UPDATE runs SET heartbeat_at = ? WHERE id = ?", [(now, r) for r in beats]
             )
-            self._flush_claims(now)  # claims/releases with the statuses they go with
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
         """Flush, then record the run's final status and its tasks' counts (from the
