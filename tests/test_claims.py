@@ -410,6 +410,31 @@ def test_a_killed_runs_claims_are_taken_over_by_the_waiting_run(
         assert set(s.claims_of().values()) <= {(first_id, f"{os.uname().nodename}:{first.pid}")}
 
 
+def test_a_resume_racing_a_new_run_of_the_same_graph_executes_each_task_once(
+    tmp_path: Path, data_dir: Path, database_url: str
+) -> None:
+    """`dagmill runs list` resumes a killed run while someone runs the graph again."""
+    flow = _flow(tmp_path)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        procs["first.log"] = _start(tmp_path, "run", f"{flow}:Late", "--quiet", log="first.log")
+        wait_for(lambda: (tmp_path / "marks" / "Gate").exists(), timeout=30, what="Gate to run")
+        (first_id,) = _runs()
+        first = procs.pop("first.log")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        procs["resume.log"] = _start(tmp_path, "runs", "resume", first_id, "-q", log="resume.log")
+        procs["again.log"] = _start(tmp_path, "run", f"{flow}:Late", "--quiet", log="again.log")
+        _finish(tmp_path, procs)
+    finally:
+        _stop(procs)
+    # Gate: the killed attempt, then one of the two; Late: once
+    assert _executions(tmp_path) == Counter({"Gate": 2, "Late": 1})
+    runs = _runs()
+    assert {run.status for run, _ in runs.values()} == {"SUCCESS"}
+    assert len(runs) == 2
+
+
 # -- the store's claim functions ----------------------------------------------------------
 def _run(store: Store, run_id: str, *task_ids: str) -> None:
     tasks = [NewRunTask(t, t, {}, (), "PENDING", "", {}, "WAITING") for t in task_ids]

@@ -15,6 +15,7 @@ task twice, whichever front door started them.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import secrets
@@ -178,9 +179,6 @@ def run_plan(
             beat.stop()
         executor.shutdown()
         records.close()
-        if store is not None and loop.claim_keys:
-            store.flush()  # the statuses first, then what they held is free
-            store.release_run_claims(run_id)
         result.ended_at = time.time()
         if interrupted:
             result.status = RunStatus.CANCELLED
@@ -193,6 +191,10 @@ def run_plan(
         if store is not None:
             first = next(iter(result.errors.values()), None)
             store.finish_run(run_id, result.status.value, str(first) if first else None)
+            if loop.claim_keys:
+                # the run's end freed its claims already: this only tidies the table
+                with contextlib.suppress(Exception):
+                    store.release_run_claims(run_id)
     return result
 
 
@@ -247,7 +249,10 @@ class _Heartbeat(threading.Thread):
                 if now - last_beat >= _HEARTBEAT_SECONDS:
                     store.heartbeat(loop.result.run_id)
                     if loop.claimed:
-                        store.heartbeat_claims(loop.result.run_id)
+                        # a beat missed (the record busy) is made up by the next: the
+                        # lease is many beats long
+                        with contextlib.suppress(Exception):
+                            store.heartbeat_claims(loop.result.run_id)
                     last_beat = now
                 if store.buffered or store.beating:
                     loop.records.flush()  # first: SUCCESS in the store implies a record
@@ -588,6 +593,7 @@ class _Loop:
         version = output_version(spec.outputs)
         if version is None:
             return False
+        fp = None
         if spec.complete_check is not None:
             if not spec.complete_check():
                 return False
@@ -600,8 +606,9 @@ class _Loop:
                 or record.fingerprint != fingerprint(spec.params, spec.code, inputs)
             ):
                 return False
+            fp = record.fingerprint
         self.versions[tid] = version
-        self.set_status(tid, S.SKIPPED, f"complete: {by} made it")
+        self.set_status(tid, S.SKIPPED, f"complete: {by} made it", fingerprint=fp)
         self.release((tid,))
         self.state.succeed(tid, S.SKIPPED)
         return True
