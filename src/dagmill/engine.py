@@ -308,7 +308,7 @@ class _Loop:
         self.parked: dict[str, str] = {}
         self.recheck_at = 0.0
         self.made_at = plan.made_at
-        self.suspect: set[str] = set()  # outputs written since the plan: done meanwhile?
+        self.suspect: set[str] = set()  # recorded since the plan: made by another run?
 
     def hold(self) -> None:
         if not self.holding:
