@@ -104,6 +104,17 @@ FLOW = textwrap.dedent(
             self.save("gate")
 
 
+    class Flaky(dagmill.tasks.TaskPickle):
+        def run(self):
+            # its first execution holds until the test says go, then fails
+            if ran("Flaky") == 1:
+                deadline = time.monotonic() + 60
+                while not (HERE / "go").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                raise ValueError("the first attempt fails")
+            self.save("flaky")
+
+
     class Late(dagmill.tasks.TaskPickle):
         def requires(self):
             return Gate()
@@ -408,6 +419,35 @@ def test_a_killed_runs_claims_are_taken_over_by_the_waiting_run(
     assert {t.status for t in second_tasks.values()} == {"SUCCESS"}
     with _store() as s:
         assert set(s.claims_of().values()) <= {(first_id, f"{os.uname().nodename}:{first.pid}")}
+
+
+def test_a_task_the_other_run_fails_is_taken_over_by_the_waiting_run(
+    tmp_path: Path, data_dir: Path, database_url: str
+) -> None:
+    flow = _flow(tmp_path)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        procs["first.log"] = _start(tmp_path, "run", f"{flow}:Flaky", "-q", log="first.log")
+        wait_for(lambda: (tmp_path / "marks" / "Flaky").exists(), timeout=30, what="Flaky")
+        (first_id,) = _runs()
+        procs["second.log"] = _start(tmp_path, "run", f"{flow}:Flaky", "-q", log="second.log")
+
+        def second_waits() -> bool:
+            others = [r for r in _runs() if r != first_id]
+            return bool(others) and _task_status(others[0], "Flaky") == "WAITING"
+
+        wait_for(second_waits, timeout=30, what="the second run to wait on Flaky")
+        (tmp_path / "go").touch()
+        first = procs.pop("first.log")
+        assert first.wait(timeout=60) == 1  # its attempt failed
+        _finish(tmp_path, procs)  # the second ran it itself, after the first failed it
+    finally:
+        _stop(procs)
+    assert _executions(tmp_path) == Counter({"Flaky": 2})
+    runs = _runs()
+    (second_id,) = [r for r in runs if r != first_id]
+    assert runs[first_id][0].status == "FAILED"
+    assert runs[second_id][0].status == "SUCCESS"
 
 
 def test_a_resume_racing_a_new_run_of_the_same_graph_executes_each_task_once(
