@@ -3,12 +3,21 @@
 The loop admits ready tasks while the executor has room and the resource pool allows,
 then blocks on the executor's completion events (or until the next retry is due): no
 polling. Results update the state machine, the fingerprint records beside the outputs
-and the run record; all three are written in batches.
+and the run record. A task's record is written as it finishes (before anything that
+depends on it starts: a killed engine never redoes it); the run record in batches.
+
+With a run record, a run claims the tasks it will run (one transaction, see
+``store/claims.py``): a task another live run holds waits ("running in run R") and is
+looked at again every _CLAIM_RECHECK_SECONDS; once released it is complete (skipped)
+or claimed and run here. So two runs of one graph on one data folder never execute a
+task twice, whichever front door started them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import os
 import secrets
 import signal
 import threading
@@ -25,6 +34,8 @@ from dagmill.io.atomic import remove_stale_temporaries
 from dagmill.io.records import RecordBook, output_version
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
+from dagmill.model.task import TaskSpec
+from dagmill.plan.fingerprint import fingerprint
 from dagmill.plan.planner import Plan, make_record
 from dagmill.plan.state import RunState
 from dagmill.store.base import NewRunTask, Store
@@ -35,6 +46,10 @@ S = TaskRunStatus
 _FLUSH_EVENTS = 500
 _FLUSH_SECONDS = 0.2
 _HEARTBEAT_SECONDS = 5.0
+# a claim is another run's while its owner lives and heartbeats: a process of this host
+# that is gone frees it at once, one on another host after this many silent seconds
+_CLAIM_LEASE_SECONDS = 60.0
+_CLAIM_RECHECK_SECONDS = 1.0  # how often a task waiting on another run looks again
 
 
 class Reporter(Protocol):
@@ -151,6 +166,8 @@ def run_plan(
         reporter.run_started(run_id, plan)
     loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
     loop.log_dir, loop.secrets = log_dir, secrets
+    if store is not None:
+        loop.claim_start()
     beat = _Heartbeat(loop) if store is not None else None
     loop.hold()
     restore = _cancel_on_sigterm()
@@ -183,7 +200,7 @@ def run_plan(
         if beat is not None:
             beat.stop()
         executor.shutdown()
-        records.flush()
+        records.close()
         result.ended_at = time.time()
         if interrupted:
             result.status = RunStatus.CANCELLED
@@ -196,6 +213,10 @@ def run_plan(
         if store is not None and not lost:
             first = next(iter(result.errors.values()), None)
             store.finish_run(run_id, result.status.value, str(first) if first else None)
+            if loop.claim_keys:
+                # the run's end freed its claims already: this only tidies the table
+                with contextlib.suppress(Exception):
+                    store.release_run_claims(run_id)
     return result
 
 
@@ -256,6 +277,11 @@ class _Heartbeat(threading.Thread):
                 now = time.monotonic()
                 if now - last_beat >= _HEARTBEAT_SECONDS:
                     store.heartbeat(loop.result.run_id)
+                    if loop.claimed:
+                        # a beat missed (the record busy) is made up by the next: the
+                        # lease is many beats long
+                        with contextlib.suppress(Exception):
+                            store.heartbeat_claims(loop.result.run_id)
                     last_beat = now
                 if store.buffered or store.beating:
                     loop.flush_store()
@@ -303,6 +329,15 @@ class _Loop:
         self.lock = threading.Lock()
         self.holding = False
         self.store_lost: StoreUnavailable | None = None
+        # claims (with a store): task → its claim key; the tasks this run holds; those
+        # another run holds (→ its id); those of them waiting for it now
+        self.claim_keys: dict[str, str] = {}
+        self.claimed: set[str] = set()
+        self.elsewhere: dict[str, str] = {}
+        self.parked: dict[str, str] = {}
+        self.recheck_at = 0.0
+        self.made_at = plan.made_at
+        self.suspect: set[str] = set()  # recorded since the plan: made by another run?
 
     def hold(self) -> None:
         if not self.holding:
@@ -328,9 +363,19 @@ class _Loop:
             now = time.monotonic()
             while self.retries and self.retries[0][0] <= now:
                 ready.append(heapq.heappop(self.retries)[2])
+            if self.parked and now >= self.recheck_at:
+                ready.extend(self.recheck_claims())
             blocked: list[str] = []
             while ready and self.ex.can_submit():
                 tid = ready.popleft()
+                if tid in self.elsewhere:
+                    self.park(tid)
+                    continue
+                if tid in self.suspect:
+                    self.suspect.discard(tid)
+                    if self.skip_if_made(tid, "another run"):
+                        ready.extend(self.state.take_ready())
+                        continue
                 alloc = self.pool.try_acquire(self.graph.tasks[tid].resources)
                 if isinstance(alloc, str):
                     blocked.append(tid)
@@ -345,9 +390,13 @@ class _Loop:
                 self.submit(tid, alloc)
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
+            wake = self.retries[0][0] if self.retries else None
+            if self.parked and (wake is None or self.recheck_at < wake):
+                wake = self.recheck_at
             if self.running:
-                # block until an event or a due retry; meanwhile the heartbeat writes
-                timeout = max(0.0, self.retries[0][0] - now) if self.retries else None
+                # block until an event, a due retry or a look at the claims waited on;
+                # meanwhile the heartbeat writes
+                timeout = None if wake is None else max(0.0, wake - now)
                 self.let_go()
                 try:
                     results = self.ex.wait(timeout)
@@ -356,8 +405,12 @@ class _Loop:
                 for r in results:
                     self.finished(r)
                 ready.extend(self.state.take_ready())
-            elif self.retries:
-                time.sleep(max(0.0, self.retries[0][0] - time.monotonic()))
+            elif wake is not None:
+                self.let_go()  # the heartbeat keeps the run and its claims alive meanwhile
+                try:
+                    time.sleep(max(0.0, wake - time.monotonic()))
+                finally:
+                    self.hold()
             elif ready:
                 raise RuntimeError(  # pool.check() before the run makes this unreachable
                     f"{len(ready)} tasks wait for resources while nothing runs: "
@@ -448,10 +501,14 @@ class _Loop:
                 self.versions[tid] = version
                 record = make_record(spec, inputs)
                 self.records.put(spec.outputs[0].location, record)
+                # on disk before anyone hears it is done, and before a dependent starts
+                self.records.flush()
                 fp = record.fingerprint
         if error is None:
             self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
             self.set_status(tid, S.SUCCESS, fingerprint=fp)
+            if self.claimed:
+                self.release((tid,))
             self.state.succeed(tid)
             return
         self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error, log=log)
@@ -463,8 +520,11 @@ class _Loop:
             return
         self.result.errors[tid] = error
         self.set_status(tid, S.FAILED, str(error))
-        for d in self.state.fail(tid):
+        hit = self.state.fail(tid)
+        for d in hit:
             self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
+        if self.claimed:  # another run waiting on them may try them itself
+            self.release((tid, *hit))
 
     def set_status(
         self, tid: str, status: TaskRunStatus, detail: str = "", fingerprint: str | None = None
@@ -509,6 +569,109 @@ class _Loop:
             log=log,
         )
 
+    # -- claims ------------------------------------------------------------------------
+    def claim_start(self) -> None:
+        """Claim every task this run is to run, in one transaction; note those another
+        live run holds (they wait for it when they are ready)."""
+        assert self.store is not None
+        keys: dict[str, str] = {}
+        for tid, status in self.state.status.items():
+            if status is S.WAITING:
+                key = _claim_key(self.graph.tasks[tid])
+                if key is not None:
+                    keys[key] = tid
+                    self.claim_keys[tid] = key
+        if not keys:
+            return
+        held = self.store.claim_tasks(self.result.run_id, keys, lease=_CLAIM_LEASE_SECONDS)
+        self.elsewhere = {keys[k]: h.run_id for k, h in held.items()}
+        self.claimed = {t for t in self.claim_keys if t not in self.elsewhere}
+        # another run may have made some between this run's plan and its claim: those
+        # recorded since the plan are looked at again before they start. The records are
+        # read now, after the claim (this run reads them once anyway, to append to them)
+        book = self.records
+        locations = {t: self.graph.tasks[t].outputs[0].location for t in self.claimed}
+        book.refresh({os.path.dirname(loc) for loc in locations.values()})
+        for tid, loc in locations.items():
+            if book.fingerprint(loc) is None or self.graph.tasks[tid].complete_check:
+                continue  # never recorded; or its own complete() says, not a record
+            record = book.get(loc)
+            if record is not None and record.at >= self.made_at:
+                self.suspect.add(tid)
+
+    def park(self, tid: str) -> None:
+        """A ready task another run is executing waits for it (no busy wait: the loop
+        looks again at the next recheck)."""
+        if not self.parked:
+            self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
+        self.parked[tid] = self.elsewhere[tid]
+        self.set_status(tid, S.WAITING, f"running in run {self.elsewhere[tid]}")
+
+    def recheck_claims(self) -> list[str]:
+        """Claim again what waits on other runs; what this run gets is complete (another
+        run made it: SKIPPED) or runs here. Returns the tasks to run. Tasks that became
+        ready meanwhile and are held elsewhere wait in turn, in the same look."""
+        assert self.store is not None
+        to_run: list[str] = []
+        while self.parked:
+            keys = {self.claim_keys[t]: t for t in self.parked}
+            held = self.store.claim_tasks(self.result.run_id, keys, lease=_CLAIM_LEASE_SECONDS)
+            for key, h in held.items():
+                tid = keys[key]
+                if self.parked[tid] != h.run_id:  # the owner changed: say so
+                    self.elsewhere[tid] = self.parked[tid] = h.run_id
+                    self.set_status(tid, S.WAITING, f"running in run {h.run_id}")
+            won = [t for k, t in keys.items() if k not in held]
+            if not won:
+                break
+            self.records.refresh(
+                {os.path.dirname(self.graph.tasks[t].outputs[0].location) for t in won}
+            )
+            for tid in won:
+                by = self.parked.pop(tid)
+                del self.elsewhere[tid]
+                self.claimed.add(tid)
+                if not self.skip_if_made(tid, f"run {by}"):
+                    to_run.append(tid)
+            for tid in self.state.take_ready():
+                if tid in self.elsewhere:
+                    self.park(tid)
+                else:
+                    to_run.append(tid)
+        self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
+        return to_run
+
+    def skip_if_made(self, tid: str, by: str) -> bool:
+        """SKIPPED if another run completed the task since this run planned: outputs
+        there, recorded since the plan with the fingerprint this run would give it."""
+        spec = self.graph.tasks[tid]
+        version = output_version(spec.outputs)
+        if version is None:
+            return False
+        fp = None
+        if spec.complete_check is not None:
+            if not spec.complete_check():
+                return False
+        else:
+            record = self.records.get(spec.outputs[0].location)
+            inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
+            if (
+                record is None
+                or record.at < self.made_at  # as it was: what the plan wants redone
+                or record.fingerprint != fingerprint(spec.params, spec.code, inputs)
+            ):
+                return False
+            fp = record.fingerprint
+        self.versions[tid] = version
+        self.set_status(tid, S.SKIPPED, f"complete: {by} made it", fingerprint=fp)
+        self.release((tid,))
+        self.state.succeed(tid, S.SKIPPED)
+        return True
+
+    def release(self, tids: Sequence[str]) -> None:
+        """Tasks that ended: their status in the store (next flush) frees their claims."""
+        self.claimed.difference_update(tids)
+
     def running_attempts(self) -> list[tuple[str, int]]:
         return [(tid, att) for tid, (_, _, att, _) in self.running.items()]
 
@@ -542,3 +705,15 @@ class _Loop:
                 database=self.store.display_url,
                 reason=type(e).__name__,
             )
+
+
+def _claim_key(spec: TaskSpec) -> str | None:
+    """Who else may be running this task: the same task writing the same place (its id
+    and first output, absolute). Tasks without file outputs are not claimed: they always
+    run (no outputs), or live in one process (in-memory outputs)."""
+    if not spec.outputs or spec.outputs[0].kind == "memory":
+        return None
+    where = spec.outputs[0].location
+    if where[:1] != "/" and "://" not in where:
+        where = os.path.abspath(where)
+    return f"{spec.id}@{where}"

@@ -7,13 +7,18 @@ folder therefore carries its own completeness: copy it elsewhere and it is still
 complete there.
 
 Lines are appended (one ``write`` per flush, ``O_APPEND``), the last line for a key
-wins, a torn last line is ignored, and the file is compacted when it is mostly
-superseded lines. Records of in-memory outputs live in memory.
+wins, and the file is compacted when it is mostly superseded lines. A damaged line (not
+UTF-8, not a record, or a torn last line left by a crash) is skipped with a warning
+naming the file and line: the task it described runs again, and the first write after
+it rewrites the file without it (so the warning is given once, and no record is ever
+appended onto a torn line). Records of in-memory outputs live in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,6 +36,7 @@ _MEMORY = "memory://"
 _memory_records: dict[str, dict[str, Any]] = {}
 # one encoder for all lines: json.dumps with options builds a new encoder on every call
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+_log = logging.getLogger("dagmill.records")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,10 @@ class RecordBook:
         self._lines: dict[str, int] = {}
         self._pending: dict[str, list[str]] = {}
         self._latest: dict[tuple[str, str], Record | None] = {}
+        self._damaged: set[str] = set()  # folders whose file has damaged lines
+        self._warned: set[str] = set()
+        # records files kept open for appending (one write per finished task)
+        self._fds: dict[str, int] = {}
 
     def _entry(self, location: str) -> _Entry | None:
         if location.startswith(_MEMORY):
@@ -176,17 +186,59 @@ class RecordBook:
             self._pending.setdefault(folder, []).append(_encode({"o": key, "fp": None}))
 
     def flush(self) -> None:
+        """Write the buffered lines: one unbuffered ``write`` per folder (a process killed
+        right after keeps them; the engine calls this as each task finishes)."""
         pending, self._pending = self._pending, {}
         for folder, lines in pending.items():
+            if folder in self._damaged:
+                self._repair(folder, lines)
+                continue
             data = ("\n".join(lines) + "\n").encode("utf-8")
-            path = _records_file(folder)
-            ensure_dir(os.path.dirname(path))
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
+            fd = self._fds.get(folder)
+            if fd is not None and os.fstat(fd).st_nlink == 0:  # compacted or deleted since
                 os.close(fd)
+                fd = None
+            if fd is None:
+                path = _records_file(folder)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                except FileNotFoundError:  # the first record of a new folder
+                    ensure_dir(os.path.dirname(path))
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fds[folder] = fd
+            os.write(fd, data)
             self._lines[folder] = self._lines.get(folder, 0) + len(lines)
+
+    def close(self) -> None:
+        """Write what is buffered and close the files kept open for appending."""
+        self.flush()
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def refresh(self, folders: Iterable[str]) -> None:
+        """Forget what was read from these folders (after writing what is buffered), so
+        the next question reads the records other processes appended since."""
+        self.flush()
+        for folder in folders:
+            self._folders.pop(folder, None)
+            for key in [k for k in self._latest if k[0] == folder]:
+                del self._latest[key]
+
+    def _repair(self, folder: str, lines: list[str]) -> None:
+        """Rewrite a damaged file with its good records and ``lines``: read again first,
+        so that records other processes appended meanwhile are kept."""
+        recs = self._read(folder, warn=False)
+        for line in lines:
+            self._apply(recs, line, _HEAD.match(line))
+        self._compact(folder, recs)
+        self._folders[folder] = recs
+        self._damaged.discard(folder)
 
     def _folder(self, folder: str) -> dict[str, _Entry]:
         recs = self._folders.get(folder)
@@ -194,40 +246,76 @@ class RecordBook:
             recs = self._folders[folder] = self._read(folder)
         return recs
 
-    def _read(self, folder: str) -> dict[str, _Entry]:
+    def _read(self, folder: str, warn: bool = True) -> dict[str, _Entry]:
         path = _records_file(folder)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
         except (FileNotFoundError, NotADirectoryError):
             return {}
         recs: dict[str, _Entry] = {}
-        lines = text.split("\n")
+        try:
+            lines = data.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            lines = []
+            for n, raw in enumerate(data.split(b"\n"), 1):
+                try:
+                    lines.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    lines.append("")
+                    self._damage(folder, f"{path}:{n}: skipped a damaged line (not UTF-8)", warn)
         head = _HEAD.match
-        for line in lines[:-1]:  # the part after the last newline may be torn: ignore it
-            m = head(line)
-            if m is not None and line.endswith("}"):
-                key, fp = _unquote(m.group(1)), m.group(3)
-                if fp is None:
-                    recs.pop(key, None)
-                else:
-                    recs[key] = _Entry(fp, _unquote(m.group(2)), line, None)
-                continue
-            try:  # written some other way (by hand, an older dagmill): decode it all
-                d = json.loads(line)
+        for n, line in enumerate(lines[:-1], 1):
+            if line and not self._apply(recs, line, head(line)):
+                self._damage(folder, f"{path}:{n}: skipped a damaged line (not a record)", warn)
+        if lines[-1]:  # no newline after it: a write cut short, or a file edited by hand
+            try:
+                whole = isinstance(json.loads(lines[-1]), dict)
             except ValueError:
-                continue
-            if not isinstance(d, dict) or "o" not in d:
-                continue
-            if d.get("fp") is None:
-                recs.pop(d["o"], None)
-            else:
-                recs[d["o"]] = _Entry(d["fp"], d.get("f", ""), line, d)
+                whole = False
+            if not (whole and self._apply(recs, lines[-1], None)):
+                self._damage(folder, f"{path}:{len(lines)}: skipped a torn last line", warn)
+            self._damaged.add(folder)  # either way, the next write must not append onto it
         n = len(lines) - 1
         self._lines[folder] = n
-        if n > 1000 and n > 3 * len(recs):
+        if n > 1000 and n > 3 * len(recs) and folder not in self._damaged:
             self._compact(folder, recs)
         return recs
+
+    def _damage(self, folder: str, message: str, warn: bool) -> None:
+        self._damaged.add(folder)
+        if warn and message not in self._warned:  # once, though a folder is read again
+            self._warned.add(message)
+            _log.warning(
+                "%s; the task it recorded will run again, and the next record written "
+                "there rewrites the file without it",
+                message,
+            )
+
+    @staticmethod
+    def _apply(recs: dict[str, _Entry], line: str, m: re.Match[str] | None) -> bool:
+        """Take one line into ``recs``; False if it is not a record."""
+        if m is not None and line.endswith("}"):
+            key, fp = _unquote(m.group(1)), m.group(3)
+            if fp is None:
+                recs.pop(key, None)
+            else:
+                recs[key] = _Entry(fp, _unquote(m.group(2)), line, None)
+            return True
+        try:  # written some other way (by hand, an older dagmill): decode it all
+            d = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(d, dict) or not isinstance(d.get("o"), str):
+            return False
+        fp = d.get("fp")
+        if fp is None:
+            recs.pop(d["o"], None)
+        elif isinstance(fp, str):
+            recs[d["o"]] = _Entry(fp, str(d.get("f", "")), line, d)
+        else:
+            return False
+        return True
 
     def _compact(self, folder: str, recs: Mapping[str, _Entry]) -> None:
         with (

@@ -53,6 +53,7 @@ class Plan:
     graph: Graph
     tasks: Mapping[str, TaskPlan]
     versions: Mapping[str, str]
+    made_at: float = 0.0  # when the planner looked (what others made since, it did not see)
 
     @property
     def to_run(self) -> list[str]:
@@ -72,6 +73,7 @@ def plan(
     forced: Iterable[str] = (),
 ) -> Plan:
     """Decide the state of every task of ``graph``, upstream first."""
+    made_at = time.time()
     forced = set(forced)
     decided: dict[str, TaskPlan] = {}
     versions: dict[str, str] = {}
@@ -79,7 +81,7 @@ def plan(
         spec = graph.tasks[tid]
         tp = _decide(spec, graph, records, options, decided, versions, tid in forced)
         decided[tid] = tp
-    return Plan(graph, decided, versions)
+    return Plan(graph, decided, versions, made_at)
 
 
 def _decide(

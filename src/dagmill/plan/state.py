@@ -63,9 +63,10 @@ class RunState:
     def pending(self, tid: str) -> None:
         self.status[tid] = S.PENDING
 
-    def succeed(self, tid: str) -> list[str]:
-        """Mark success; return the downstream tasks that became ready."""
-        self._close(tid, S.SUCCESS)
+    def succeed(self, tid: str, status: TaskRunStatus = S.SUCCESS) -> list[str]:
+        """Mark success (or SKIPPED: found complete, another run made it); return the
+        downstream tasks that became ready."""
+        self._close(tid, status)
         ready = []
         for d in self.graph.downstream[tid]:
             if d in self._blocking and self.status[d] is S.WAITING:

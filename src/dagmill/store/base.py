@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
+from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
 
 __all__ = ["NewRunTask", "Store"]
@@ -79,7 +80,7 @@ _RUN_COLS = (
 )
 
 
-class Store(ABC):
+class Store(TaskClaims, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -359,7 +360,7 @@ class Store(ABC):
         cannot help. Backends override."""
         return None
 
-    def _recover(self) -> None:  # noqa: B027 - most backends have nothing to do
+    def _recover(self) -> None:
         """Get ready to try again after a failure (a backend reconnects here)."""
 
     @property

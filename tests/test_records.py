@@ -1,0 +1,193 @@
+"""Fingerprint records (``.dagmill-records.jsonl``): written as each task finishes, so a
+killed engine never redoes a task that had finished; damaged lines are skipped with a
+warning naming the file and line, and never swallow the next record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dagmill.io.records import RECORDS_FILE, Record, RecordBook
+
+FLOW = textwrap.dedent(
+    """
+    import multiprocessing
+    import os
+    import signal
+    from pathlib import Path
+
+    import dagmill
+
+    MARKS = Path(__file__).parent / "marks"
+
+
+    def ran(name):
+        MARKS.mkdir(exist_ok=True)
+        fd = os.open(MARKS / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, b"%d\\n" % os.getpid())
+        finally:
+            os.close(fd)
+        return len((MARKS / name).read_text().splitlines())
+
+
+    class First(dagmill.tasks.TaskPickle):
+        def run(self):
+            ran("First")
+            self.save(1)
+
+
+    class Other(dagmill.tasks.TaskPickle):
+        def run(self):
+            ran("Other")
+            self.save(2)
+
+
+    class Second(dagmill.tasks.TaskPickle):
+        def requires(self):
+            return [First(), Other()]
+
+        def run(self):
+            if ran("Second") == 1 and os.environ.get("KILL_ENGINE"):
+                # the moment First's output is in place and Second starts: kill -9 the
+                # engine (this process inline, the parent of a worker)
+                worker = multiprocessing.parent_process() is not None
+                os.kill(os.getppid() if worker else os.getpid(), signal.SIGKILL)
+            self.save(sum(self.inputLoad()))
+    """
+)
+
+
+def _dagmill(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dagmill.cli.main", *args],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _executions(tmp_path: Path) -> Counter[str]:
+    return Counter(
+        {p.name: len(p.read_text().splitlines()) for p in (tmp_path / "marks").iterdir()}
+    )
+
+
+def _records(data_dir: Path, family: str) -> Path:
+    return data_dir / family / RECORDS_FILE
+
+
+# -- a killed engine never redoes a finished task ---------------------------------------------
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "workers=2"])
+def test_a_task_finished_before_a_kill_is_not_redone(
+    workers: int, tmp_path: Path, data_dir: Path
+) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    killed = _dagmill(
+        tmp_path, "run", "flow.py:Second", "-w", str(workers), "--quiet", KILL_ENGINE="1"
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert _executions(tmp_path) == Counter({"First": 1, "Other": 1, "Second": 1})
+    # the records of what finished are in their files, though the engine died at once
+    for family in ("First", "Other"):
+        assert f'"f":"{family}"' in _records(data_dir, family).read_text()
+
+    again = _dagmill(tmp_path, "run", "flow.py:Second", "-w", str(workers), "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _executions(tmp_path) == Counter({"First": 1, "Other": 1, "Second": 2})
+
+
+# -- damaged lines ---------------------------------------------------------------------------
+def _run_once(tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(FLOW)
+    done = _dagmill(tmp_path, "run", "flow.py:Second", "--quiet")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_non_utf8_byte_skips_its_line_with_a_warning_and_that_task_reruns_once(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    _run_once(tmp_path)
+    path = _records(data_dir, "First")
+    path.write_bytes(path.read_bytes().replace(b'"f":"First"', b'"f":"Fi\xffst"'))
+
+    for command in ("preview", "run"):
+        out = _dagmill(tmp_path, command, "flow.py:Second")
+        assert out.returncode == 0, out.stderr
+        # named as the data folder was given (./data by default)
+        where = path.relative_to(tmp_path)
+        assert f"{where}:1: skipped a damaged line (not UTF-8)" in out.stderr
+        assert "Traceback" not in out.stderr
+    # First ran again (its record was the damaged line); its dependent, then, too
+    assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
+    # the file was rewritten without the damaged line: no more warnings, nothing reruns
+    assert path.read_bytes().decode("utf-8").count("\n") == 1
+    out = _dagmill(tmp_path, "run", "flow.py:Second")
+    assert out.returncode == 0 and "skipped" not in out.stderr, out.stderr
+    assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
+
+
+def test_a_torn_last_line_is_skipped_and_the_next_record_starts_on_a_new_line(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    _run_once(tmp_path)
+    path = _records(data_dir, "First")
+    line = path.read_text()
+    path.write_text(line[: len(line) // 2])  # a write cut short: no newline at the end
+
+    out = _dagmill(tmp_path, "preview", "flow.py:Second")
+    assert out.returncode == 0, out.stderr
+    assert f"{path.relative_to(tmp_path)}:1: skipped a torn last line" in out.stderr
+    out = _dagmill(tmp_path, "run", "flow.py:Second")
+    assert out.returncode == 0, out.stderr
+    assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
+    # every line of the file is a whole record: the new one did not land on the torn one
+    lines = path.read_text().splitlines()
+    assert [json.loads(raw)["f"] for raw in lines] == ["First"]
+    out = _dagmill(tmp_path, "run", "flow.py:Second")
+    assert out.returncode == 0 and "skipped" not in out.stderr, out.stderr
+    assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
+
+
+def test_the_record_book_keeps_good_lines_around_damaged_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def record(fp: str) -> Record:
+        return Record(fp, {}, {}, {}, 1.0, "F")
+
+    book = RecordBook()
+    for key in "abc":
+        book.put(os.fspath(tmp_path / key), record("aa"))
+    book.flush()
+    path = tmp_path / RECORDS_FILE
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = b"\x80" + lines[1]  # b: not UTF-8
+    path.write_bytes(b"\n".join(lines[:3]) + b'\n{"o":"d","f":"F","fp":"a')  # d: torn
+
+    caplog.set_level(logging.WARNING, logger="dagmill")
+    book = RecordBook()
+    found = {k: book.fingerprint(os.fspath(tmp_path / k)) for k in "abcd"}
+    assert found == {"a": "aa", "b": None, "c": "aa", "d": None}
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        f"{path}:2: skipped a damaged line (not UTF-8)",
+        f"{path}:4: skipped a torn last line",
+    ]
+
+    book.put(os.fspath(tmp_path / "d"), record("dd"))
+    book.flush()
+    written = [json.loads(raw) for raw in path.read_text().splitlines()]
+    assert {d["o"]: d["fp"] for d in written} == {"a": "aa", "c": "aa", "d": "dd"}
+    assert len(written) == 3
