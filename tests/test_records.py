@@ -23,6 +23,7 @@ FLOW = textwrap.dedent(
     import multiprocessing
     import os
     import signal
+    import time
     from pathlib import Path
 
     import dagmill
@@ -62,6 +63,7 @@ FLOW = textwrap.dedent(
                 # engine (this process inline, the parent of a worker)
                 worker = multiprocessing.parent_process() is not None
                 os.kill(os.getppid() if worker else os.getpid(), signal.SIGKILL)
+                time.sleep(60)  # a worker goes with its engine before it saves anything
             self.save(sum(self.inputLoad()))
     """
 )
@@ -134,7 +136,9 @@ def test_a_non_utf8_byte_skips_its_line_with_a_warning_and_that_task_reruns_once
     # First ran again (its record was the damaged line); its dependent, then, too
     assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
     # the file was rewritten without the damaged line: no more warnings, nothing reruns
-    assert path.read_bytes().decode("utf-8").count("\n") == 1
+    # (First's lines: its mark as it started, then its record)
+    lines = [json.loads(raw) for raw in path.read_bytes().decode("utf-8").splitlines()]
+    assert [d["f"] for d in lines] == ["First", "First"] and "w" not in lines[-1]
     out = _dagmill(tmp_path, "run", "flow.py:Second")
     assert out.returncode == 0 and "skipped" not in out.stderr, out.stderr
     assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
@@ -156,7 +160,9 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_on_a_new_line(
     assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
     # every line of the file is a whole record: the new one did not land on the torn one
     lines = path.read_text().splitlines()
-    assert [json.loads(raw)["f"] for raw in lines] == ["First"]
+    written = [json.loads(raw) for raw in lines]  # First's mark as it started, its record
+    assert [d["f"] for d in written] == ["First", "First"]
+    assert "w" in written[0] and "w" not in written[1]
     out = _dagmill(tmp_path, "run", "flow.py:Second")
     assert out.returncode == 0 and "skipped" not in out.stderr, out.stderr
     assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
@@ -191,3 +197,86 @@ def test_the_record_book_keeps_good_lines_around_damaged_ones(
     written = [json.loads(raw) for raw in path.read_text().splitlines()]
     assert {d["o"]: d["fp"] for d in written} == {"a": "aa", "c": "aa", "d": "dd"}
     assert len(written) == 3
+
+
+# -- killed between an output's rename and its record: the mark decides -------------------------
+MARKED = textwrap.dedent(
+    """
+    import multiprocessing
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    import dagmill
+
+    MARKS = Path(__file__).parent / "marks"
+
+
+    def ran(name):
+        MARKS.mkdir(exist_ok=True)
+        with open(MARKS / name, "a") as f:
+            f.write("x\\n")
+
+
+    def kill_engine():
+        worker = multiprocessing.parent_process() is not None
+        os.kill(os.getppid() if worker else os.getpid(), signal.SIGKILL)
+        time.sleep(60)  # a worker goes with its engine
+
+
+    class Two(dagmill.tasks.TaskPickle):
+        v = dagmill.IntParameter(default=1)
+        persist = ["a", "b"]
+
+        def run(self):
+            ran("Two")
+            self.save({"a": self.v, "b": self.v})
+            if os.environ.get("KILL") == "after-save":
+                kill_engine()
+
+
+    class Half(dagmill.tasks.TaskPickle):
+        v = dagmill.IntParameter(default=1)
+        persist = ["a", "b"]
+
+        def run(self):
+            ran("Half")
+            if os.environ.get("KILL") == "half":
+                self.output()["a"].save(self.v)  # one output of two in place
+                kill_engine()
+            self.save({"a": self.v, "b": self.v})
+    """
+)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "workers=2"])
+def test_a_task_killed_after_its_outputs_were_in_place_is_complete(
+    workers: int, tmp_path: Path, data_dir: Path
+) -> None:
+    (tmp_path / "flow.py").write_text(MARKED)
+    killed = _dagmill(tmp_path, "run", "flow.py:Two", "-w", str(workers), KILL="after-save")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    preview = _dagmill(tmp_path, "preview", "flow.py:Two")
+    assert "COMPLETE" in preview.stdout, preview.stdout + preview.stderr
+    again = _dagmill(tmp_path, "run", "flow.py:Two", "-w", str(workers))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _executions(tmp_path) == Counter({"Two": 1})
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["inline", "workers=2"])
+def test_a_task_killed_with_some_outputs_rewritten_runs_again(
+    workers: int, tmp_path: Path, data_dir: Path
+) -> None:
+    (tmp_path / "flow.py").write_text(MARKED)
+    first = _dagmill(tmp_path, "run", "flow.py:Half", "-w", str(workers))
+    assert first.returncode == 0, first.stdout + first.stderr
+    # new code: the task is stale; killed with output a rewritten and b as it was
+    (tmp_path / "flow.py").write_text(MARKED.replace('ran("Half")', 'ran("Half"); self.v += 1'))
+    killed = _dagmill(tmp_path, "run", "flow.py:Half", "-w", str(workers), KILL="half")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    preview = _dagmill(tmp_path, "preview", "flow.py:Half")
+    assert "its last attempt stopped before it finished" in preview.stdout, preview.stdout
+    again = _dagmill(tmp_path, "run", "flow.py:Half", "-w", str(workers))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _executions(tmp_path) == Counter({"Half": 3})

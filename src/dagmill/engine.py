@@ -31,7 +31,7 @@ from dagmill.errors import StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.atomic import remove_stale_temporaries
-from dagmill.io.records import RecordBook, output_version
+from dagmill.io.records import RecordBook, changed_since, output_version, versions_before
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.model.task import TaskSpec
@@ -431,6 +431,13 @@ class _Loop:
         inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
         where = self.ex.where_next()
         self.running[tid] = (alloc, inputs, att, where)
+        if spec.complete_check is None and spec.outputs:
+            before = versions_before(spec.outputs)
+            if before is not None:
+                # on disk before the task can rename an output into place: killed after
+                # that, it is complete (io/records.py)
+                self.records.put(spec.outputs[0].location, make_record(spec, inputs, before))
+                self.records.flush()
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
@@ -487,6 +494,7 @@ class _Loop:
                         "the task stays incomplete"
                     )
                     logging.getLogger("dagmill").warning("%s: %s", spec.label, detail)
+                    self.forget_mark(spec)
                     self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
                     self.set_status(tid, S.SUCCESS, detail)
                     self.state.succeed(tid)
@@ -500,9 +508,12 @@ class _Loop:
             else:
                 self.versions[tid] = version
                 record = make_record(spec, inputs)
+                marked = self.records.before(spec.outputs[0].location) is not None
                 self.records.put(spec.outputs[0].location, record)
-                # on disk before anyone hears it is done, and before a dependent starts
-                self.records.flush()
+                if not marked:
+                    # on disk before anyone hears it is done, and before a dependent
+                    # starts; a marked task is safe already, its record goes in the batch
+                    self.records.flush()
                 fp = record.fingerprint
         if error is None:
             self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
@@ -512,6 +523,7 @@ class _Loop:
             self.state.succeed(tid)
             return
         self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error, log=log)
+        self.forget_mark(spec)
         if att <= spec.retries:
             delay = spec.retry_delay * (2 ** (att - 1))
             heapq.heappush(self.retries, (time.monotonic() + delay, att, tid))
@@ -525,6 +537,13 @@ class _Loop:
             self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
         if self.claimed:  # another run waiting on them may try them itself
             self.release((tid, *hit))
+
+    def forget_mark(self, spec: TaskSpec) -> None:
+        """A failed attempt may have written every output before it failed: its mark must
+        not make it look complete."""
+        if spec.outputs and self.records.before(spec.outputs[0].location) is not None:
+            self.records.forget(spec.outputs[0].location)
+            self.records.flush()
 
     def set_status(
         self, tid: str, status: TaskRunStatus, detail: str = "", fingerprint: str | None = None
@@ -659,6 +678,8 @@ class _Loop:
                 record is None
                 or record.at < self.made_at  # as it was: what the plan wants redone
                 or record.fingerprint != fingerprint(spec.params, spec.code, inputs)
+                # marked as it started: complete only if it wrote every output since
+                or (record.before is not None and not changed_since(version, record.before))
             ):
                 return False
             fp = record.fingerprint

@@ -12,6 +12,13 @@ UTF-8, not a record, or a torn last line left by a crash) is skipped with a warn
 naming the file and line: the task it described runs again, and the first write after
 it rewrites the file without it (so the warning is given once, and no record is ever
 appended onto a torn line). Records of in-memory outputs live in memory.
+
+A task whose outputs are local files gets its record *before* it runs, marked with the
+versions its outputs had then (``"w"``): killed after renaming its outputs into place but
+before the engine heard of it, the task is still complete, since every output changed
+since the mark; killed earlier, some output did not change, and it runs again. The
+engine then writes the plain record with the next batch. This needs no clock: a version
+is size + mtime, compared for change only.
 """
 
 from __future__ import annotations
@@ -29,7 +36,14 @@ from dagmill.io import memory
 from dagmill.io.atomic import atomic_path, ensure_dir
 from dagmill.model.task import OutputRef
 
-__all__ = ["RECORDS_FILE", "Record", "RecordBook", "output_version"]
+__all__ = [
+    "RECORDS_FILE",
+    "Record",
+    "RecordBook",
+    "changed_since",
+    "output_version",
+    "versions_before",
+]
 
 RECORDS_FILE = ".dagmill-records.jsonl"
 _MEMORY = "memory://"
@@ -49,22 +63,34 @@ class Record:
     inputs: Mapping[str, str]
     at: float
     family: str = ""
+    # set while the task runs: its outputs' versions before it started (see the module)
+    before: str | None = None
 
     def to_json(self, key: str) -> dict[str, Any]:
-        return {
-            "o": key,
-            "f": self.family,
-            "fp": self.fingerprint,
-            "p": dict(self.params),
-            "c": dict(self.code),
-            "i": dict(self.inputs),
-            "t": round(self.at, 3),
-        }
+        d: dict[str, Any] = {"o": key, "f": self.family, "fp": self.fingerprint}
+        if self.before is not None:
+            d["w"] = self.before
+        d.update(
+            {
+                "p": dict(self.params),
+                "c": dict(self.code),
+                "i": dict(self.inputs),
+                "t": round(self.at, 3),
+            }
+        )
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
+        before = d.get("w")
         return cls(
-            d["fp"], d.get("p", {}), d.get("c", {}), d.get("i", {}), d.get("t", 0.0), d.get("f", "")
+            d["fp"],
+            d.get("p", {}),
+            d.get("c", {}),
+            d.get("i", {}),
+            d.get("t", 0.0),
+            d.get("f", ""),
+            before if isinstance(before, str) else None,
         )
 
 
@@ -103,9 +129,34 @@ def output_version(outputs: Iterable[OutputRef]) -> str | None:
     return "|".join(parts)
 
 
+def versions_before(outputs: Iterable[OutputRef]) -> str | None:
+    """The mark of a task about to run: its outputs' versions now ("|"-joined, "" for a
+    missing one), or None if they are not all local files (recorded only at the end)."""
+    parts = []
+    for out in outputs:
+        if out.kind != "file" or "://" in out.location:
+            return None
+        try:
+            st = os.stat(out.location)
+        except (FileNotFoundError, NotADirectoryError):
+            parts.append("")
+            continue
+        parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts) if parts else None
+
+
+def changed_since(version: str, before: str) -> bool:
+    """True if every output of ``version`` (from output_version) differs from its mark."""
+    now, was = version.split("|"), before.split("|")
+    return len(now) == len(was) and all(a != b for a, b in zip(now, was))
+
+
 # Lines are written as {"o": key, "f": family, "fp": fingerprint, ...}: the planner needs
 # only those three, so reading takes them with a regex and decodes a line when asked.
-_HEAD = re.compile(r'\{"o":("(?:[^"\\]|\\.)*"),"f":("(?:[^"\\]|\\.)*"),"fp":(?:"([0-9a-f]+)"|null)')
+_HEAD = re.compile(
+    r'\{"o":("(?:[^"\\]|\\.)*"),"f":("(?:[^"\\]|\\.)*"),"fp":(?:"([0-9a-f]+)"|null)'
+    r'(?:,"w":"([0-9:|]*)")?'
+)
 
 
 def _unquote(s: str) -> str:
@@ -113,10 +164,17 @@ def _unquote(s: str) -> str:
 
 
 class _Entry:
-    __slots__ = ("_d", "family", "fp", "raw")
+    __slots__ = ("_d", "before", "family", "fp", "raw")
 
-    def __init__(self, fp: str, family: str, raw: str | None, d: dict[str, Any] | None) -> None:
-        self.fp, self.family, self.raw, self._d = fp, family, raw, d
+    def __init__(
+        self,
+        fp: str,
+        family: str,
+        raw: str | None,
+        d: dict[str, Any] | None,
+        before: str | None = None,
+    ) -> None:
+        self.fp, self.family, self.raw, self._d, self.before = fp, family, raw, d, before
 
     def data(self) -> dict[str, Any]:
         if self._d is None:
@@ -152,6 +210,11 @@ class RecordBook:
         e = self._entry(location)
         return e.fp if e else None
 
+    def before(self, location: str) -> str | None:
+        """The mark of a record written as its task started (None for a finished one)."""
+        e = self._entry(location)
+        return e.before if e else None
+
     def get(self, location: str) -> Record | None:
         e = self._entry(location)
         return Record.from_json(e.data()) if e else None
@@ -172,7 +235,8 @@ class RecordBook:
         folder, key = os.path.split(location)
         d = record.to_json(key)
         line = _encode(d)
-        self._folder(folder)[key] = _Entry(record.fingerprint, record.family, line, d)
+        entry = _Entry(record.fingerprint, record.family, line, d, record.before)
+        self._folder(folder)[key] = entry
         self._pending.setdefault(folder, []).append(line)
         self._latest.pop((folder, record.family), None)
 
@@ -300,7 +364,7 @@ class RecordBook:
             if fp is None:
                 recs.pop(key, None)
             else:
-                recs[key] = _Entry(fp, _unquote(m.group(2)), line, None)
+                recs[key] = _Entry(fp, _unquote(m.group(2)), line, None, m.group(4))
             return True
         try:  # written some other way (by hand, an older dagmill): decode it all
             d = json.loads(line)
@@ -312,7 +376,10 @@ class RecordBook:
         if fp is None:
             recs.pop(d["o"], None)
         elif isinstance(fp, str):
-            recs[d["o"]] = _Entry(fp, str(d.get("f", "")), line, d)
+            before = d.get("w")
+            recs[d["o"]] = _Entry(
+                fp, str(d.get("f", "")), line, d, before if isinstance(before, str) else None
+            )
         else:
             return False
         return True

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dagmill.io.records import Record, RecordBook, output_version
+from dagmill.io.records import Record, RecordBook, changed_since, output_version
 from dagmill.model.graph import Graph
 from dagmill.model.states import PlanState
 from dagmill.model.task import TaskSpec
@@ -129,6 +129,9 @@ def _decide(
             return TaskPlan(
                 PlanState.STALE, "outputs exist but no fingerprint was recorded for them"
             )
+        before = records.before(spec.outputs[0].location)
+        if before is not None and not changed_since(outs, before):
+            return TaskPlan(PlanState.STALE, "its last attempt stopped before it finished")
         inputs = {u: versions[u] for u in spec.upstream if u in versions}
         if len(inputs) < len(spec.upstream) or (
             fingerprint(spec.params, spec.code, inputs) != recorded
@@ -157,8 +160,9 @@ def _current_inputs(spec: TaskSpec, versions: Mapping[str, str], rec: Record) ->
     return out
 
 
-def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:
-    """The record of a task that just completed with these input versions."""
+def make_record(spec: TaskSpec, inputs: Mapping[str, str], before: str | None = None) -> Record:
+    """The record of a task that completed with these input versions (or, with
+    ``before``, that starts: see io/records.py)."""
     return Record(
         fingerprint(spec.params, spec.code, inputs),
         dict(spec.params),
@@ -166,6 +170,7 @@ def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:
         dict(inputs),
         time.time(),
         spec.family,
+        before,
     )
 
 
