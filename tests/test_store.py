@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import dagmill
+from conftest import fresh_postgres_database
 from dagmill.errors import SchemaVersionError, StoreError
 from dagmill.store import open_store
 
@@ -275,3 +276,46 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
             assert s.list_runs() == []
         finally:
             s.close()
+
+
+PG_OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from dagmill.store import open_store
+
+    start = float(sys.argv[1])
+    for k, url in enumerate(sys.argv[2:]):  # fresh databases, opened by all at one moment
+        while time.time() < start + 0.5 * k:
+            pass
+        try:
+            s = open_store(url)
+            s.list_runs()
+            s.close()
+            print("ok", flush=True)
+        except Exception as e:
+            print("error", type(e).__name__, e, flush=True)
+    """
+)
+
+
+def test_processes_opening_a_new_postgres_database_at_once_all_succeed(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The migrator that waited for another sees the tables it committed (no
+    DuplicateTable): the migration lock is taken before the transaction begins."""
+    urls = [fresh_postgres_database(request) for _ in range(3)]
+    start = time.time() + 2.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PG_OPENER, repr(start), *urls],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(4)
+    ]
+    lines = []
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        lines += out.decode().splitlines()
+    assert [line for line in lines if not line.startswith("ok")] == []
+    assert len(lines) == 12

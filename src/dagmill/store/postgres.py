@@ -1,7 +1,7 @@
 """The run record in PostgreSQL (``postgresql+psycopg://user@host/db``), for team servers.
 
 The repository's SQL is the same as SQLite's; ``?`` placeholders become ``%s``. The
-schema is created or upgraded under a transaction-scoped advisory lock, so many
+schema is created or upgraded under an advisory lock, so many
 processes may open a new database at once.
 """
 
@@ -43,9 +43,14 @@ class PostgresStore(Store):
 
     def _check_schema(self) -> None:
         if self.schema_version != LATEST:
-            with self._tx():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                self._migrate()
+            # the lock is taken before the transaction: one begun earlier would not see
+            # the tables that the migrator before us committed (DuplicateTable)
+            self._conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            try:
+                with self._tx():
+                    self._migrate()
+            finally:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
 
     def _connect(self) -> Any:
         # a server that does not answer is an outage to wait for, not a hang
