@@ -278,6 +278,25 @@ def test_progress_counts_cancelled_tasks_as_cancelled_not_failed() -> None:
     assert detail == "0 running, [red]1 failed[/], [yellow]2 cancelled[/]"
 
 
+def test_progress_shows_tasks_another_run_executes() -> None:
+    from types import SimpleNamespace
+
+    from dagmill.cli.render import Progress
+    from dagmill.model.states import TaskRunStatus as S
+
+    progress = Progress()
+    progress.run_started("r2", SimpleNamespace(graph=range(3), to_run=["a", "b", "c"]))  # type: ignore[arg-type]
+    progress.task_changed("a", S.WAITING, "running in run r1")
+    progress.task_changed("b", S.WAITING, "running in run r1")
+    detail = progress._bar.tasks[0].fields["detail"]
+    assert detail == "0 running, 2 running in another run"
+    progress.task_changed("a", S.SKIPPED, "complete: run r1 made it")
+    progress.task_changed("b", S.RUNNING, "")
+    task = progress._bar.tasks[0]
+    assert task.completed == 1
+    assert task.fields["detail"] == "1 running, 1 made by another run"
+
+
 def test_a_run_result_prints_short(tmp_path: Path) -> None:
     import dagmill
     from dagmill.frontends.loader import load_task

@@ -57,6 +57,8 @@ class Progress:
         self._failed = 0
         self._cancelled = 0
         self._pending = 0
+        self._skipped = 0
+        self._elsewhere: set[str] = set()  # waiting for another run that executes them
 
     def __enter__(self) -> Progress:
         self._bar.__enter__()
@@ -73,7 +75,14 @@ class Progress:
         )
 
     def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
-        if status is S.RUNNING:
+        if status is S.WAITING and detail.startswith("running in run"):
+            self._elsewhere.add(task_id)
+        else:
+            self._elsewhere.discard(task_id)
+        if status is S.SKIPPED:  # another run made it meanwhile (claims)
+            self._done += 1
+            self._skipped += 1
+        elif status is S.RUNNING:
             self._running += 1
         elif status in (S.SUCCESS, S.FAILED, S.UPSTREAM_FAILED, S.CANCELLED):
             if status is not S.UPSTREAM_FAILED:
@@ -95,6 +104,10 @@ class Progress:
             bits.append(f"[red]{self._failed} failed[/]")
         if self._cancelled:
             bits.append(f"[yellow]{self._cancelled} cancelled[/]")
+        if self._elsewhere:
+            bits.append(f"{len(self._elsewhere)} running in another run")
+        if self._skipped:
+            bits.append(f"{self._skipped} made by another run")
         self._bar.update(self._task, completed=self._done, detail=", ".join(bits))
 
 
