@@ -17,8 +17,6 @@ import sys
 import textwrap
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +125,6 @@ FLOW = textwrap.dedent(
 
 
 # -- helpers ---------------------------------------------------------------------------
-@contextmanager
-def _store() -> Iterator[Store]:
-    s = open_store()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(autouse=True)
@@ -181,13 +172,13 @@ def _flow(tmp_path: Path) -> Path:
 
 
 def _runs() -> dict[str, Any]:
-    with _store() as s:
+    with open_store() as s:
         return {r.id: (r, {t.family + str(t.params): t for t in s.get_run_tasks(r.id)})
                 for r in s.list_runs()}  # fmt: skip
 
 
 def _task_status(run_id: str, family: str) -> str | None:
-    with _store() as s:
+    with open_store() as s:
         return next((t.status for t in s.get_run_tasks(run_id) if t.family == family), None)
 
 
@@ -229,7 +220,7 @@ def test_two_runs_of_one_graph_execute_each_task_once(
     succeeded = Counter(k for _, tasks in runs.values() for k, t in tasks.items()
                         if t.status == "SUCCESS")  # fmt: skip
     assert sorted(succeeded.values()) == [1] * len(names)
-    with _store() as s:
+    with open_store() as s:
         assert s.claims_of() == {}, "a finished run left claims behind"
 
 
@@ -417,7 +408,7 @@ def test_a_killed_runs_claims_are_taken_over_by_the_waiting_run(
     second_run, second_tasks = runs[second_id]
     assert second_run.status == "SUCCESS"
     assert {t.status for t in second_tasks.values()} == {"SUCCESS"}
-    with _store() as s:
+    with open_store() as s:
         assert set(s.claims_of().values()) <= {(first_id, f"{os.uname().nodename}:{first.pid}")}
 
 
@@ -575,7 +566,7 @@ def test_an_in_process_run_claims_its_tasks_and_releases_them(
         class Watch(_Seen):
             def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
                 if status is TaskRunStatus.RUNNING and not held_while_running:
-                    with _store() as s:
+                    with open_store() as s:
                         held_while_running.append(s.claims_of())
 
         result = dagmill.run(module.Step(i=3), reporter=Watch(), execution_summary=False)
@@ -586,5 +577,5 @@ def test_an_in_process_run_claims_its_tasks_and_releases_them(
     step0 = module.Step(i=0)
     assert claims[f"{step0.task_id}@{step0.output().path}"][0] == result.run_id
     assert len(claims) == 4
-    with _store() as s:
+    with open_store() as s:
         assert s.claims_of() == {}

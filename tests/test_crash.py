@@ -18,15 +18,13 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import fresh_postgres_database
-from dagmill.store import Store, open_store
+from dagmill.store import open_store
 from helpers import wait_for
 
 PARTS = 19  # 19 parts + the sum: a 20-task graph
@@ -71,15 +69,6 @@ FLOW = textwrap.dedent(
             self.save(sum(self.inputLoad()))
     """
 ).format(parts=PARTS)
-
-
-@contextmanager
-def _store() -> Iterator[Store]:
-    s = open_store()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _dagmill(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -152,7 +141,7 @@ def _kill_mid_run(tmp_path: Path, workers: int) -> tuple[str, set[str], set[str]
     flow.write_text(FLOW)
     proc = _start_run(tmp_path, flow, "Sum", workers, tmp_path / "run.log")
     try:
-        with _store() as s:
+        with open_store() as s:
 
             def far_enough() -> bool:
                 runs = s.list_runs()
@@ -168,7 +157,7 @@ def _kill_mid_run(tmp_path: Path, workers: int) -> tuple[str, set[str], set[str]
             proc.wait(timeout=10)
     finally:
         _stop(proc)
-    with _store() as s:
+    with open_store() as s:
         (run,) = s.list_runs()
         tasks = s.get_run_tasks(run.id)
     # nobody told the store: the run still says RUNNING, though its engine is gone
@@ -248,7 +237,7 @@ def test_resume_after_sigkill_finishes_the_run_without_redoing_work(
     assert shown.returncode == 0, shown.stderr
     _check_finished_run(json.loads(shown.stdout), done, running, marks, data_dir)
 
-    with _store() as s:
+    with open_store() as s:
         runs = s.list_runs()
     assert [r.id for r in runs] == [run_id], "resuming must not start another run"
 
@@ -279,7 +268,7 @@ def test_next_runs_command_resumes_a_killed_run_in_the_background(
         assert any(message in err for _, err in outputs), outputs
 
         def status() -> str:
-            with _store() as s:
+            with open_store() as s:
                 run = s.get_run(run_id)
             assert run is not None
             return run.status
@@ -370,7 +359,7 @@ def test_two_processes_racing_for_queued_runs_run_each_exactly_once(
     flow.write_text(RACE_FLOW)
     job = build_job(f"{flow}:Tick", {}, data_dir=os.fspath(data_dir))
     run_ids = [f"race-{i:03d}-{secrets.token_hex(3)}" for i in range(count)]
-    with _store() as s:
+    with open_store() as s:
         for rid in run_ids:
             s.queue_run(rid, job.name, job.id, job.target())
         assert [r.status for r in s.list_runs(limit=1000)] == ["PENDING"] * count
@@ -420,7 +409,7 @@ def test_two_processes_racing_for_queued_runs_run_each_exactly_once(
     per_pid = Counter(int(line) for line in ledger)
     assert per_pid == Counter({r["pid"]: len(r["ran"]) for r in reports if r["ran"]})
 
-    with _store() as s:
+    with open_store() as s:
         runs = s.list_runs(limit=1000)
         tasks = {rid: s.get_run_tasks(rid) for rid in run_ids}
     assert sorted(r.id for r in runs) == sorted(run_ids)
@@ -489,7 +478,7 @@ def test_two_runs_writing_one_sqlite_file_at_once_both_finish(
         for p in procs.values():
             _stop(p)
 
-    with _store() as s:
+    with open_store() as s:
         runs = {r.name: r for r in s.list_runs()}
         tasks = {name: s.get_run_tasks(r.id) for name, r in runs.items()}
     assert sorted(runs) == sorted(flows)

@@ -137,19 +137,10 @@ def _finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> s
     return log.read_text(errors="replace")
 
 
-@contextmanager
-def _store(url: str | None = None) -> Iterator[Store]:
-    s = open_store(url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def _check_whole_run(run_id: str | None = None) -> None:
     """The record agrees with itself: the run SUCCESS, each task SUCCESS (or SKIPPED)
     with its last attempt closed, and the counts those of its tasks."""
-    with _store() as s:
+    with open_store() as s:
         run = s.get_run(run_id) if run_id else s.list_runs()[0]
         assert run is not None
         tasks = s.get_run_tasks(run.id)
@@ -230,7 +221,7 @@ def _new_run(s: Store, run_id: str, n: int = 3) -> list[str]:
 
 # -- the store: a failed flush keeps its events, newer ones win ---------------------------
 def test_a_flush_while_the_database_is_away_keeps_every_event(database_url: str) -> None:
-    with _store(database_url) as s:
+    with open_store(database_url) as s:
         _new_run(s, "r1")
         s.task_status("r1", "T0", "RUNNING", 1, "fp-0")
         s.task_attempt("r1", "T0", 1, "RUNNING", started_at=100.0, log=("t0.log", 0, None))
@@ -255,7 +246,7 @@ def test_a_database_away_past_the_bound_is_a_clear_error_naming_the_run(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAGMILL_STORE_RETRY_SECONDS", "0.5")
-    with _store(database_url) as s:
+    with open_store(database_url) as s:
         _new_run(s, "r2")
         s.task_status("r2", "T0", "SUCCESS", 1)
         with _database_away(database_url):
@@ -284,7 +275,7 @@ def test_create_run_waits_for_a_locked_sqlite_file_and_says_so(
 ) -> None:
     monkeypatch.setenv("DAGMILL_STORE_RETRY_SECONDS", "30")
     url = f"sqlite:///{tmp_path}/locked.db"
-    with _store(url) as s:
+    with open_store(url) as s:
         other = sqlite3.connect(
             s.url[len("sqlite:///") :], isolation_level=None, check_same_thread=False
         )
@@ -324,7 +315,7 @@ def test_a_run_while_another_process_locks_the_sqlite_file_ends_consistent(
         def started() -> bool:
             if proc.poll() is not None or not db.exists():
                 return proc.poll() is not None
-            with _store() as s:
+            with open_store() as s:
                 runs = s.list_runs()
                 return bool(runs) and any(
                     t.status == "SUCCESS" for t in s.get_run_tasks(runs[0].id)
@@ -371,7 +362,7 @@ def test_a_run_survives_its_postgres_connections_being_killed(
     killed = 0
     proc = _start_run(tmp_path, flow, log)
     try:
-        with _store() as s:
+        with open_store() as s:
             wait_for(lambda: s.list_runs() or proc.poll() is not None, what="the run to start")
         with _admin() as admin:
             # as if the server restarted, again and again, while the run goes on
@@ -402,7 +393,7 @@ def test_a_postgres_database_away_too_long_stops_the_run_resumably(
         def going() -> bool:
             if proc.poll() is not None:
                 return True
-            with _store() as s:
+            with open_store() as s:
                 runs = s.list_runs()
                 done = runs and sum(t.status == "SUCCESS" for t in s.get_run_tasks(runs[0].id))
             return bool(runs) and done >= 2
@@ -413,7 +404,7 @@ def test_a_postgres_database_away_too_long_stops_the_run_resumably(
     finally:
         if proc.poll() is None:
             proc.kill()
-    with _store() as s:
+    with open_store() as s:
         (run,) = s.list_runs()
     assert proc.returncode == 1, output
     assert "Traceback" not in output, output
@@ -463,7 +454,7 @@ def test_a_full_disk_stops_the_run_with_a_message_and_it_resumes(
     assert "waiting for the run record (disk full)" in output, output
     assert "is unavailable: disk full" in output, output
     (small_home / "filler").unlink()
-    with _store() as s:
+    with open_store() as s:
         (run,) = s.list_runs()
     assert run.status == "RUNNING" and f"dagmill runs resume {run.id}" in output
 
@@ -478,7 +469,7 @@ def test_gc_shrinks_the_sqlite_file(tmp_path: Path) -> None:
     from dagmill.runs import collect_garbage
 
     db = Path(os.environ["DAGMILL_HOME"]) / "dagmill.db"
-    with _store() as s:
+    with open_store() as s:
         job = s.create_job("j1", "big", "python", "flow:Big", "v1", {}, None,
                            ttl={"secondsAfterCompletion": 0})  # fmt: skip
         for n in range(40):
@@ -497,7 +488,7 @@ def test_gc_shrinks_the_sqlite_file(tmp_path: Path) -> None:
         full = s.space()  # type: ignore[attr-defined]
     size = db.stat().st_size
     assert len(collect_garbage(now=time.time() + 1)) == 40
-    with _store() as s:
+    with open_store() as s:
         after = s.space()  # type: ignore[attr-defined]
         assert [r.id for r in s.list_runs()] == ["keep"]
     assert after["pages"] < full["pages"] // 4, (full, after)
@@ -519,7 +510,7 @@ def test_a_record_that_cannot_be_written_stops_the_run_without_a_traceback(
         def started() -> bool:
             if proc.poll() is not None or not db.exists():
                 return proc.poll() is not None
-            with _store() as s:
+            with open_store() as s:
                 return bool(s.list_runs())
 
         assert wait_for(started, timeout=60) and proc.poll() is None, log.read_text()

@@ -14,15 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dagmill import settings
 from dagmill.errors import DefinitionError
 from dagmill.logs import LogChunk, run_logs
 from dagmill.model.runs import RunInfo, RunTaskInfo
-from dagmill.store import Store, open_store
+from dagmill.store import open_store
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
@@ -42,26 +40,17 @@ __all__ = [
 ]
 
 
-@contextmanager
-def _store() -> Iterator[Store]:
-    s = open_store()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def get_runs(
     status: str | None = None, limit: int = 20, job_id: str | None = None
 ) -> list[RunInfo]:
     """The most recent runs first (``status``: PENDING, RUNNING, SUCCESS, FAILED, CANCELLED)."""
-    with _store() as s:
+    with open_store() as s:
         return s.list_runs(status=status, limit=limit, job_id=job_id)
 
 
 def get_run(run_id: str) -> RunInfo:
     """One run, by id or unique id prefix."""
-    with _store() as s:
+    with open_store() as s:
         run = s.get_run(run_id)
     if run is None:
         raise DefinitionError(f"no run {run_id!r}: see dagmill.runs.get_runs()")
@@ -71,14 +60,14 @@ def get_run(run_id: str) -> RunInfo:
 def get_run_tasks(run_id: str) -> list[RunTaskInfo]:
     """The tasks of a run as it ran: status, attempts (with errors), plan and fingerprint."""
     run = get_run(run_id)
-    with _store() as s:
+    with open_store() as s:
         return s.get_run_tasks(run.id)
 
 
 def get_run_logs_list(run_id: str, task: str | None = None) -> list[LogChunk]:
     """Captured output of each attempt of each task (or of the tasks matching ``task``)."""
     run = get_run(run_id)
-    with _store() as s:
+    with open_store() as s:
         return run_logs(s, run.id, task)
 
 
@@ -94,7 +83,7 @@ def get_run_logs(run_id: str, task: str | None = None) -> str:
 def delete_run(run_id: str) -> bool:
     """Delete a run, its tasks and its logs."""
     run = get_run(run_id)
-    with _store() as s:
+    with open_store() as s:
         deleted = s.delete_run(run.id)
     shutil.rmtree(settings.logs_dir(run.id), ignore_errors=True)
     return deleted
@@ -122,7 +111,7 @@ def cancel_run(run_id: str, wait: float = 10.0) -> str:
     run = get_run(run_id)
     if run.status in ("SUCCESS", "FAILED", "CANCELLED"):
         return f"run {run.id} already ended: {run.status}"
-    with _store() as s:
+    with open_store() as s:
         if run.status == "PENDING" and s.set_run_status(run.id, "CANCELLED", only_if=["PENDING"]):
             return f"cancelled run {run.id} before it started"
     run = get_run(run.id)  # an engine may have taken it meanwhile
@@ -143,7 +132,7 @@ def cancel_run(run_id: str, wait: float = 10.0) -> str:
             time.sleep(0.1)
         else:
             return f"asked run {run.id} to stop (its engine has not confirmed yet)"
-    with _store() as s:
+    with open_store() as s:
         s.set_run_status(run.id, "CANCELLED", "cancelled (its engine had stopped)", ["RUNNING"])
     return f"cancelled run {run.id}"
 
@@ -152,7 +141,7 @@ def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:
     """RUNNING runs whose engine died: its process is gone (this host), or it has not
     sent a heartbeat for ``stale_after`` seconds (another host)."""
     now = time.time()
-    with _store() as s:
+    with open_store() as s:
         runs = s.open_runs()
     return [
         r
@@ -177,7 +166,7 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
             f"run {info.id} was started from Python, so dagmill cannot start it again: "
             "run it again from your code"
         )
-    with _store() as s:
+    with open_store() as s:
         if not s.take_over(info.id, info.owner):
             raise DefinitionError(f"run {info.id} was taken over by another process")
         attempts = s.abandon_attempts(
@@ -199,7 +188,7 @@ def recover_orphans() -> list[str]:
     started = []
     for r in orphaned_runs():
         if r.target is None:
-            with _store() as s:
+            with open_store() as s:
                 s.set_run_status(
                     r.id,
                     "FAILED",
@@ -237,7 +226,7 @@ def collect_garbage(dry_run: bool = False, now: float | None = None) -> list[str
     (CloudHarness's: secondsAfterSuccess, secondsAfterFailure, secondsAfterCompletion)."""
     now = time.time() if now is None else now
     expired = []
-    with _store() as s:
+    with open_store() as s:
         for job in s.list_jobs(limit=100_000):
             for r in s.list_runs(job_id=job.id, limit=100_000):
                 if r.status in ("SUCCESS", "FAILED", "CANCELLED"):

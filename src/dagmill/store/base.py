@@ -728,6 +728,12 @@ class Store(TaskClaims, ABC):
             self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         return runs
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         try:
             if not self._flush_failed:
