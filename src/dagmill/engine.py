@@ -31,7 +31,13 @@ from dagmill.errors import StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.atomic import remove_stale_temporaries
-from dagmill.io.records import RecordBook, changed_since, output_version, versions_before
+from dagmill.io.records import (
+    Record,
+    RecordBook,
+    changed_since,
+    output_version,
+    versions_before,
+)
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.model.task import TaskSpec
@@ -337,6 +343,7 @@ class _Loop:
         self.parked: dict[str, str] = {}
         self.recheck_at = 0.0
         self.made_at = plan.made_at
+        self.marks: dict[str, Record] = {}  # records written as tasks started (running)
         self.suspect: set[str] = set()  # recorded since the plan: made by another run?
 
     def hold(self) -> None:
@@ -436,8 +443,10 @@ class _Loop:
             if before is not None:
                 # on disk before the task can rename an output into place: killed after
                 # that, it is complete (io/records.py)
-                self.records.put(spec.outputs[0].location, make_record(spec, inputs, before))
+                mark = make_record(spec, inputs, before)
+                self.records.put(spec.outputs[0].location, mark)
                 self.records.flush()
+                self.marks[tid] = mark
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
@@ -494,7 +503,7 @@ class _Loop:
                         "the task stays incomplete"
                     )
                     logging.getLogger("dagmill").warning("%s: %s", spec.label, detail)
-                    self.forget_mark(spec)
+                    self.forget_mark(tid)
                     self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
                     self.set_status(tid, S.SUCCESS, detail)
                     self.state.succeed(tid)
@@ -507,12 +516,14 @@ class _Loop:
                 )
             else:
                 self.versions[tid] = version
-                record = make_record(spec, inputs)
-                marked = self.records.before(spec.outputs[0].location) is not None
-                self.records.put(spec.outputs[0].location, record)
-                if not marked:
-                    # on disk before anyone hears it is done, and before a dependent
-                    # starts; a marked task is safe already, its record goes in the batch
+                mark = self.marks.pop(tid, None)
+                if mark is not None:  # safe already: its record goes in the next batch
+                    record = mark.done(time.time())
+                    self.records.put(spec.outputs[0].location, record)
+                else:
+                    record = make_record(spec, inputs)
+                    self.records.put(spec.outputs[0].location, record)
+                    # on disk before anyone hears it is done, and before a dependent starts
                     self.records.flush()
                 fp = record.fingerprint
         if error is None:
@@ -523,7 +534,7 @@ class _Loop:
             self.state.succeed(tid)
             return
         self.attempt(tid, att, S.FAILED, started=r.started, ended=r.ended, error=error, log=log)
-        self.forget_mark(spec)
+        self.forget_mark(tid)
         if att <= spec.retries:
             delay = spec.retry_delay * (2 ** (att - 1))
             heapq.heappush(self.retries, (time.monotonic() + delay, att, tid))
@@ -538,11 +549,11 @@ class _Loop:
         if self.claimed:  # another run waiting on them may try them itself
             self.release((tid, *hit))
 
-    def forget_mark(self, spec: TaskSpec) -> None:
+    def forget_mark(self, tid: str) -> None:
         """A failed attempt may have written every output before it failed: its mark must
         not make it look complete."""
-        if spec.outputs and self.records.before(spec.outputs[0].location) is not None:
-            self.records.forget(spec.outputs[0].location)
+        if self.marks.pop(tid, None) is not None:
+            self.records.forget(self.graph.tasks[tid].outputs[0].location)
             self.records.flush()
 
     def set_status(

@@ -66,6 +66,10 @@ class Record:
     # set while the task runs: its outputs' versions before it started (see the module)
     before: str | None = None
 
+    def done(self, at: float) -> Record:
+        """The record of the finished task this mark was written for."""
+        return Record(self.fingerprint, self.params, self.code, self.inputs, at, self.family)
+
     def to_json(self, key: str) -> dict[str, Any]:
         d: dict[str, Any] = {"o": key, "f": self.family, "fp": self.fingerprint}
         if self.before is not None:
