@@ -443,10 +443,9 @@ class _Loop:
             if before is not None:
                 # on disk before the task can rename an output into place: killed after
                 # that, it is complete (io/records.py)
-                mark = make_record(spec, inputs, before)
-                self.records.put(spec.outputs[0].location, mark)
-                self.records.flush()
-                self.marks[tid] = mark
+                record = make_record(spec, inputs)
+                self.records.mark(spec.outputs[0].location, record, before)
+                self.marks[tid] = record
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)

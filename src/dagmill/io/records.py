@@ -63,7 +63,7 @@ class Record:
     inputs: Mapping[str, str]
     at: float
     family: str = ""
-    # set while the task runs: its outputs' versions before it started (see the module)
+    # read from a mark (a task that started): its outputs' versions then (see the module)
     before: str | None = None
 
     def done(self, at: float) -> Record:
@@ -71,18 +71,15 @@ class Record:
         return Record(self.fingerprint, self.params, self.code, self.inputs, at, self.family)
 
     def to_json(self, key: str) -> dict[str, Any]:
-        d: dict[str, Any] = {"o": key, "f": self.family, "fp": self.fingerprint}
-        if self.before is not None:
-            d["w"] = self.before
-        d.update(
-            {
-                "p": dict(self.params),
-                "c": dict(self.code),
-                "i": dict(self.inputs),
-                "t": round(self.at, 3),
-            }
-        )
-        return d
+        return {
+            "o": key,
+            "f": self.family,
+            "fp": self.fingerprint,
+            "p": dict(self.params),
+            "c": dict(self.code),
+            "i": dict(self.inputs),
+            "t": round(self.at, 3),
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
@@ -243,6 +240,19 @@ class RecordBook:
         self._folder(folder)[key] = entry
         self._pending.setdefault(folder, []).append(line)
         self._latest.pop((folder, record.family), None)
+
+    def mark(self, location: str, record: Record, before: str) -> None:
+        """Write at once the mark of a task that starts (see the module): a short line,
+        its key, family, fingerprint and its outputs' versions now (``before``)."""
+        folder, key = os.path.split(location)
+        line = (
+            f'{{"o":{_encode(key)},"f":{_encode(record.family)},'
+            f'"fp":"{record.fingerprint}","w":"{before}"}}'
+        )
+        self._folder(folder)[key] = _Entry(record.fingerprint, record.family, line, None, before)
+        self._pending.setdefault(folder, []).append(line)
+        self._latest.pop((folder, record.family), None)
+        self.flush()
 
     def forget(self, location: str) -> None:
         """Drop the record of an output (used by reset); written as a tombstone line."""

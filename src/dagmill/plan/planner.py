@@ -160,9 +160,8 @@ def _current_inputs(spec: TaskSpec, versions: Mapping[str, str], rec: Record) ->
     return out
 
 
-def make_record(spec: TaskSpec, inputs: Mapping[str, str], before: str | None = None) -> Record:
-    """The record of a task that completed with these input versions (or, with
-    ``before``, that starts: see io/records.py)."""
+def make_record(spec: TaskSpec, inputs: Mapping[str, str]) -> Record:
+    """The record of a task that completes with these input versions."""
     return Record(
         fingerprint(spec.params, spec.code, inputs),
         dict(spec.params),
@@ -170,7 +169,6 @@ def make_record(spec: TaskSpec, inputs: Mapping[str, str], before: str | None = 
         dict(inputs),
         time.time(),
         spec.family,
-        before,
     )
 
 
