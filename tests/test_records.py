@@ -280,3 +280,15 @@ def test_a_task_killed_with_some_outputs_rewritten_runs_again(
     again = _dagmill(tmp_path, "run", "flow.py:Half", "-w", str(workers))
     assert again.returncode == 0, again.stdout + again.stderr
     assert _executions(tmp_path) == Counter({"Half": 3})
+
+
+def test_a_mark_without_its_record_gives_a_plain_reason(tmp_path: Path, data_dir: Path) -> None:
+    """Killed after its outputs were in place, a task has only its mark (no params or code
+    to compare): changed since, it is STALE with a reason that does not invent changes."""
+    (tmp_path / "flow.py").write_text(MARKED)
+    killed = _dagmill(tmp_path, "run", "flow.py:Two", KILL="after-save")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    (tmp_path / "flow.py").write_text(MARKED.replace('ran("Two")', 'ran("Two"); self.v += 1'))
+    preview = _dagmill(tmp_path, "preview", "flow.py:Two")
+    assert "fingerprint changed since its last attempt, which was stopped" in preview.stdout
+    assert "added" not in preview.stdout, preview.stdout

@@ -197,6 +197,9 @@ def _name(graph: Graph, tid: str) -> str:
 
 
 def _why(spec: TaskSpec, graph: Graph, rec: Record, inputs: Mapping[str, str]) -> str:
+    if rec.before is not None and not rec.code:
+        # only the mark of an attempt killed before its full record: no parts to compare
+        return "fingerprint changed since its last attempt, which was stopped"
     reasons: list[str] = []
     params = dict(spec.params)
     for name in sorted(params.keys() | rec.params.keys()):
