@@ -93,6 +93,19 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert not (tmp_path / ".dagmill").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["run", f"{FLOWS}:Total", "--workers", "0"], ["run", f"{FLOWS}:Total", "-p", "n=x"]],
+    ids=["workers-0", "bad-param"],
+)
+def test_bad_input_to_run_prints_its_error_alone(tmp_path: Path, args: list[str]) -> None:
+    # the progress bar of a run that never started left an empty line before the error
+    out = dagmill(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""
+    assert re.fullmatch(r"error: [^\n]+\n", out.stderr), repr(out.stderr)
+
+
 def test_runs_list_and_show(tmp_path: Path) -> None:
     dagmill("run", f"{FLOWS}:Total", "--quiet", cwd=tmp_path)
     dagmill("run", f"{FLOWS}:Broken", "--quiet", cwd=tmp_path)

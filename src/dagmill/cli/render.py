@@ -59,20 +59,29 @@ class Progress:
         self._pending = 0
         self._skipped = 0
         self._elsewhere: set[str] = set()  # waiting for another run that executes them
+        self._entered = self._shown = False
 
     def __enter__(self) -> Progress:
-        self._bar.__enter__()
+        # the bar is shown once a run starts: bad input stops before, and its error
+        # should stand alone (a bar that never started still printed an empty line)
+        self._entered = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._update()
-        self._bar.__exit__(None, None, None)
+        self._entered = False
+        if self._shown:
+            self._shown = False
+            self._update()
+            self._bar.stop()
 
     def run_started(self, run_id: str, plan: Plan) -> None:
         skipped = len(plan.graph) - len(plan.to_run)
         self._task = self._bar.add_task(
             f"run {run_id}", total=len(plan.to_run), detail=f"{skipped} already complete"
         )
+        if self._entered and not self._shown:
+            self._shown = True
+            self._bar.start()
 
     def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
         if status is S.WAITING and detail.startswith("running in run"):
