@@ -319,3 +319,24 @@ def test_a_run_result_prints_short(tmp_path: Path) -> None:
     text = repr(result)
     assert re.fullmatch(r"<RunResult \d{8}-\d{6}-[0-9a-f]{6} SUCCESS 2 tasks: 2 SUCCESS>", text)
     assert str(result) == text
+
+
+def test_runs_list_counts_no_tasks_for_a_run_still_going(tmp_path: Path) -> None:
+    # a run's counts are written as it ends: a RUNNING run said "0 ok" though tasks
+    # of it had succeeded
+    from dagmill.store import NewRunTask, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:  # this process owns it, alive: no command takes it over
+        store.create_run(
+            "20261121-101500-aaaaaa",
+            "Going",
+            [NewRunTask(t, "T", {}, [], "PENDING", "", {}, "WAITING") for t in ("a", "b")],
+        )
+        store.task_status("20261121-101500-aaaaaa", "a", "SUCCESS", 1, "fp")
+        store.flush()
+        listed = dagmill("runs", "list", cwd=tmp_path, columns=80).stdout
+    finally:
+        store.close()
+    (row,) = [x for x in listed.splitlines() if x.startswith("20261121-101500-aaaaaa ")]
+    assert "RUNNING" in row and "0 ok" not in row, listed

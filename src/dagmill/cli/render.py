@@ -186,6 +186,8 @@ def _table(*columns: str, ids: Sequence[Sequence[str]] = ()) -> Table:
 
 def _tasks_cell(counts: Mapping[str, int]) -> str:
     """``12 ok`` or ``3/12 failed``: the one number that matters for a run's tasks."""
+    if not counts:  # written as the run ends: a run still going has none yet
+        return "-"
     total = sum(counts.values())
     for status in ("FAILED", "UPSTREAM_FAILED", "CANCELLED", "RUNNING", "PENDING", "WAITING"):
         if counts.get(status):
