@@ -340,3 +340,30 @@ def test_runs_list_counts_no_tasks_for_a_run_still_going(tmp_path: Path) -> None
         store.close()
     (row,) = [x for x in listed.splitlines() if x.startswith("20261121-101500-aaaaaa ")]
     assert "RUNNING" in row and "0 ok" not in row, listed
+
+
+def test_runs_show_says_a_task_another_run_made_was_made_there(tmp_path: Path) -> None:
+    # a task this run was to run, found complete because another run made it (claims):
+    # the detail said the plan's reason ("never ran") as if nothing had happened
+    from dagmill.store import NewRunTask, open_store
+
+    run_id = "20261121-101500-bbbbbb"
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:
+        store.create_run(
+            run_id,
+            "Made",
+            [
+                NewRunTask("done", "T", {}, [], "COMPLETE", "", {}, "SKIPPED"),
+                NewRunTask("made", "T", {}, [], "PENDING", "never ran", {}, "WAITING"),
+            ],
+        )
+        store.task_status(run_id, "made", "SKIPPED", 0, "fp")
+        store.finish_run(run_id, "SUCCESS")
+    finally:
+        store.close()
+    shown = dagmill("runs", "show", run_id, cwd=tmp_path, columns=80).stdout
+    rows = {x.split()[0]: x for x in shown.splitlines()[2:] if x.strip()}
+    assert "never ran" not in shown, shown
+    assert rows["made"].rstrip().endswith("SKIPPED  0      -     made by another run"), shown
+    assert rows["done"].rstrip().endswith("SKIPPED  0      -"), shown

@@ -249,7 +249,10 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) 
     table = _table(*columns, ids=ids)
     for t in tasks:
         last = t.history[-1] if t.history else None
-        detail = (t.plan_reason or "") if t.status == "SKIPPED" else ""
+        # SKIPPED though its plan said it must run: found complete, another run made it
+        # (claims); its plan's reason ("never ran") would read as if nothing had happened
+        made = t.status == "SKIPPED" and t.plan_state != "COMPLETE"
+        detail = "made by another run" if made else ""
         if last is not None:
             detail = last.waiting_for or (_first_line(last.error) if last.error else detail)
         row = [
