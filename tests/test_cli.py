@@ -367,3 +367,32 @@ def test_runs_show_says_a_task_another_run_made_was_made_there(tmp_path: Path) -
     assert "never ran" not in shown, shown
     assert rows["made"].rstrip().endswith("SKIPPED  0      -     made by another run"), shown
     assert rows["done"].rstrip().endswith("SKIPPED  0      -"), shown
+
+
+@pytest.mark.parametrize(
+    "status, hint",
+    [
+        ("CANCELLED", "`dagmill runs rerun {id} --from-failed` runs what did not finish"),
+        ("FAILED", "`dagmill runs rerun {id} --from-failed` runs what did not finish"),
+        ("SUCCESS", "`dagmill runs rerun {id}` runs it all again"),
+    ],
+)
+def test_resuming_a_run_that_ended_names_the_rerun_to_use(
+    tmp_path: Path, status: str, hint: str
+) -> None:
+    # after Ctrl-C, "try rerun" led to a rerun of everything, finished tasks included
+    from dagmill.store import NewRunTask, open_store
+
+    run_id = "20261121-101500-cccccc"
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:
+        task = NewRunTask("a", "T", {}, [], "PENDING", "", {}, "WAITING")
+        store.create_run(run_id, "Ended", [task])
+        store.finish_run(run_id, status)
+    finally:
+        store.close()
+    out = dagmill("runs", "resume", run_id, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        f"error: run {run_id} is {status}: nothing to resume; {hint.format(id=run_id)}\n"
+    )

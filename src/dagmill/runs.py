@@ -169,7 +169,13 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
 
     info = get_run(run_id)
     if info.status not in ("RUNNING", "PENDING"):
-        raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume (try rerun)")
+        # after Ctrl-C or a failure, a plain rerun would redo what had finished too
+        hint = (
+            f"`dagmill runs rerun {info.id}` runs it all again"
+            if info.status == "SUCCESS"
+            else f"`dagmill runs rerun {info.id} --from-failed` runs what did not finish"
+        )
+        raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume; {hint}")
     if _alive(info.owner) and info.owner != f"{os.uname().nodename}:{os.getpid()}":
         raise DefinitionError(f"run {info.id} is still running in {info.owner}")
     if info.target is None:
