@@ -396,3 +396,25 @@ def test_resuming_a_run_that_ended_names_the_rerun_to_use(
     assert out.stderr == (
         f"error: run {run_id} is {status}: nothing to resume; {hint.format(id=run_id)}\n"
     )
+
+
+def test_a_long_error_is_cut_in_its_own_column_at_80_columns(tmp_path: Path) -> None:
+    # a detail longer than the room left squeezed every column evenly: STATUS showed "F"
+    # and TRIES, TOOK disappeared; only the last column gives room now
+    flow = tmp_path / "long.py"
+    flow.write_text(
+        "import dagmill\n\n"
+        "class Long(dagmill.tasks.TaskJson):\n"
+        "    def run(self):\n"
+        "        raise ValueError('this message is far too long to fit ' * 4)\n"
+    )
+    assert dagmill("run", f"{flow}:Long", "--quiet", cwd=tmp_path).returncode == 1
+    (run,) = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    shown = dagmill("runs", "show", run["id"], cwd=tmp_path, columns=80).stdout
+    table = _table_lines(shown.split("\nerrors\n")[0])
+    header, row = table[-2:]
+    assert header.split() == ["TASK", "STATUS", "TRIES", "TOOK", "DETAIL"], shown
+    fields = row.split()
+    assert fields[1:3] == ["FAILED", "1"] and fields[3] != "-", shown  # TOOK is there
+    assert row.rstrip().endswith("…") and "ValueError: this message" in row, shown
+    assert all(len(x) <= 80 for x in table), shown

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from dagmill.model.runs import JobInfo, RunInfo, RunTaskInfo
 from dagmill.model.states import TaskRunStatus
@@ -173,15 +174,30 @@ def _console(wide: bool) -> Console:
 def _table(*columns: str, ids: Sequence[Sequence[str]] = ()) -> Table:
     """A table of short cells, one line per row: id columns (given with their values) are
     never cut, the last column takes what room is left (cut with … if it must be)."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
+    table = _LastColumnGives(box=None, header_style="bold", pad_edge=False)
     for i, col in enumerate(columns):
         values = ids[i] if i < len(ids) else ()
         width = max([len(col), *map(len, values)]) if values else None
         last = i == len(columns) - 1
+        # the last column alone may shrink (Rich shrinks only wrappable columns first;
+        # with none, it cut every column evenly: STATUS became "F", TRIES went); its
+        # cells keep to one line themselves (see _LastColumnGives)
         table.add_column(
-            col, no_wrap=True, min_width=width, overflow="ellipsis" if last else "fold"
+            col, no_wrap=not last, min_width=width, overflow="ellipsis" if last else "fold"
         )
     return table
+
+
+class _LastColumnGives(Table):
+    """A table whose last cells are one line, cut with … to the room the column has."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        cells = list(renderables)
+        if cells and isinstance(cells[-1], str):
+            text = Text.from_markup(cells[-1], overflow="ellipsis")
+            text.no_wrap = True
+            cells[-1] = text
+        super().add_row(*cells, **kwargs)
 
 
 def _tasks_cell(counts: Mapping[str, int]) -> str:
