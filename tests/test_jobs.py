@@ -323,6 +323,18 @@ def test_a_job_whose_flow_file_changed_refuses_to_run(
     assert dagmill_cli("jobs", "run", new_id, "--wait", cwd=tmp_path).returncode == 0
 
 
+def test_a_changed_job_names_the_build_command_with_its_params_and_data(
+    flow: Path, tmp_path: Path
+) -> None:
+    # the command it suggested dropped -p and --data: the new job ran with defaults
+    job_id = ok("jobs", "build", f"{flow}:Total", "-p", "n=7", "--data", "my out", cwd=tmp_path)
+    flow.write_text(flow.read_text() + "\n# changed\n")
+    out = dagmill_cli("jobs", "run", job_id.strip(), cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    data = tmp_path / "my out"
+    assert f"(`dagmill jobs build {flow}:Total -p n=7 --data '{data}'`)" in out.stderr
+
+
 def test_unknown_job_exits_2(tmp_path: Path) -> None:
     for args in (["run", "jnope"], ["run", "jnope", "--wait"], ["show", "jnope"],
                  ["delete", "jnope", "-y"]):  # fmt: skip

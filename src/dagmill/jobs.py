@@ -161,6 +161,19 @@ def _what_changed(job: JobInfo, version: str) -> str:
     return "; ".join(what) or f"it is now {version}"
 
 
+def _build_command(job: JobInfo) -> str:
+    """The command that builds ``job`` again, with its params and data folder (without
+    them, the new job would run with defaults, into ./data of wherever it is typed)."""
+    import shlex
+
+    words = ["dagmill", "jobs", "build", job.ref]
+    for key, value in job.params.items():
+        words += ["-p", f"{key}={value}"]
+    if job.data_dir:
+        words += ["--data", job.data_dir]
+    return shlex.join(words)
+
+
 def _job(store: Store, job_id: str) -> JobInfo:
     job = store.get_job(job_id)
     if job is None:
@@ -169,8 +182,8 @@ def _job(store: Store, job_id: str) -> JobInfo:
     if version != job.version:
         raise DefinitionError(
             f"job {job.id} pins {job.ref} as it was when built, but "
-            f"{_what_changed(job, version)}: build a new job (`dagmill jobs build "
-            f"{job.ref}`) to run the changed definition"
+            f"{_what_changed(job, version)}: build a new job (`{_build_command(job)}`) "
+            "to run the changed definition"
         )
     return job
 
