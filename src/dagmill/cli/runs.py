@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dagmill.cli.common import confirm, execute, fail, guard, open_store
+from dagmill.cli.common import EXIT_CANCELLED, confirm, execute, fail, guard, open_store
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 
@@ -96,12 +96,15 @@ def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
     info = _run_or_fail(store, run_id)
     chunks = follow_run(store, info.id, task) if follow else run_logs(store, info.id, task)
     last = None
-    for c in chunks:
-        if task is None and (c.task_id, c.attempt) != last:
-            click.echo(f"── {c.task_id} (attempt {c.attempt}) ──")
-            last = (c.task_id, c.attempt)
-        click.echo(c.text, nl=False)
-        sys.stdout.flush()
+    try:
+        for c in chunks:
+            if task is None and (c.task_id, c.attempt) != last:
+                click.echo(f"── {c.task_id} (attempt {c.attempt}) ──")
+                last = (c.task_id, c.attempt)
+            click.echo(c.text, nl=False)
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # how one stops following: quietly, as `tail -f` does
+        sys.exit(EXIT_CANCELLED)
 
 
 @runs.command("cancel")
