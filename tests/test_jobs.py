@@ -276,6 +276,17 @@ def test_run_a_job_here_then_in_the_background(
     assert first in table and second in table
 
 
+def test_a_background_job_run_with_json_prints_its_run_as_json(
+    database_url: str, flow: Path, tmp_path: Path
+) -> None:
+    # it printed the bare run id, which no JSON reader takes
+    job_id = ok("jobs", "build", f"{flow}:Total", cwd=tmp_path).strip()
+    run = json.loads(ok("jobs", "run", job_id, "--json", cwd=tmp_path))
+    assert run["job_id"] == job_id and run["status"] in ("PENDING", "RUNNING", "SUCCESS")
+    assert run["created_at_iso"].endswith("+00:00")
+    assert wait_until_ended(run["id"]) == "SUCCESS"
+
+
 def test_a_failing_job_is_failed(database_url: str, flow: Path, tmp_path: Path) -> None:
     job_id = ok("jobs", "build", f"{flow}:Broken", cwd=tmp_path).strip()
     out = dagmill_cli("jobs", "run", job_id, "--wait", cwd=tmp_path)
