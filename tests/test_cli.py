@@ -106,6 +106,25 @@ def test_bad_input_to_run_prints_its_error_alone(tmp_path: Path, args: list[str]
     assert re.fullmatch(r"error: [^\n]+\n", out.stderr), repr(out.stderr)
 
 
+@pytest.mark.parametrize(
+    "where", ["afile/data", "/proc/dagmill-data"], ids=["under-a-file", "proc"]
+)
+def test_a_data_folder_that_cannot_be_made_exits_2_before_the_run(
+    tmp_path: Path, where: str
+) -> None:
+    # was a traceback from the records file (exit 1) and a run recorded CANCELLED
+    (tmp_path / "afile").write_text("not a folder\n")
+    out = dagmill("run", f"{FLOWS}:Total", "--data", where, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert re.fullmatch(
+        r"error: cannot write task outputs in \S+: [^\n]+: pass --data \(in Python, "
+        r"dagmill.set_dir\) with a folder you can write to\n",
+        out.stderr,
+    ), out.stderr
+    assert json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout) == []
+
+
 def test_runs_list_and_show(tmp_path: Path) -> None:
     dagmill("run", f"{FLOWS}:Total", "--quiet", cwd=tmp_path)
     dagmill("run", f"{FLOWS}:Broken", "--quiet", cwd=tmp_path)
