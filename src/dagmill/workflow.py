@@ -83,12 +83,14 @@ def _check_output_folders(the_plan: Plan) -> None:
     """The local folders the tasks to run write into (and their records) exist or can be
     made, and can be written: a --data folder under a file or a read-only one is bad
     input, said before anything is recorded (it was a traceback from the first write)."""
+    tasks = the_plan.graph.tasks
     folders = {
-        os.path.dirname(out.location)
+        out.location.rpartition(os.sep)[0]  # the dirname of an absolute path, cheaper
         for tid in the_plan.to_run
-        for out in the_plan.graph.tasks[tid].outputs
+        for out in tasks[tid].outputs
         if out.kind == "file" and "://" not in out.location
     }
+    folders.discard("")
     for folder in folders:
         try:
             os.makedirs(folder, exist_ok=True)
