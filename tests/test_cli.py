@@ -310,6 +310,19 @@ def test_progress_counts_cancelled_tasks_as_cancelled_not_failed() -> None:
     assert detail == "0 running, [red]1 failed[/], [yellow]2 cancelled[/]"
 
 
+def test_progress_keeps_saying_how_many_tasks_were_already_complete() -> None:
+    # "3 already complete" was replaced by "0 running" at the first update: a run with
+    # nothing to do ended on a bare "0/0 0 running"
+    from types import SimpleNamespace
+
+    from dagmill.cli.render import Progress
+
+    progress = Progress()
+    with progress:
+        progress.run_started("r3", SimpleNamespace(graph=range(3), to_run=[]))  # type: ignore[arg-type]
+    assert progress._bar.tasks[0].fields["detail"] == "0 running, 3 already complete"
+
+
 def test_progress_shows_tasks_another_run_executes() -> None:
     from types import SimpleNamespace
 

@@ -61,6 +61,7 @@ class Progress:
         self._skipped = 0
         self._elsewhere: set[str] = set()  # waiting for another run that executes them
         self._entered = self._shown = False
+        self._complete = 0  # complete before the run started
 
     def __enter__(self) -> Progress:
         # the bar is shown once a run starts: bad input stops before, and its error
@@ -76,7 +77,7 @@ class Progress:
             self._bar.stop()
 
     def run_started(self, run_id: str, plan: Plan) -> None:
-        skipped = len(plan.graph) - len(plan.to_run)
+        skipped = self._complete = len(plan.graph) - len(plan.to_run)
         self._task = self._bar.add_task(
             f"run {run_id}", total=len(plan.to_run), detail=f"{skipped} already complete"
         )
@@ -118,6 +119,8 @@ class Progress:
             bits.append(f"{len(self._elsewhere)} running in another run")
         if self._skipped:
             bits.append(f"{self._skipped} made by another run")
+        if self._complete:
+            bits.append(f"{self._complete} already complete")
         self._bar.update(self._task, completed=self._done, detail=", ".join(bits))
 
 
