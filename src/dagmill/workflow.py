@@ -103,6 +103,18 @@ def _check_output_folders(the_plan: Plan) -> None:
             ) from None
 
 
+def _check_one_process(graph: Graph) -> None:
+    """memory:// data nodes live in one process: worker processes would each see their
+    own (the run failed with "did not write output", saying nothing of why). In-memory
+    task outputs (TaskCache) keep their own error, which says what to do, at run time."""
+    for spec in graph.tasks.values():
+        for out in spec.outputs:
+            if out.kind != "memory" and out.location.startswith("memory://"):
+                raise DefinitionError(
+                    f"{spec.label}: {out.location} lives in one process: run with --workers 1"
+                )
+
+
 def _check_workers(workers: Any) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DefinitionError(
@@ -298,6 +310,8 @@ def execute_plan(
     for tid in the_plan.to_run:
         the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
     _check_output_folders(the_plan)
+    if executor is None and workers != 1:
+        _check_one_process(graph)
     ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
     store = None
     log_dir = None
