@@ -287,6 +287,53 @@ def test_a_background_job_run_with_json_prints_its_run_as_json(
     assert wait_until_ended(run["id"]) == "SUCCESS"
 
 
+def test_a_background_run_stopped_by_bad_input_ends_failed_with_the_message(
+    tmp_path: Path,
+) -> None:
+    # its missing input was found in the background process: the queued run stayed
+    # RUNNING, and each `dagmill runs ...` started a "resume" that failed the same way
+    (tmp_path / "mover.py").write_text("from dagmill import processor\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n  raw: {source: raw.csv}\n  out: {source: out.csv}\n"
+        "processNodes:\n  move: {input: [raw], output: [out], processor: mover}\n"
+    )
+    job_id = ok("jobs", "build", "p.yaml", cwd=tmp_path).strip()
+    run_id = ok("jobs", "run", job_id, cwd=tmp_path).strip()
+    assert wait_until_ended(run_id) == "FAILED"
+    error = dagmill.runs.get_run(run_id).error or ""
+    assert error.startswith("missing inputs: raw.csv: external input "), error
+    listed = dagmill_cli("runs", "list", cwd=tmp_path)
+    assert "resuming" not in listed.stderr, listed.stderr
+
+
+def test_resuming_a_run_that_bad_input_stops_ends_it_failed(tmp_path: Path) -> None:
+    # a resume that found the input gone left the run RUNNING: resumed again and again
+    (tmp_path / "mover.py").write_text("from dagmill import processor\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n  raw: {source: raw.csv}\n  out: {source: out.csv}\n"
+        "processNodes:\n  move: {input: [raw], output: [out], processor: mover}\n"
+    )
+    run_id = "20261121-101500-dddddd"
+    died = subprocess.run(  # a run whose engine (this short process) is gone
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from dagmill.model.runs import RunTarget
+            from dagmill.store import NewRunTask, open_store
+            s = open_store()
+            target = RunTarget("yaml", {str(tmp_path / "p.yaml")!r}, {{}}, {str(tmp_path)!r})
+            task = NewRunTask("move", "move", {{}}, [], "PENDING", "", {{}}, "WAITING")
+            s.create_run({run_id!r}, "p", [task], target=target)
+            s.close()
+        """)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == 0, died.stderr
+    out = dagmill_cli("runs", "resume", run_id, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "missing inputs: raw.csv" in out.stderr and "Traceback" not in out.stderr
+    info = dagmill.runs.get_run(run_id)
+    assert info.status == "FAILED" and (info.error or "").startswith("missing inputs: raw.csv")
+
+
 def test_a_failing_job_is_failed(database_url: str, flow: Path, tmp_path: Path) -> None:
     job_id = ok("jobs", "build", f"{flow}:Broken", cwd=tmp_path).strip()
     out = dagmill_cli("jobs", "run", job_id, "--wait", cwd=tmp_path)

@@ -203,7 +203,23 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
             )
     finally:
         store.close()
-    return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
+    try:
+        return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
+    except DefinitionError as e:
+        if run_id is not None:
+            fail_unstarted(run_id, str(e))
+        raise
+
+
+def fail_unstarted(run_id: str, error: str) -> None:
+    """A run taken over (queued, or resumed) that bad input stopped before it started ends
+    FAILED with the message: left RUNNING, each `dagmill runs ...` would resume it again,
+    to fail the same way in the background."""
+    store = open_store()
+    try:
+        store.set_run_status(run_id, "FAILED", error, ["PENDING", "RUNNING"])
+    finally:
+        store.close()
 
 
 def start_job(job_id: str, workers: int = 1) -> str:

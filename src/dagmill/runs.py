@@ -189,14 +189,19 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
         attempts = s.abandon_attempts(
             info.id, f"EngineDied: the engine running this attempt ({info.owner}) died"
         )
-    return run_target(
-        info.target,
-        run_id=info.id,
-        job_id=info.job_id,
-        attempts=attempts,
-        name=info.name,
-        **kwargs,
-    )
+    try:
+        return run_target(
+            info.target,
+            run_id=info.id,
+            job_id=info.job_id,
+            attempts=attempts,
+            name=info.name,
+            **kwargs,
+        )
+    except DefinitionError as e:  # taken over, so ended here: not resumed again and again
+        with _store() as s:
+            s.set_run_status(info.id, "FAILED", str(e), ["PENDING", "RUNNING"])
+        raise
 
 
 def recover_orphans() -> list[str]:
