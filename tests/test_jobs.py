@@ -334,6 +334,28 @@ def test_resuming_a_run_that_bad_input_stops_ends_it_failed(tmp_path: Path) -> N
     assert info.status == "FAILED" and (info.error or "").startswith("missing inputs: raw.csv")
 
 
+def test_a_resume_runs_with_the_workers_the_run_had(tmp_path: Path, flow: Path) -> None:
+    # the automatic resume (and `runs resume` without -w) ran a 2-worker run on one
+    run_id = "20261121-101500-eeeeee"
+    died = subprocess.run(  # a run whose engine (this short process) is gone
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from dagmill.model.runs import RunTarget
+            from dagmill.store import NewRunTask, open_store
+            s = open_store()
+            target = RunTarget("python", {f"{flow}:Total"!r}, {{}}, {str(tmp_path / "out")!r})
+            task = NewRunTask("t", "Total", {{}}, [], "PENDING", "", {{}}, "WAITING")
+            s.create_run({run_id!r}, "Total", [task], {{"workers": 2}}, target=target)
+            s.close()
+        """)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == 0, died.stderr
+    out = dagmill_cli("runs", "resume", run_id, "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    info = dagmill.runs.get_run(run_id)
+    assert info.status == "SUCCESS" and info.options["workers"] == 2, info.options
+
+
 def test_a_failing_job_is_failed(database_url: str, flow: Path, tmp_path: Path) -> None:
     job_id = ok("jobs", "build", f"{flow}:Broken", cwd=tmp_path).strip()
     out = dagmill_cli("jobs", "run", job_id, "--wait", cwd=tmp_path)

@@ -165,13 +165,16 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
 
 @runs.command("resume")
 @click.argument("run_id")
-@click.option("-w", "--workers", default=1, show_default=True)
+@click.option("-w", "--workers", type=int, help="Tasks run at once (default: as the run had).")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_resume(run_id: str, workers: int, quiet: bool, as_json: bool) -> None:
+def runs_resume(run_id: str, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
     from dagmill.runs import resume_run
 
     info = _run_or_fail(open_store(), run_id)
+    if workers is None:  # the automatic resume too: a 2-worker run goes on with 2
+        recorded = info.options.get("workers")
+        workers = recorded if isinstance(recorded, int) and recorded >= 1 else 1
     execute(lambda **kw: resume_run(info.id, **kw), quiet, as_json, workers=workers)
