@@ -93,6 +93,38 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert not (tmp_path / ".dagmill").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["run", f"{FLOWS}:Total", "--workers", "0"], ["run", f"{FLOWS}:Total", "-p", "n=x"]],
+    ids=["workers-0", "bad-param"],
+)
+def test_bad_input_to_run_prints_its_error_alone(tmp_path: Path, args: list[str]) -> None:
+    # the progress bar of a run that never started left an empty line before the error
+    out = dagmill(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""
+    assert re.fullmatch(r"error: [^\n]+\n", out.stderr), repr(out.stderr)
+
+
+@pytest.mark.parametrize(
+    "where", ["afile/data", "/proc/dagmill-data"], ids=["under-a-file", "proc"]
+)
+def test_a_data_folder_that_cannot_be_made_exits_2_before_the_run(
+    tmp_path: Path, where: str
+) -> None:
+    # was a traceback from the records file (exit 1) and a run recorded CANCELLED
+    (tmp_path / "afile").write_text("not a folder\n")
+    out = dagmill("run", f"{FLOWS}:Total", "--data", where, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert re.fullmatch(
+        r"error: cannot write task outputs in \S+: [^\n]+: pass --data \(in Python, "
+        r"dagmill.set_dir\) with a folder you can write to\n",
+        out.stderr,
+    ), out.stderr
+    assert json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout) == []
+
+
 def test_runs_list_and_show(tmp_path: Path) -> None:
     dagmill("run", f"{FLOWS}:Total", "--quiet", cwd=tmp_path)
     dagmill("run", f"{FLOWS}:Broken", "--quiet", cwd=tmp_path)
@@ -278,6 +310,19 @@ def test_progress_counts_cancelled_tasks_as_cancelled_not_failed() -> None:
     assert detail == "0 running, [red]1 failed[/], [yellow]2 cancelled[/]"
 
 
+def test_progress_keeps_saying_how_many_tasks_were_already_complete() -> None:
+    # "3 already complete" was replaced by "0 running" at the first update: a run with
+    # nothing to do ended on a bare "0/0 0 running"
+    from types import SimpleNamespace
+
+    from dagmill.cli.render import Progress
+
+    progress = Progress()
+    with progress:
+        progress.run_started("r3", SimpleNamespace(graph=range(3), to_run=[]))  # type: ignore[arg-type]
+    assert progress._bar.tasks[0].fields["detail"] == "0 running, 3 already complete"
+
+
 def test_progress_shows_tasks_another_run_executes() -> None:
     from types import SimpleNamespace
 
@@ -306,3 +351,102 @@ def test_a_run_result_prints_short(tmp_path: Path) -> None:
     text = repr(result)
     assert re.fullmatch(r"<RunResult \d{8}-\d{6}-[0-9a-f]{6} SUCCESS 2 tasks: 2 SUCCESS>", text)
     assert str(result) == text
+
+
+def test_runs_list_counts_no_tasks_for_a_run_still_going(tmp_path: Path) -> None:
+    # a run's counts are written as it ends: a RUNNING run said "0 ok" though tasks
+    # of it had succeeded
+    from dagmill.store import NewRunTask, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:  # this process owns it, alive: no command takes it over
+        store.create_run(
+            "20261121-101500-aaaaaa",
+            "Going",
+            [NewRunTask(t, "T", {}, [], "PENDING", "", {}, "WAITING") for t in ("a", "b")],
+        )
+        store.task_status("20261121-101500-aaaaaa", "a", "SUCCESS", 1, "fp")
+        store.flush()
+        listed = dagmill("runs", "list", cwd=tmp_path, columns=80).stdout
+    finally:
+        store.close()
+    (row,) = [x for x in listed.splitlines() if x.startswith("20261121-101500-aaaaaa ")]
+    assert "RUNNING" in row and "0 ok" not in row, listed
+
+
+def test_runs_show_says_a_task_another_run_made_was_made_there(tmp_path: Path) -> None:
+    # a task this run was to run, found complete because another run made it (claims):
+    # the detail said the plan's reason ("never ran") as if nothing had happened
+    from dagmill.store import NewRunTask, open_store
+
+    run_id = "20261121-101500-bbbbbb"
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:
+        store.create_run(
+            run_id,
+            "Made",
+            [
+                NewRunTask("done", "T", {}, [], "COMPLETE", "", {}, "SKIPPED"),
+                NewRunTask("made", "T", {}, [], "PENDING", "never ran", {}, "WAITING"),
+            ],
+        )
+        store.task_status(run_id, "made", "SKIPPED", 0, "fp")
+        store.finish_run(run_id, "SUCCESS")
+    finally:
+        store.close()
+    shown = dagmill("runs", "show", run_id, cwd=tmp_path, columns=80).stdout
+    rows = {x.split()[0]: x for x in shown.splitlines()[2:] if x.strip()}
+    assert "never ran" not in shown, shown
+    assert rows["made"].rstrip().endswith("SKIPPED  0      -     made by another run"), shown
+    assert rows["done"].rstrip().endswith("SKIPPED  0      -"), shown
+
+
+@pytest.mark.parametrize(
+    "status, hint",
+    [
+        ("CANCELLED", "`dagmill runs rerun {id} --from-failed` runs what did not finish"),
+        ("FAILED", "`dagmill runs rerun {id} --from-failed` runs what did not finish"),
+        ("SUCCESS", "`dagmill runs rerun {id}` runs it all again"),
+    ],
+)
+def test_resuming_a_run_that_ended_names_the_rerun_to_use(
+    tmp_path: Path, status: str, hint: str
+) -> None:
+    # after Ctrl-C, "try rerun" led to a rerun of everything, finished tasks included
+    from dagmill.store import NewRunTask, open_store
+
+    run_id = "20261121-101500-cccccc"
+    store = open_store(f"sqlite:///{tmp_path / '.dagmill' / 'dagmill.db'}")
+    try:
+        task = NewRunTask("a", "T", {}, [], "PENDING", "", {}, "WAITING")
+        store.create_run(run_id, "Ended", [task])
+        store.finish_run(run_id, status)
+    finally:
+        store.close()
+    out = dagmill("runs", "resume", run_id, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        f"error: run {run_id} is {status}: nothing to resume; {hint.format(id=run_id)}\n"
+    )
+
+
+def test_a_long_error_is_cut_in_its_own_column_at_80_columns(tmp_path: Path) -> None:
+    # a detail longer than the room left squeezed every column evenly: STATUS showed "F"
+    # and TRIES, TOOK disappeared; only the last column gives room now
+    flow = tmp_path / "long.py"
+    flow.write_text(
+        "import dagmill\n\n"
+        "class Long(dagmill.tasks.TaskJson):\n"
+        "    def run(self):\n"
+        "        raise ValueError('this message is far too long to fit ' * 4)\n"
+    )
+    assert dagmill("run", f"{flow}:Long", "--quiet", cwd=tmp_path).returncode == 1
+    (run,) = json.loads(dagmill("runs", "list", "--json", cwd=tmp_path).stdout)
+    shown = dagmill("runs", "show", run["id"], cwd=tmp_path, columns=80).stdout
+    table = _table_lines(shown.split("\nerrors\n")[0])
+    header, row = table[-2:]
+    assert header.split() == ["TASK", "STATUS", "TRIES", "TOOK", "DETAIL"], shown
+    fields = row.split()
+    assert fields[1:3] == ["FAILED", "1"] and fields[3] != "-", shown  # TOOK is there
+    assert row.rstrip().endswith("…") and "ValueError: this message" in row, shown
+    assert all(len(x) <= 80 for x in table), shown

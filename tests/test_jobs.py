@@ -276,6 +276,86 @@ def test_run_a_job_here_then_in_the_background(
     assert first in table and second in table
 
 
+def test_a_background_job_run_with_json_prints_its_run_as_json(
+    database_url: str, flow: Path, tmp_path: Path
+) -> None:
+    # it printed the bare run id, which no JSON reader takes
+    job_id = ok("jobs", "build", f"{flow}:Total", cwd=tmp_path).strip()
+    run = json.loads(ok("jobs", "run", job_id, "--json", cwd=tmp_path))
+    assert run["job_id"] == job_id and run["status"] in ("PENDING", "RUNNING", "SUCCESS")
+    assert run["created_at_iso"].endswith("+00:00")
+    assert wait_until_ended(run["id"]) == "SUCCESS"
+
+
+def test_a_background_run_stopped_by_bad_input_ends_failed_with_the_message(
+    tmp_path: Path,
+) -> None:
+    # its missing input was found in the background process: the queued run stayed
+    # RUNNING, and each `dagmill runs ...` started a "resume" that failed the same way
+    (tmp_path / "mover.py").write_text("from dagmill import processor\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n  raw: {source: raw.csv}\n  out: {source: out.csv}\n"
+        "processNodes:\n  move: {input: [raw], output: [out], processor: mover}\n"
+    )
+    job_id = ok("jobs", "build", "p.yaml", cwd=tmp_path).strip()
+    run_id = ok("jobs", "run", job_id, cwd=tmp_path).strip()
+    assert wait_until_ended(run_id) == "FAILED"
+    error = dagmill.runs.get_run(run_id).error or ""
+    assert error.startswith("missing inputs: raw.csv: external input "), error
+    listed = dagmill_cli("runs", "list", cwd=tmp_path)
+    assert "resuming" not in listed.stderr, listed.stderr
+
+
+def test_resuming_a_run_that_bad_input_stops_ends_it_failed(tmp_path: Path) -> None:
+    # a resume that found the input gone left the run RUNNING: resumed again and again
+    (tmp_path / "mover.py").write_text("from dagmill import processor\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n  raw: {source: raw.csv}\n  out: {source: out.csv}\n"
+        "processNodes:\n  move: {input: [raw], output: [out], processor: mover}\n"
+    )
+    run_id = "20261121-101500-dddddd"
+    died = subprocess.run(  # a run whose engine (this short process) is gone
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from dagmill.model.runs import RunTarget
+            from dagmill.store import NewRunTask, open_store
+            s = open_store()
+            target = RunTarget("yaml", {str(tmp_path / "p.yaml")!r}, {{}}, {str(tmp_path)!r})
+            task = NewRunTask("move", "move", {{}}, [], "PENDING", "", {{}}, "WAITING")
+            s.create_run({run_id!r}, "p", [task], target=target)
+            s.close()
+        """)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == 0, died.stderr
+    out = dagmill_cli("runs", "resume", run_id, cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "missing inputs: raw.csv" in out.stderr and "Traceback" not in out.stderr
+    info = dagmill.runs.get_run(run_id)
+    assert info.status == "FAILED" and (info.error or "").startswith("missing inputs: raw.csv")
+
+
+def test_a_resume_runs_with_the_workers_the_run_had(tmp_path: Path, flow: Path) -> None:
+    # the automatic resume (and `runs resume` without -w) ran a 2-worker run on one
+    run_id = "20261121-101500-eeeeee"
+    died = subprocess.run(  # a run whose engine (this short process) is gone
+        [sys.executable, "-c", textwrap.dedent(f"""
+            from dagmill.model.runs import RunTarget
+            from dagmill.store import NewRunTask, open_store
+            s = open_store()
+            target = RunTarget("python", {f"{flow}:Total"!r}, {{}}, {str(tmp_path / "out")!r})
+            task = NewRunTask("t", "Total", {{}}, [], "PENDING", "", {{}}, "WAITING")
+            s.create_run({run_id!r}, "Total", [task], {{"workers": 2}}, target=target)
+            s.close()
+        """)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == 0, died.stderr
+    out = dagmill_cli("runs", "resume", run_id, "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    info = dagmill.runs.get_run(run_id)
+    assert info.status == "SUCCESS" and info.options["workers"] == 2, info.options
+
+
 def test_a_failing_job_is_failed(database_url: str, flow: Path, tmp_path: Path) -> None:
     job_id = ok("jobs", "build", f"{flow}:Broken", cwd=tmp_path).strip()
     out = dagmill_cli("jobs", "run", job_id, "--wait", cwd=tmp_path)
@@ -321,6 +401,18 @@ def test_a_job_whose_flow_file_changed_refuses_to_run(
     new_id = ok("jobs", "build", f"{flow}:Total", cwd=tmp_path).strip()
     assert new_id != job_id
     assert dagmill_cli("jobs", "run", new_id, "--wait", cwd=tmp_path).returncode == 0
+
+
+def test_a_changed_job_names_the_build_command_with_its_params_and_data(
+    flow: Path, tmp_path: Path
+) -> None:
+    # the command it suggested dropped -p and --data: the new job ran with defaults
+    job_id = ok("jobs", "build", f"{flow}:Total", "-p", "n=7", "--data", "my out", cwd=tmp_path)
+    flow.write_text(flow.read_text() + "\n# changed\n")
+    out = dagmill_cli("jobs", "run", job_id.strip(), cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    data = tmp_path / "my out"
+    assert f"(`dagmill jobs build {flow}:Total -p n=7 --data '{data}'`)" in out.stderr
 
 
 def test_unknown_job_exits_2(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -300,6 +301,28 @@ def test_each_attempt_of_a_retried_task_has_its_own_log(
         f"── {tid} (attempt 2) ──",
         "flaky attempt 2",
     ]
+
+
+def test_ctrl_c_stops_following_quietly_with_exit_130(flow: Path, tmp_path: Path) -> None:
+    # the way to stop --follow before the run ends: it said "Aborted!" and exited 1
+    job_id = dagmill_cli("jobs", "build", f"{flow}:Ticker", cwd=tmp_path).stdout.strip()
+    run_id = dagmill_cli("jobs", "run", job_id, cwd=tmp_path).stdout.strip()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dagmill.cli.main", "runs", "logs", run_id, "--follow"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stdout is not None
+        wait_for(lambda: "ticker: started" in follower.stdout.readline(), 20, "the task")
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=15)
+        assert follower.returncode == 130, err
+        assert err == "", err
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        (tmp_path / "go").write_text("")  # let the run end
+        wait_for(lambda: dagmill.runs.get_run(run_id).status == "SUCCESS", 20, "the run")
 
 
 # -- following a running task -------------------------------------------------------------

@@ -1126,6 +1126,24 @@ def test_a_broken_pipeline_is_refused_with_file_line_and_key(tmp_path: Path, pat
     assert not (tmp_path / ".dagmill" / "dagmill.db").exists()
 
 
+def test_memory_urls_with_two_workers_exit_2_before_anything_runs(tmp_path: Path) -> None:
+    # memory:// lives in one process (README): with --workers 2 the module ran, then
+    # failed with "did not write output clean", with no word of why
+    (tmp_path / "make.py").write_text("from dagmill import processor\nprocessor.save('out', 'x')\n")
+    (tmp_path / "p.yaml").write_text(
+        "dataNodes:\n"
+        "  out: {source: 'memory://bucket/out.txt', format: text}\n"
+        "processNodes:\n"
+        "  make: {input: [], output: [out], processor: make}\n"
+    )
+    out = dagmill("run", "p.yaml", "--workers", "2", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == (
+        "error: make: memory://bucket/out.txt lives in one process: run with --workers 1\n"
+    )
+    assert not (tmp_path / ".dagmill" / "dagmill.db").exists()
+
+
 def test_fsspec_url_data_nodes_are_staged_and_uploaded_only_on_success(tmp_path: Path) -> None:
     """memory:// stands for any fsspec store: the module gets a local copy of its input,
     its output is uploaded once it has succeeded, and a changed input makes it STALE."""

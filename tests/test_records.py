@@ -168,6 +168,28 @@ def test_a_torn_last_line_is_skipped_and_the_next_record_starts_on_a_new_line(
     assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
 
 
+@pytest.mark.parametrize("command", ["preview", "run"])
+def test_a_record_whose_parts_have_the_wrong_types_is_read_without_a_traceback(
+    command: str, tmp_path: Path, data_dir: Path
+) -> None:
+    # valid JSON with a record's keys, but edited by hand: params a list, inputs a
+    # number, the time a string (was AttributeError/TypeError in the planner)
+    _run_once(tmp_path)
+    line = {"o": "", "f": "First", "fp": "00", "p": [1], "c": "x", "i": 7, "t": "now"}
+    for family in ("First", "Second"):
+        path = _records(data_dir, family)
+        line["o"], line["f"] = json.loads(path.read_text().splitlines()[-1])["o"], family
+        path.write_text(json.dumps(line) + "\n")
+
+    out = _dagmill(tmp_path, command, "flow.py:Second")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    if command == "preview":
+        assert "First-{} (STALE)" in out.stdout, out.stdout
+    else:  # what had the damaged records ran again
+        assert _executions(tmp_path) == Counter({"First": 2, "Other": 1, "Second": 2})
+
+
 def test_the_record_book_keeps_good_lines_around_damaged_ones(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

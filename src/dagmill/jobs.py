@@ -161,6 +161,19 @@ def _what_changed(job: JobInfo, version: str) -> str:
     return "; ".join(what) or f"it is now {version}"
 
 
+def _build_command(job: JobInfo) -> str:
+    """The command that builds ``job`` again, with its params and data folder (without
+    them, the new job would run with defaults, into ./data of wherever it is typed)."""
+    import shlex
+
+    words = ["dagmill", "jobs", "build", job.ref]
+    for key, value in job.params.items():
+        words += ["-p", f"{key}={value}"]
+    if job.data_dir:
+        words += ["--data", job.data_dir]
+    return shlex.join(words)
+
+
 def _job(store: Store, job_id: str) -> JobInfo:
     job = store.get_job(job_id)
     if job is None:
@@ -169,8 +182,8 @@ def _job(store: Store, job_id: str) -> JobInfo:
     if version != job.version:
         raise DefinitionError(
             f"job {job.id} pins {job.ref} as it was when built, but "
-            f"{_what_changed(job, version)}: build a new job (`dagmill jobs build "
-            f"{job.ref}`) to run the changed definition"
+            f"{_what_changed(job, version)}: build a new job (`{_build_command(job)}`) "
+            "to run the changed definition"
         )
     return job
 
@@ -190,7 +203,23 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
             )
     finally:
         store.close()
-    return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
+    try:
+        return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
+    except DefinitionError as e:
+        if run_id is not None:
+            fail_unstarted(run_id, str(e))
+        raise
+
+
+def fail_unstarted(run_id: str, error: str) -> None:
+    """A run taken over (queued, or resumed) that bad input stopped before it started ends
+    FAILED with the message: left RUNNING, each `dagmill runs ...` would resume it again,
+    to fail the same way in the background."""
+    store = open_store()
+    try:
+        store.set_run_status(run_id, "FAILED", error, ["PENDING", "RUNNING"])
+    finally:
+        store.close()
 
 
 def start_job(job_id: str, workers: int = 1) -> str:

@@ -158,7 +158,13 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
 
     info = get_run(run_id)
     if info.status not in ("RUNNING", "PENDING"):
-        raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume (try rerun)")
+        # after Ctrl-C or a failure, a plain rerun would redo what had finished too
+        hint = (
+            f"`dagmill runs rerun {info.id}` runs it all again"
+            if info.status == "SUCCESS"
+            else f"`dagmill runs rerun {info.id} --from-failed` runs what did not finish"
+        )
+        raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume; {hint}")
     if _alive(info.owner) and info.owner != f"{os.uname().nodename}:{os.getpid()}":
         raise DefinitionError(f"run {info.id} is still running in {info.owner}")
     if info.target is None:
@@ -172,14 +178,19 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
         attempts = s.abandon_attempts(
             info.id, f"EngineDied: the engine running this attempt ({info.owner}) died"
         )
-    return run_target(
-        info.target,
-        run_id=info.id,
-        job_id=info.job_id,
-        attempts=attempts,
-        name=info.name,
-        **kwargs,
-    )
+    try:
+        return run_target(
+            info.target,
+            run_id=info.id,
+            job_id=info.job_id,
+            attempts=attempts,
+            name=info.name,
+            **kwargs,
+        )
+    except DefinitionError as e:  # taken over, so ended here: not resumed again and again
+        with _store() as s:
+            s.set_run_status(info.id, "FAILED", str(e), ["PENDING", "RUNNING"])
+        raise
 
 
 def recover_orphans() -> list[str]:

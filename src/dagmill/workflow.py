@@ -79,6 +79,42 @@ def _as_list(tasks: Any, what: str = "tasks") -> list[Task]:
     return items
 
 
+def _check_output_folders(the_plan: Plan) -> None:
+    """The local folders the tasks to run write into (and their records) exist or can be
+    made, and can be written: a --data folder under a file or a read-only one is bad
+    input, said before anything is recorded (it was a traceback from the first write)."""
+    tasks = the_plan.graph.tasks
+    folders = {
+        out.location.rpartition(os.sep)[0]  # the dirname of an absolute path, cheaper
+        for tid in the_plan.to_run
+        for out in tasks[tid].outputs
+        if out.kind == "file" and "://" not in out.location
+    }
+    folders.discard("")
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"{folder!r} is read-only")
+        except OSError as e:
+            raise DefinitionError(
+                f"cannot write task outputs in {folder}: {e.strerror or e}: pass --data "
+                "(in Python, dagmill.set_dir) with a folder you can write to"
+            ) from None
+
+
+def _check_one_process(graph: Graph) -> None:
+    """memory:// data nodes live in one process: worker processes would each see their
+    own (the run failed with "did not write output", saying nothing of why). In-memory
+    task outputs (TaskCache) keep their own error, which says what to do, at run time."""
+    for spec in graph.tasks.values():
+        for out in spec.outputs:
+            if out.kind != "memory" and out.location.startswith("memory://"):
+                raise DefinitionError(
+                    f"{spec.label}: {out.location} lives in one process: run with --workers 1"
+                )
+
+
 def _check_workers(workers: Any) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DefinitionError(
@@ -273,6 +309,9 @@ def execute_plan(
     the_pool = _pool(pool)
     for tid in the_plan.to_run:
         the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
+    _check_output_folders(the_plan)
+    if executor is None and workers != 1:
+        _check_one_process(graph)
     ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
     store = None
     log_dir = None

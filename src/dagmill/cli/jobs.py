@@ -107,7 +107,13 @@ def jobs_run(
     from dagmill.jobs import run_job, start_job
 
     if not wait:
-        click.echo(start_job(job_id, workers=workers))
+        started = start_job(job_id, workers=workers)
+        if as_json:  # the run as `runs list --json` shows it (queued, or already going)
+            from dagmill.cli.jsonout import dumps
+
+            click.echo(dumps(open_store().get_run(started)))
+        else:
+            click.echo(started)
         return
     execute(lambda **kw: run_job(job_id, run_id=run_id, **kw), quiet, as_json, workers=workers)
 

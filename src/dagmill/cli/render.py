@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from dagmill.model.runs import JobInfo, RunInfo, RunTaskInfo
 from dagmill.model.states import TaskRunStatus
@@ -59,20 +60,30 @@ class Progress:
         self._pending = 0
         self._skipped = 0
         self._elsewhere: set[str] = set()  # waiting for another run that executes them
+        self._entered = self._shown = False
+        self._complete = 0  # complete before the run started
 
     def __enter__(self) -> Progress:
-        self._bar.__enter__()
+        # the bar is shown once a run starts: bad input stops before, and its error
+        # should stand alone (a bar that never started still printed an empty line)
+        self._entered = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._update()
-        self._bar.__exit__(None, None, None)
+        self._entered = False
+        if self._shown:
+            self._shown = False
+            self._update()
+            self._bar.stop()
 
     def run_started(self, run_id: str, plan: Plan) -> None:
-        skipped = len(plan.graph) - len(plan.to_run)
+        skipped = self._complete = len(plan.graph) - len(plan.to_run)
         self._task = self._bar.add_task(
             f"run {run_id}", total=len(plan.to_run), detail=f"{skipped} already complete"
         )
+        if self._entered and not self._shown:
+            self._shown = True
+            self._bar.start()
 
     def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
         if status is S.WAITING and detail.startswith("running in run"):
@@ -108,6 +119,8 @@ class Progress:
             bits.append(f"{len(self._elsewhere)} running in another run")
         if self._skipped:
             bits.append(f"{self._skipped} made by another run")
+        if self._complete:
+            bits.append(f"{self._complete} already complete")
         self._bar.update(self._task, completed=self._done, detail=", ".join(bits))
 
 
@@ -164,19 +177,36 @@ def _console(wide: bool) -> Console:
 def _table(*columns: str, ids: Sequence[Sequence[str]] = ()) -> Table:
     """A table of short cells, one line per row: id columns (given with their values) are
     never cut, the last column takes what room is left (cut with … if it must be)."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
+    table = _LastColumnGives(box=None, header_style="bold", pad_edge=False)
     for i, col in enumerate(columns):
         values = ids[i] if i < len(ids) else ()
         width = max([len(col), *map(len, values)]) if values else None
         last = i == len(columns) - 1
+        # the last column alone may shrink (Rich shrinks only wrappable columns first;
+        # with none, it cut every column evenly: STATUS became "F", TRIES went); its
+        # cells keep to one line themselves (see _LastColumnGives)
         table.add_column(
-            col, no_wrap=True, min_width=width, overflow="ellipsis" if last else "fold"
+            col, no_wrap=not last, min_width=width, overflow="ellipsis" if last else "fold"
         )
     return table
 
 
+class _LastColumnGives(Table):
+    """A table whose last cells are one line, cut with … to the room the column has."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        cells = list(renderables)
+        if cells and isinstance(cells[-1], str):
+            text = Text.from_markup(cells[-1], overflow="ellipsis")
+            text.no_wrap = True
+            cells[-1] = text
+        super().add_row(*cells, **kwargs)
+
+
 def _tasks_cell(counts: Mapping[str, int]) -> str:
     """``12 ok`` or ``3/12 failed``: the one number that matters for a run's tasks."""
+    if not counts:  # written as the run ends: a run still going has none yet
+        return "-"
     total = sum(counts.values())
     for status in ("FAILED", "UPSTREAM_FAILED", "CANCELLED", "RUNNING", "PENDING", "WAITING"):
         if counts.get(status):
@@ -238,7 +268,10 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) 
     table = _table(*columns, ids=ids)
     for t in tasks:
         last = t.history[-1] if t.history else None
-        detail = (t.plan_reason or "") if t.status == "SKIPPED" else ""
+        # SKIPPED though its plan said it must run: found complete, another run made it
+        # (claims); its plan's reason ("never ran") would read as if nothing had happened
+        made = t.status == "SKIPPED" and t.plan_state != "COMPLETE"
+        detail = "made by another run" if made else ""
         if last is not None:
             detail = last.waiting_for or (_first_line(last.error) if last.error else detail)
         row = [

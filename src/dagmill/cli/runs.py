@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dagmill.cli.common import confirm, execute, fail, guard, open_store
+from dagmill.cli.common import EXIT_CANCELLED, confirm, execute, fail, guard, open_store
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 
@@ -96,12 +96,15 @@ def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
     info = _run_or_fail(store, run_id)
     chunks = follow_run(store, info.id, task) if follow else run_logs(store, info.id, task)
     last = None
-    for c in chunks:
-        if task is None and (c.task_id, c.attempt) != last:
-            click.echo(f"── {c.task_id} (attempt {c.attempt}) ──")
-            last = (c.task_id, c.attempt)
-        click.echo(c.text, nl=False)
-        sys.stdout.flush()
+    try:
+        for c in chunks:
+            if task is None and (c.task_id, c.attempt) != last:
+                click.echo(f"── {c.task_id} (attempt {c.attempt}) ──")
+                last = (c.task_id, c.attempt)
+            click.echo(c.text, nl=False)
+            sys.stdout.flush()
+    except KeyboardInterrupt:  # how one stops following: quietly, as `tail -f` does
+        sys.exit(EXIT_CANCELLED)
 
 
 @runs.command("cancel")
@@ -162,13 +165,16 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
 
 @runs.command("resume")
 @click.argument("run_id")
-@click.option("-w", "--workers", default=1, show_default=True)
+@click.option("-w", "--workers", type=int, help="Tasks run at once (default: as the run had).")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def runs_resume(run_id: str, workers: int, quiet: bool, as_json: bool) -> None:
+def runs_resume(run_id: str, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
     from dagmill.runs import resume_run
 
     info = _run_or_fail(open_store(), run_id)
+    if workers is None:  # the automatic resume too: a 2-worker run goes on with 2
+        recorded = info.options.get("workers")
+        workers = recorded if isinstance(recorded, int) and recorded >= 1 else 1
     execute(lambda **kw: resume_run(info.id, **kw), quiet, as_json, workers=workers)

@@ -84,15 +84,22 @@ class Record:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Record:
         before = d.get("w")
+        at = d.get("t", 0.0)
+        # a line edited by hand may be JSON with the wrong shapes: parts that are not
+        # mappings are left out (the plan then says less about what changed), never a crash
         return cls(
             d["fp"],
-            d.get("p", {}),
-            d.get("c", {}),
-            d.get("i", {}),
-            d.get("t", 0.0),
-            d.get("f", ""),
+            _mapping(d.get("p")),
+            _mapping(d.get("c")),
+            _mapping(d.get("i")),
+            at if isinstance(at, int | float) and not isinstance(at, bool) else 0.0,
+            str(d.get("f", "")),
             before if isinstance(before, str) else None,
         )
+
+
+def _mapping(value: Any) -> Mapping[str, str]:
+    return value if isinstance(value, dict) else {}
 
 
 def _records_file(folder: str) -> str:
