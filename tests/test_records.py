@@ -4,9 +4,11 @@ warning naming the file and line, and never swallow the next record."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -314,3 +316,35 @@ def test_a_mark_without_its_record_gives_a_plain_reason(tmp_path: Path, data_dir
     preview = _dagmill(tmp_path, "preview", "flow.py:Two")
     assert "fingerprint changed since its last attempt, which was stopped" in preview.stdout
     assert "added" not in preview.stdout, preview.stdout
+
+
+def test_a_full_data_folder_fails_the_task_with_a_message(tmp_path: Path) -> None:
+    """The record written as a task starts cannot reach a full disk: the task fails
+    before it runs, saying where and what to do; no traceback."""
+    data = tmp_path / "full"
+    data.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        message = f"cannot mount a small tmpfs here: {mounted.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI runs as root: it must be tested there
+        pytest.skip(message)
+    try:
+        (data / "Two").mkdir()
+        with contextlib.suppress(OSError), open(data / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+        (tmp_path / "flow.py").write_text(MARKED)
+        out = _dagmill(tmp_path, "run", "flow.py:Two", "--data", str(data))
+        shown = out.stdout + out.stderr
+        assert out.returncode == 1, shown
+        assert re.search(r"cannot write the task's record in .*full.*No space left", shown)
+        assert "Traceback" not in shown
+        assert not (tmp_path / "marks").exists()  # the task did not run
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)

@@ -438,14 +438,6 @@ class _Loop:
         inputs = {u: self.versions[u] for u in spec.upstream if u in self.versions}
         where = self.ex.where_next()
         self.running[tid] = (alloc, inputs, att, where)
-        if spec.complete_check is None and spec.outputs:
-            before = versions_before(spec.outputs)
-            if before is not None:
-                # on disk before the task can rename an output into place: killed after
-                # that, it is complete (io/records.py)
-                record = make_record(spec, inputs)
-                self.records.mark(spec.outputs[0].location, record, before)
-                self.marks[tid] = record
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
@@ -456,6 +448,18 @@ class _Loop:
             started=time.time(),
             log=(where[0], where[1], None) if where else None,
         )
+        if spec.complete_check is None and spec.outputs:
+            before = versions_before(spec.outputs)
+            if before is not None:
+                # on disk before the task can rename an output into place: killed after
+                # that, it is complete (io/records.py)
+                record = make_record(spec, inputs)
+                try:
+                    self.records.mark(spec.outputs[0].location, record, before)
+                except OSError as e:  # a full or read-only data folder: the task fails
+                    self.refuse(tid, att, e)
+                    return
+                self.marks[tid] = record
         if self.gpu_env:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, alloc.gpu_ids))}
             sub = Submission(tid, att, spec.action, env, spec.timeout)
@@ -547,6 +551,20 @@ class _Loop:
             self.set_status(d, S.UPSTREAM_FAILED, f"upstream {spec.label} failed")
         if self.claimed:  # another run waiting on them may try them itself
             self.release((tid, *hit))
+
+    def refuse(self, tid: str, att: int, error: OSError) -> None:
+        """The attempt fails before it starts: its record cannot be written beside its
+        outputs (it would not count as done, and it is not run)."""
+        folder = os.path.dirname(self.graph.tasks[tid].outputs[0].location)
+        now = time.time()
+        why = TaskError(
+            "RecordWriteError",
+            f"cannot write the task's record in {folder}: {error.strerror or error}"
+            " (free some space or make the folder writable, then run it again)",
+            None,
+            "",
+        )
+        self.finished(TaskResult(tid, att, False, now, now, why))
 
     def forget_mark(self, tid: str) -> None:
         """A failed attempt may have written every output before it failed: its mark must

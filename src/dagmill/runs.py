@@ -166,7 +166,11 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
         )
         raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume; {hint}")
     if _alive(info.owner) and info.owner != f"{os.uname().nodename}:{os.getpid()}":
-        raise DefinitionError(f"run {info.id} is still running in {info.owner}")
+        raise DefinitionError(
+            f"run {info.id} is still running in {info.owner} (resumed there, or never"
+            f" stopped): follow it with `dagmill runs logs {info.id} --follow`, or stop it"
+            f" with `dagmill runs cancel {info.id}`"
+        )
     if info.target is None:
         raise DefinitionError(
             f"run {info.id} was started from Python, so dagmill cannot start it again: "
@@ -188,7 +192,7 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
             **kwargs,
         )
     except DefinitionError as e:  # taken over, so ended here: not resumed again and again
-        with _store() as s:
+        with open_store() as s:
             s.set_run_status(info.id, "FAILED", str(e), ["PENDING", "RUNNING"])
         raise
 
