@@ -334,6 +334,18 @@ def test_a_task_another_run_executes_waits_for_it_then_is_skipped(
         try:
             wait_for(lambda: waiting in seen.changes, timeout=30, what="Gate to wait")
             assert _executions(tmp_path) == Counter({"Gate": 1})  # not started again
+
+            def gate_waits_in_the_record() -> bool:  # what `runs show` prints for it
+                return any(
+                    t.task_id == gate
+                    and t.history
+                    and t.history[-1].waiting_for == f"running in run {first_id}"
+                    for rid in _runs()
+                    if rid != first_id
+                    for t in dagmill.runs.get_run_tasks(rid)
+                )
+
+            wait_for(gate_waits_in_the_record, timeout=10, what="the record to say why")
         finally:
             (tmp_path / "go").touch()
             second.join(timeout=60)

@@ -652,7 +652,13 @@ class _Loop:
         if not self.parked:
             self.recheck_at = time.monotonic() + _CLAIM_RECHECK_SECONDS
         self.parked[tid] = self.elsewhere[tid]
-        self.set_status(tid, S.WAITING, f"running in run {self.elsewhere[tid]}")
+        self.wait_elsewhere(tid, self.elsewhere[tid])
+
+    def wait_elsewhere(self, tid: str, run_id: str) -> None:
+        """WAITING, and why, in the record too (``runs show``): on the attempt it will be."""
+        why = f"running in run {run_id}"
+        self.set_status(tid, S.WAITING, why)
+        self.attempt(tid, self.result.attempts.get(tid, 0) + 1, S.WAITING, waiting_for=why)
 
     def recheck_claims(self) -> list[str]:
         """Claim again what waits on other runs; what this run gets is complete (another
@@ -667,7 +673,7 @@ class _Loop:
                 tid = keys[key]
                 if self.parked[tid] != h.run_id:  # the owner changed: say so
                     self.elsewhere[tid] = self.parked[tid] = h.run_id
-                    self.set_status(tid, S.WAITING, f"running in run {h.run_id}")
+                    self.wait_elsewhere(tid, h.run_id)
             won = [t for k, t in keys.items() if k not in held]
             if not won:
                 break
@@ -713,6 +719,8 @@ class _Loop:
             fp = record.fingerprint
         self.versions[tid] = version
         self.set_status(tid, S.SKIPPED, f"complete: {by} made it", fingerprint=fp)
+        if by.startswith("run "):  # it waited on that run: its attempt ends so
+            self.attempt(tid, self.result.attempts.get(tid, 0) + 1, S.SKIPPED, ended=time.time())
         self.release((tid,))
         self.state.succeed(tid, S.SKIPPED)
         return True
