@@ -11,6 +11,7 @@ may be left in a ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -447,3 +448,33 @@ def test_a_failing_modules_error_names_its_own_line_not_pandas(tmp_path: Path) -
     assert shown.returncode == 0, shown.stderr
     assert f"{module}:{line}" in shown.stdout
     assert "at None" not in shown.stdout, shown.stdout
+
+
+LEAVER = textwrap.dedent(
+    """
+    import subprocess
+    from pathlib import Path
+
+    from dagmill import processor
+
+    child = subprocess.Popen(["sleep", "300"])  # started, never waited for
+    Path("left.pid").write_text(str(child.pid))
+    _, outputs = processor.fetch_datanodes_information()
+    with open(outputs[0], "w") as f:
+        f.write("done")
+    """
+)
+
+
+@WORKERS
+def test_what_a_module_leaves_running_ends_with_it(tmp_path: Path, workers: int) -> None:
+    (tmp_path / "p.yaml").write_text(PIPELINE)
+    (tmp_path / "slow.py").write_text(LEAVER)
+    out = _dagmill("run", "p.yaml", "--workers", str(workers), cwd=tmp_path)
+    pid = int((tmp_path / "left.pid").read_text())
+    try:
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert wait_for(lambda: not _alive(pid), timeout=5), "the module's child outlived it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

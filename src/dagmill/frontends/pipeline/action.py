@@ -91,6 +91,10 @@ class ProcessorAction:
             error_write = -1
             try:
                 code = proc.wait()
+                # what it left running in its group ends with it: a task's children do
+                # not outlive it (one started in a session of its own is its own affair)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 if code != 0:
                     raise ProcessorFailed(self._failure(code, _drain(error_read)))
                 self._check_written(temps)
