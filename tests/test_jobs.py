@@ -196,7 +196,7 @@ def test_build_prints_a_job_id_and_the_job_is_listed_ready(
     (job,) = jobs_json(tmp_path)
     assert job["id"] == job_id
     assert job["name"] == "Total"
-    assert job["status"] == "READY" and job["last_run"] is None
+    assert job["status"] == "READY" and job["last_run_id"] is None
     assert job["params"] == {"n": "7"}
     assert job["data_dir"] == os.fspath(tmp_path / "out")
     assert job["ref"] == f"{flow}:Total"
@@ -243,7 +243,7 @@ def test_run_a_job_here_then_in_the_background(
     totals = list((tmp_path / "out" / "Total").glob("*.json"))
     assert len(totals) == 1 and json.loads(totals[0].read_text()) == {"data": {"total": 21}}
     (job,) = jobs_json(tmp_path)
-    assert (job["status"], job["last_run"]) == ("SUCCESS", first)
+    assert (job["status"], job["last_run_id"]) == ("SUCCESS", first)
 
     # in the background: the command prints the run id at once, the run goes on without it
     for f in (tmp_path / "out").rglob("*"):
@@ -262,7 +262,7 @@ def test_run_a_job_here_then_in_the_background(
         "Total": "SUCCESS",
     }
     (job,) = jobs_json(tmp_path)
-    assert (job["status"], job["last_run"]) == ("SUCCESS", second)
+    assert (job["status"], job["last_run_id"]) == ("SUCCESS", second)
 
     # jobs show, and runs list --job: the recent runs, newest first
     shown = json.loads(ok("jobs", "show", job_id, "--json", cwd=tmp_path))
@@ -365,12 +365,12 @@ def test_a_failing_job_is_failed(database_url: str, flow: Path, tmp_path: Path) 
     assert run_status(run_id) == "FAILED"
     assert "the numbers do not add up" in (dagmill.runs.get_run(run_id).error or "")
     (job,) = jobs_json(tmp_path)
-    assert (job["status"], job["last_run"]) == ("FAILED", run_id)
+    assert (job["status"], job["last_run_id"]) == ("FAILED", run_id)
 
     background = ok("jobs", "run", job_id, cwd=tmp_path).strip()
     assert wait_until_ended(background) == "FAILED"
     (job,) = jobs_json(tmp_path)
-    assert (job["status"], job["last_run"]) == ("FAILED", background)
+    assert (job["status"], job["last_run_id"]) == ("FAILED", background)
 
 
 @pytest.mark.parametrize(

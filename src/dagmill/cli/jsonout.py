@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["dumps", "iso", "to_json"]
 
 # fields named otherwise in the Python API, renamed to follow the scheme above
-_RENAMED = {"task_id": "id"}
+_RENAMED = {"task_id": "id", "last_run": "last_run_id"}
 
 
 def iso(ts: float | None) -> str | None:
