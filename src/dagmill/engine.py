@@ -521,8 +521,8 @@ class _Loop:
                 self.versions[tid] = version
                 mark = self.marks.pop(tid, None)
                 if mark is not None:  # safe already: its record goes in the next batch
-                    record = mark.done(time.time())
-                    self.records.put(spec.outputs[0].location, record)
+                    record = mark  # the same fingerprint; put_done writes it done now
+                    self.records.put_done(spec.outputs[0].location, mark, time.time())
                 else:
                     record = make_record(spec, inputs)
                     self.records.put(spec.outputs[0].location, record)
@@ -637,14 +637,19 @@ class _Loop:
         # recorded since the plan are looked at again before they start. The records are
         # read now, after the claim (this run reads them once anyway, to append to them)
         book = self.records
-        locations = {t: self.graph.tasks[t].outputs[0].location for t in self.claimed}
-        book.refresh({os.path.dirname(loc) for loc in locations.values()})
-        for tid, loc in locations.items():
-            if book.fingerprint(loc) is None or self.graph.tasks[tid].complete_check:
-                continue  # never recorded; or its own complete() says, not a record
-            record = book.get(loc)
-            if record is not None and record.at >= self.made_at:
-                self.suspect.add(tid)
+        tasks = self.graph.tasks
+        locations = {t: tasks[t].outputs[0].location for t in self.claimed}
+        by_folder = book.by_folder(locations.items())
+        book.refresh(by_folder)
+        for folder, located in by_folder.items():
+            if not book.has_records(folder):
+                continue  # nothing recorded there: no task of it can be suspect
+            for tid, loc in located:
+                if book.fingerprint(loc) is None or tasks[tid].complete_check:
+                    continue  # never recorded; or its own complete() says, not a record
+                record = book.get(loc)
+                if record is not None and record.at >= self.made_at:
+                    self.suspect.add(tid)
 
     def park(self, tid: str) -> None:
         """A ready task another run is executing waits for it (no busy wait: the loop

@@ -12,7 +12,6 @@ pipe and a thread that masks them before anything reaches the disk.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -63,9 +62,16 @@ def _line_buffered(on: bool) -> list[bool]:
     before = []
     for stream in (sys.stdout, sys.stderr):
         before.append(bool(getattr(stream, "line_buffering", False)))
-        with contextlib.suppress(Exception):
-            stream.reconfigure(line_buffering=on)  # type: ignore[union-attr]
+        _reconfigure(stream, on)
     return before
+
+
+def _reconfigure(stream: object, line_buffering: bool) -> None:
+    # try/except, not contextlib.suppress: this runs four times per task
+    try:  # noqa: SIM105
+        stream.reconfigure(line_buffering=line_buffering)  # type: ignore[attr-defined]
+    except Exception:
+        pass
 
 
 def log_error(capture: LogCapture) -> TaskError | None:
@@ -132,8 +138,7 @@ class LogCapture:
             os.dup2(self._saved[1], 2)
             if self._buffering is not None:
                 for stream, was in zip((sys.stdout, sys.stderr), self._buffering):
-                    with contextlib.suppress(Exception):
-                        stream.reconfigure(line_buffering=was)  # type: ignore[union-attr]
+                    _reconfigure(stream, was)
                 self._buffering = None
         return end
 

@@ -83,7 +83,8 @@ class InlineExecutor(Executor):
             broken = log_error(self._capture)
             if broken is not None and result.ok:
                 result = result._replace(ok=False, error=broken)
-            result = result._replace(log_end=end)
+            # a NamedTuple's _replace is Python-level: build it (log_end is the last field)
+            result = TaskResult(*result[:6], end)
         self._done.append(result)
 
     def shutdown(self) -> None:

@@ -33,8 +33,11 @@ def temp_path(final: str, unique: bool = True) -> str:
     """``folder/.<name>.dagmill-tmp-<pid>[-<n>]@<host>``: hidden, beside ``final``, and
     naming the process that writes it, so that one left by a killed process can be told
     from one being written (``remove_stale_temporaries``)."""
-    folder, name = os.path.split(final)
     n = f"-{next(_counter)}" if unique else ""
+    i = final.rfind("/")
+    if i > 0 and final[i - 1] != "/":  # /a/b/name: what os.path.split + join give
+        return f"{final[: i + 1]}.{final[i + 1 :]}{TMP_MARKER}{os.getpid()}{n}@{_HOST}"
+    folder, name = os.path.split(final)
     return os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}{n}@{_HOST}")
 
 
@@ -91,10 +94,12 @@ class atomic_path:
     __slots__ = ("final", "tmp")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.final = os.fspath(path)
-        folder = os.path.dirname(self.final)
+        self.final = final = path if isinstance(path, str) else os.fspath(path)
+        i = final.rfind("/")
+        # /a/b/name: its folder without os.path.dirname's general case
+        folder = final[:i] if i > 0 and final[i - 1] != "/" else os.path.dirname(final)
         ensure_dir(folder or ".")
-        self.tmp = temp_path(self.final)
+        self.tmp = temp_path(final)
 
     def __enter__(self) -> str:
         return self.tmp

@@ -50,6 +50,8 @@ _MEMORY = "memory://"
 _memory_records: dict[str, dict[str, Any]] = {}
 # one encoder for all lines: json.dumps with options builds a new encoder on every call
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+# what _encode does with a str (ensure_ascii), without its type dispatch: for the mark
+_encode_str = json.encoder.encode_basestring_ascii
 _log = logging.getLogger("dagmill.records")
 
 
@@ -102,6 +104,15 @@ def _mapping(value: Any) -> Mapping[str, str]:
     return value if isinstance(value, dict) else {}
 
 
+def _split(location: str) -> tuple[str, str]:
+    """``os.path.split`` for the common case (``/a/b/name``) with two string operations;
+    anything else (no folder, root, repeated slashes) goes to ``os.path.split``."""
+    i = location.rfind("/")
+    if i > 0 and location[i - 1] != "/":
+        return location[:i], location[i + 1 :]
+    return os.path.split(location)
+
+
 def _records_file(folder: str) -> str:
     """Beside the outputs; for an object store (which cannot append), under DAGMILL_HOME."""
     if "://" in folder:
@@ -144,6 +155,11 @@ def versions_before(outputs: Iterable[OutputRef]) -> str | None:
     for out in outputs:
         if out.kind != "file" or "://" in out.location:
             return None
+        # a task about to run mostly has no output yet: access() says so without the
+        # exception a failed stat() raises (stat may still fail: removed in between)
+        if not os.access(out.location, os.F_OK):
+            parts.append("")
+            continue
         try:
             st = os.stat(out.location)
         except (FileNotFoundError, NotADirectoryError):
@@ -210,7 +226,7 @@ class RecordBook:
         if location.startswith(_MEMORY):
             d = _memory_records.get(location)
             return _Entry(d["fp"], d.get("f", ""), None, d) if d else None
-        folder, key = os.path.split(location)
+        folder, key = _split(location)
         return self._folder(folder).get(key)
 
     def fingerprint(self, location: str) -> str | None:
@@ -227,6 +243,23 @@ class RecordBook:
         e = self._entry(location)
         return Record.from_json(e.data()) if e else None
 
+    @staticmethod
+    def by_folder(located: Iterable[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+        """(name, location) pairs grouped by the folder of the location."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for item in located:
+            folder = _split(item[1])[0]
+            group = out.get(folder)
+            if group is None:
+                out[folder] = [item]
+            else:
+                group.append(item)
+        return out
+
+    def has_records(self, folder: str) -> bool:
+        """True if any record is known in ``folder`` (read once)."""
+        return bool(self._folder(folder))
+
     def latest(self, folder: str, family: str) -> Record | None:
         """The most recent record of ``family`` in ``folder`` (for "what changed" reasons)."""
         key = (folder, family)
@@ -240,7 +273,7 @@ class RecordBook:
         if location.startswith(_MEMORY):
             _memory_records[location] = record.to_json(location)
             return
-        folder, key = os.path.split(location)
+        folder, key = _split(location)
         d = record.to_json(key)
         line = _encode(d)
         entry = _Entry(record.fingerprint, record.family, line, d, record.before)
@@ -251,15 +284,39 @@ class RecordBook:
     def mark(self, location: str, record: Record, before: str) -> None:
         """Write at once the mark of a task that starts (see the module): a short line,
         its key, family, fingerprint and its outputs' versions now (``before``)."""
-        folder, key = os.path.split(location)
+        folder, key = _split(location)
         line = (
-            f'{{"o":{_encode(key)},"f":{_encode(record.family)},'
+            f'{{"o":{_encode_str(key)},"f":{_encode_str(record.family)},'
             f'"fp":"{record.fingerprint}","w":"{before}"}}'
         )
         self._folder(folder)[key] = _Entry(record.fingerprint, record.family, line, None, before)
-        self._pending.setdefault(folder, []).append(line)
         self._latest.pop((folder, record.family), None)
+        pending = self._pending
+        if not pending or (len(pending) == 1 and folder in pending):
+            # the usual case: the lines waiting (if any) go to the same file, in one write
+            lines = pending.pop(folder, None)
+            if lines is None:
+                lines = [line]
+            else:
+                lines.append(line)
+            self._append(folder, lines)
+            return
+        pending.setdefault(folder, []).append(line)
         self.flush()
+
+    def put_done(self, location: str, mark: Record, at: float) -> None:
+        """``put(location, mark.done(at))`` without building the finished Record."""
+        folder, key = _split(location)
+        d = mark.to_json(key)
+        d["t"] = round(at, 3)
+        line = _encode(d)
+        self._folder(folder)[key] = _Entry(mark.fingerprint, mark.family, line, d, None)
+        lines = self._pending.get(folder)
+        if lines is None:
+            self._pending[folder] = [line]
+        else:
+            lines.append(line)
+        self._latest.pop((folder, mark.family), None)
 
     def forget(self, location: str) -> None:
         """Drop the record of an output (used by reset); written as a tombstone line."""
@@ -273,11 +330,17 @@ class RecordBook:
     def flush(self) -> None:
         """Write the buffered lines: one unbuffered ``write`` per folder (a process killed
         right after keeps them; the engine calls this as each task finishes)."""
+        if not self._pending:
+            return
         pending, self._pending = self._pending, {}
         for folder, lines in pending.items():
-            if folder in self._damaged:
-                self._repair(folder, lines)
-                continue
+            self._append(folder, lines)
+
+    def _append(self, folder: str, lines: list[str]) -> None:
+        """Write ``lines`` to the records file of ``folder`` (see flush)."""
+        if folder in self._damaged:
+            self._repair(folder, lines)
+        else:
             data = ("\n".join(lines) + "\n").encode("utf-8")
             fd = self._fds.get(folder)
             if fd is not None and os.fstat(fd).st_nlink == 0:  # compacted or deleted since
