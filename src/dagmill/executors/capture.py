@@ -102,8 +102,9 @@ class LogCapture:
     def offset(self) -> int:
         return os.fstat(self._file).st_size
 
-    def begin(self) -> int:
-        """Send fds 1 and 2 to the log; returns where this task's lines start."""
+    def begin(self) -> None:
+        """Send fds 1 and 2 to the log (``offset()`` before it is where the task's lines
+        start: the executors ask it then, not here, to spare an fstat per task)."""
         _flush_python_streams()
         if self._saved is None:
             self._saved = (os.dup(1), os.dup(2))
@@ -111,7 +112,6 @@ class LogCapture:
         os.dup2(self._target, 2)
         if self._buffering is None:
             self._buffering = _line_buffered(True)
-        return self.offset()
 
     def end(self, restore: bool) -> int:
         """Flush what the task wrote; returns where its lines end (``restore``: give fds 1

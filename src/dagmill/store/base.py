@@ -22,6 +22,26 @@ from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAtt
 from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
 
+
+def _task_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` (default options) for the rows of a run's tasks, made once:
+    ``json.dumps`` builds a new C encoder on every call, and this runs per task."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    enc = make(
+        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
+        None, ": ", ", ", False, False, True,
+    )  # fmt: skip
+
+    def dumps(o: Any) -> str:
+        return "".join(enc(o, 0))
+
+    return dumps
+
+
+_dumps = _task_dumps()
+
 __all__ = ["NewRunTask", "Store"]
 
 
@@ -150,11 +170,11 @@ class Store(TaskClaims, ABC):
                 t.task_id,
                 pos,
                 t.family,
-                json.dumps(t.params),
-                json.dumps(list(t.upstream)),
+                _dumps(t.params),
+                _dumps(list(t.upstream)),
                 t.plan_state,
                 t.plan_reason,
-                json.dumps(t.resources) if t.resources else "{}",
+                _dumps(t.resources) if t.resources else "{}",
                 t.status,
                 t.fingerprint or None,
             )
