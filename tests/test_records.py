@@ -348,3 +348,66 @@ def test_a_full_data_folder_fails_the_task_with_a_message(tmp_path: Path) -> Non
         assert not (tmp_path / "marks").exists()  # the task did not run
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+# -- the per-task fast paths give what the general functions give -------------------------
+_PATHS = ["/d/f/a.pkl", "/a.pkl", "a.pkl", "d/a.pkl", "/d//a.pkl", "//a.pkl", "/d/f/", "s3://b/k"]
+
+
+@pytest.mark.parametrize("location", _PATHS)
+def test_split_and_temp_names_match_os_path(location: str) -> None:
+    from dagmill.io import atomic
+    from dagmill.io.records import _split
+
+    assert _split(location) == os.path.split(location)
+    folder, name = os.path.split(location)
+    unique = atomic.temp_path(location, unique=False)
+    assert unique == os.path.join(folder, f".{name}{atomic.TMP_MARKER}{os.getpid()}@{atomic._HOST}")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"o": 'a\u00e9"b\n', "t": 1712345678.123, "p": {"x": "1"}, "c": {}, "i": {"a": "1:2|3"}},
+        {"k": 1e20, "n": None, "b": True, "l": [1, 0.1]},
+        "plain",
+    ],
+)
+def test_record_and_run_row_encoders_match_json(value: object) -> None:
+    from dagmill.io.records import _encode
+    from dagmill.store.base import _dumps
+
+    assert _encode(value) == json.dumps(value, separators=(",", ":"))
+    assert _dumps(value) == json.dumps(value)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _encode({"x": object()})
+
+
+def test_mark_writes_lines_waiting_for_other_folders_too(tmp_path: Path) -> None:
+    """The mark goes out at once, with every line buffered before it (any folder)."""
+    book = RecordBook()
+    rec = Record("ab12", {"x": "1"}, {}, {}, 1.0, "F")
+    book.put(str(tmp_path / "one" / "a.pkl"), rec)
+    book.mark(str(tmp_path / "two" / "b.pkl"), rec, "")
+    book.put(str(tmp_path / "two" / "c.pkl"), rec)
+    book.mark(str(tmp_path / "two" / "d.pkl"), rec, "1:2")
+    for folder, keys in (("one", ["a.pkl"]), ("two", ["b.pkl", "c.pkl", "d.pkl"])):
+        lines = (tmp_path / folder / RECORDS_FILE).read_text().splitlines()
+        assert [json.loads(line)["o"] for line in lines] == keys
+    again = RecordBook()
+    assert again.before(str(tmp_path / "two" / "d.pkl")) == "1:2"
+    assert again.fingerprint(str(tmp_path / "two" / "c.pkl")) == "ab12"
+    book.close()
+
+
+def test_put_done_writes_what_put_of_the_done_record_writes(tmp_path: Path) -> None:
+    mark = Record("ab12", {"x": "1"}, {"version": "2"}, {"up": "3:4"}, 1.0, "F", "5:6")
+    one, two = RecordBook(), RecordBook()
+    one.put_done(str(tmp_path / "one" / "a.pkl"), mark, 12.34567)
+    two.put(str(tmp_path / "two" / "a.pkl"), mark.done(12.34567))
+    one.close()
+    two.close()
+    written = (tmp_path / "one" / RECORDS_FILE).read_text()
+    assert written == (tmp_path / "two" / RECORDS_FILE).read_text()
+    assert '"t":12.346' in written and '"w"' not in written
+    assert RecordBook().get(str(tmp_path / "one" / "a.pkl")) == mark.done(12.346)
