@@ -57,8 +57,17 @@ def remove_stale_temporaries(finals: Iterable[str]) -> list[str]:
     live process, stays."""
     by_folder: dict[str, set[str]] = {}
     for final in finals:
-        folder, name = os.path.split(os.fspath(final))
-        by_folder.setdefault(folder or ".", set()).add(name)
+        final = final if isinstance(final, str) else os.fspath(final)
+        i = final.rfind("/")
+        if i > 0 and final[i - 1] != "/":  # /a/b/name: what os.path.split gives, cheaper
+            folder, name = final[:i], final[i + 1 :]
+        else:
+            folder, name = os.path.split(final)
+        names = by_folder.get(folder or ".")
+        if names is None:
+            by_folder[folder or "."] = {name}
+        else:
+            names.add(name)
     removed = []
     for folder, names in by_folder.items():
         try:

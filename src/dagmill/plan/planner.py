@@ -57,7 +57,9 @@ class Plan:
 
     @property
     def to_run(self) -> list[str]:
-        return [t for t in self.graph.order if self.tasks[t].runs]
+        # asked several times per run, one look per task: TaskPlan.runs inlined
+        tasks, complete = self.tasks, PlanState.COMPLETE
+        return [t for t in self.graph.order if tasks[t].state is not complete]
 
     def counts(self) -> dict[PlanState, int]:
         out = dict.fromkeys(PlanState, 0)
