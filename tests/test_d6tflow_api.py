@@ -411,6 +411,17 @@ def test_set_dir_moves_outputs(tmp_path: Path):
     assert (tmp_path / "elsewhere" / "Task1" / "Task1__99914b932b-data.pkl").is_file()
 
 
+def test_outputs_follow_each_set_dir_and_dirpath(tmp_path: Path):
+    """The folder a task's outputs go to is the one set now (its text is kept per Path)."""
+    d6tflow.set_dir(tmp_path / "a")
+    assert Path(Task1().output().path).parent.parent == tmp_path / "a"
+    d6tflow.set_dir(tmp_path / "b")
+    assert Path(Task1().output().path).parent.parent == tmp_path / "b"
+    d6tflow.settings.dirpath = tmp_path / "c"  # set directly, as older scripts do
+    assert Path(Task1().output().path).parent.parent == tmp_path / "c"
+    assert Path(Task1(path=str(tmp_path / "d")).output().path).parent.parent == tmp_path / "d"
+
+
 # -- decorators ------------------------------------------------------------------------------
 def test_requires_one_class_gives_one_task():
     assert ModelTrain(do_preprocess=False).requires() == ModelData(do_preprocess=False)

@@ -19,7 +19,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar
 
 from dagmill import settings
@@ -233,7 +233,17 @@ class Task:
 
     # -- outputs -----------------------------------------------------------------------
     def _root(self) -> str:
-        return os.fspath(self.path if self.path is not None else settings.dirpath)
+        root = self.path if self.path is not None else settings.dirpath
+        if isinstance(root, str):
+            return root
+        # settings.dirpath is a Path (immutable): its str is kept, not rebuilt per output()
+        last = _last_root[0]
+        if last[0] is root:
+            return last[1]
+        text = os.fspath(root)
+        if isinstance(root, PurePath):
+            _last_root[0] = (root, text)
+        return text
 
     def _getpath(self, key: str, root: str | None = None) -> str:
         folder = getattr(self, "target_dir", None) or self.task_id.split("_")[0]
@@ -519,6 +529,8 @@ class _RunSettings:
 
 
 _settings_cache: dict[type, _RunSettings] = {}
+# the last Path a task's outputs were found under, and its str (Task._root)
+_last_root: list[tuple[PurePath | None, str]] = [(None, "")]
 _source_cache: dict[type, str | None] = {}
 
 
