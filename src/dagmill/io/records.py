@@ -324,6 +324,9 @@ class RecordBook:
 
     def put_done(self, location: str, mark: Record, at: float) -> None:
         """``put(location, mark.done(at))`` without building the finished Record."""
+        if location.startswith(_MEMORY):  # no mark is written for these: the general way
+            self.put(location, mark.done(at))
+            return
         folder, key = _split(location)
         d = mark.to_json(key)
         d["t"] = round(at, 3)
