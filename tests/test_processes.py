@@ -414,7 +414,6 @@ def test_a_module_that_exited_0_as_ctrl_c_came_keeps_its_output(
 
 # -- 5g. where a module failed -----------------------------------------------------------------
 def test_a_failing_modules_error_names_its_own_line_not_pandas(tmp_path: Path) -> None:
-    pytest.importorskip("pandas")
     (tmp_path / "p.yaml").write_text(
         "dataNodes:\n  raw:\n    source: raw.csv\n    format: csv\n"
         "  out:\n    source: out.csv\n    format: csv\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dagmill.io.records import RECORDS_FILE, Record, RecordBook
+from helpers import small_tmpfs
 
 FLOW = textwrap.dedent(
     """
@@ -321,19 +322,7 @@ def test_a_mark_without_its_record_gives_a_plain_reason(tmp_path: Path, data_dir
 def test_a_full_data_folder_fails_the_task_with_a_message(tmp_path: Path) -> None:
     """The record written as a task starts cannot reach a full disk: the task fails
     before it runs, saying where and what to do; no traceback."""
-    data = tmp_path / "full"
-    data.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        message = f"cannot mount a small tmpfs here: {mounted.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI runs as root: it must be tested there
-        pytest.skip(message)
-    try:
+    with small_tmpfs(tmp_path / "full", "64k") as data:
         (data / "Two").mkdir()
         with contextlib.suppress(OSError), open(data / "filler", "wb") as f:
             while True:
@@ -346,8 +335,6 @@ def test_a_full_data_folder_fails_the_task_with_a_message(tmp_path: Path) -> Non
         assert re.search(r"cannot write the task's record in .*full.*No space left", shown)
         assert "Traceback" not in shown
         assert not (tmp_path / "marks").exists()  # the task did not run
-    finally:
-        subprocess.run(["umount", "-l", str(data)], check=False)
 
 
 # -- the per-task fast paths give what the general functions give -------------------------

@@ -22,10 +22,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import PG_ADMIN_URL
+from conftest import PG_ADMIN_URL, fresh_postgres_database
 from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.store import NewRunTask, Store, open_store
-from helpers import wait_for
+from helpers import small_tmpfs, wait_for
 
 PARTS = 12
 
@@ -346,13 +346,13 @@ def test_a_run_while_another_process_locks_the_sqlite_file_ends_consistent(
 
 # -- PostgreSQL: connections killed mid-run, and a database that stays away -------------
 @pytest.fixture
-def postgres_url(database_url: str) -> str:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    return database_url
+def postgres_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh PostgreSQL database for this test (also in DAGMILL_DATABASE_URL)."""
+    url = fresh_postgres_database(request)
+    monkeypatch.setenv("DAGMILL_DATABASE_URL", url)
+    return url
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_run_survives_its_postgres_connections_being_killed(
     postgres_url: str, tmp_path: Path, data_dir: Path
 ) -> None:
@@ -381,7 +381,6 @@ def test_a_run_survives_its_postgres_connections_being_killed(
     assert set(_executions(tmp_path).values()) == {1}
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_postgres_database_away_too_long_stops_the_run_resumably(
     postgres_url: str, tmp_path: Path, data_dir: Path
 ) -> None:
@@ -426,23 +425,9 @@ def test_a_postgres_database_away_too_long_stops_the_run_resumably(
 @pytest.fixture
 def small_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """DAGMILL_HOME on a 4 MiB tmpfs of its own (root only)."""
-    home = tmp_path / "small-home"
-    home.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(home)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        message = f"cannot mount a small tmpfs here: {done.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI runs as root: it must be tested there
-        pytest.skip(message)
-    monkeypatch.setenv("DAGMILL_HOME", str(home))
-    try:
+    with small_tmpfs(tmp_path / "small-home", "4m") as home:
+        monkeypatch.setenv("DAGMILL_HOME", str(home))
         yield home
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 def test_a_full_disk_stops_the_run_with_a_message_and_it_resumes(
