@@ -3,8 +3,11 @@
 The loop admits ready tasks while the executor has room and the resource pool allows,
 then blocks on the executor's completion events (or until the next retry is due): no
 polling. Results update the state machine, the fingerprint records beside the outputs
-and the run record. A task's record is written as it finishes (before anything that
-depends on it starts: a killed engine never redoes it); the run record in batches.
+and the run record. A task whose outputs are local files is marked in its records file
+as it starts (killed after its outputs were renamed into place, it is complete: see
+``io/records.py``) and recorded in full with the next batch; other outputs are recorded
+as each task finishes, before anything that depends on it starts. The run record is
+written in batches.
 
 With a run record, a run claims the tasks it will run (one transaction, see
 ``store/claims.py``): a task another live run holds waits ("running in run R") and is
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import os
 import secrets
 import signal
@@ -49,6 +53,7 @@ from dagmill.store.base import NewRunTask, Store
 __all__ = ["Reporter", "RunResult", "new_run_id", "run_plan"]
 
 S = TaskRunStatus
+_log = logging.getLogger("dagmill")
 _FLUSH_EVENTS = 500
 _FLUSH_SECONDS = 0.2
 _HEARTBEAT_SECONDS = 5.0
@@ -241,13 +246,6 @@ def _cancel_on_sigterm() -> Callable[[], None]:
         signal.signal(signal.SIGTERM, previous)
 
     return restore
-
-
-def _in_process(ex: Executor) -> bool:
-    """Whether tasks run in this process (their in-memory outputs are visible here)."""
-    from dagmill.executors.inline import InlineExecutor
-
-    return isinstance(ex, InlineExecutor)
 
 
 def _masked(error: TaskError, secrets: Sequence[str]) -> TaskError:
@@ -497,15 +495,13 @@ class _Loop:
                 # next time; a dependent that loads the output gets OutputError). An
                 # in-memory output saved in a worker process is lost: that stays an error.
                 if spec.extra.get("missing_output") == "warn" and (
-                    not in_memory or _in_process(self.ex)
+                    not in_memory or self.ex.in_process
                 ):
-                    import logging
-
                     detail = (
                         f"run() finished without saving output {', '.join(missing)}: "
                         "the task stays incomplete"
                     )
-                    logging.getLogger("dagmill").warning("%s: %s", spec.label, detail)
+                    _log.warning("%s: %s", spec.label, detail)
                     self.forget_mark(tid)
                     self.attempt(tid, att, S.SUCCESS, started=r.started, ended=r.ended, log=log)
                     self.set_status(tid, S.SUCCESS, detail)

@@ -67,6 +67,8 @@ class Executor(ABC):
     """Runs submissions; ``slots`` of them at once."""
 
     slots: int = 1
+    # tasks run in this process: their in-memory outputs are visible to the engine
+    in_process: bool = False
 
     def start(  # noqa: B027 - optional hook
         self,

@@ -26,6 +26,7 @@ _GRACE_SECONDS = 3.0
 
 class InlineExecutor(Executor):
     slots = 1
+    in_process = True
 
     def __init__(self) -> None:
         self._done: list[TaskResult] = []

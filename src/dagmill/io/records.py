@@ -28,12 +28,13 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dagmill.io import memory
 from dagmill.io.atomic import atomic_path, ensure_dir
+from dagmill.io.jsonenc import encoder
 from dagmill.model.task import OutputRef
 
 __all__ = [
@@ -50,24 +51,7 @@ _MEMORY = "memory://"
 _memory_records: dict[str, dict[str, Any]] = {}
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """``json.JSONEncoder(separators=(",", ":")).encode``, made once: ``encode`` builds a
-    new C encoder on every call (a record line is encoded per task)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return json.JSONEncoder(separators=(",", ":")).encode
-    enc = make(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
-        None, ":", ",", False, False, True,
-    )  # fmt: skip
-
-    def encode(o: Any) -> str:
-        return "".join(enc(o, 0))
-
-    return encode
-
-
-_encode = _compact_encoder()
+_encode = encoder(",", ":")  # one record line per task: made once
 # what _encode does with a str (ensure_ascii), without its type dispatch: for the mark
 _encode_str = json.encoder.encode_basestring_ascii
 _log = logging.getLogger("dagmill.records")

@@ -18,29 +18,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dagmill.errors import StoreError, StoreUnavailable
+from dagmill.io.jsonenc import encoder
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
 
-
-def _task_dumps() -> Callable[[Any], str]:
-    """``json.dumps`` (default options) for the rows of a run's tasks, made once:
-    ``json.dumps`` builds a new C encoder on every call, and this runs per task."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return json.dumps
-    enc = make(
-        None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
-        None, ": ", ", ", False, False, True,
-    )  # fmt: skip
-
-    def dumps(o: Any) -> str:
-        return "".join(enc(o, 0))
-
-    return dumps
-
-
-_dumps = _task_dumps()
+_dumps = encoder(", ", ": ")  # json.dumps for the rows of a run's tasks, made once
 
 __all__ = ["NewRunTask", "Store"]
 
