@@ -387,10 +387,10 @@ def test_mark_writes_lines_waiting_for_other_folders_too(tmp_path: Path) -> None
     book.close()
 
 
-def test_put_done_writes_what_put_of_the_done_record_writes(tmp_path: Path) -> None:
+def test_put_as_done_writes_what_put_of_the_done_record_writes(tmp_path: Path) -> None:
     mark = Record("ab12", {"x": "1"}, {"version": "2"}, {"up": "3:4"}, 1.0, "F", "5:6")
     one, two = RecordBook(), RecordBook()
-    one.put_done(str(tmp_path / "one" / "a.pkl"), mark, 12.34567)
+    one.put(str(tmp_path / "one" / "a.pkl"), mark, 12.34567)
     two.put(str(tmp_path / "two" / "a.pkl"), mark.done(12.34567))
     one.close()
     two.close()

@@ -517,8 +517,8 @@ class _Loop:
                 self.versions[tid] = version
                 mark = self.marks.pop(tid, None)
                 if mark is not None:  # safe already: its record goes in the next batch
-                    record = mark  # the same fingerprint; put_done writes it done now
-                    self.records.put_done(spec.outputs[0].location, mark, time.time())
+                    record = mark  # the same fingerprint, written as done now
+                    self.records.put(spec.outputs[0].location, mark, time.time())
                 else:
                     record = make_record(spec, inputs)
                     self.records.put(spec.outputs[0].location, record)

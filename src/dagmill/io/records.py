@@ -271,15 +271,21 @@ class RecordBook:
             self._latest[key] = Record.from_json(best) if best else None
         return self._latest[key]
 
-    def put(self, location: str, record: Record) -> None:
+    def put(self, location: str, record: Record, at: float | None = None) -> None:
+        """Buffer ``record`` (with ``at``: as done then, e.g. a mark's record as its task
+        finishes) until the next flush."""
         if location.startswith(_MEMORY):
-            _memory_records[location] = record.to_json(location)
+            _memory_records[location] = (record if at is None else record.done(at)).to_json(
+                location
+            )
             return
         folder, key = _split(location)
         d = record.to_json(key)
+        before = record.before
+        if at is not None:
+            d["t"], before = round(at, 3), None
         line = _encode(d)
-        entry = _Entry(record.fingerprint, record.family, line, d, record.before)
-        self._folder(folder)[key] = entry
+        self._folder(folder)[key] = _Entry(record.fingerprint, record.family, line, d, before)
         self._pending.setdefault(folder, []).append(line)
         self._latest.pop((folder, record.family), None)
 
@@ -305,23 +311,6 @@ class RecordBook:
             return
         pending.setdefault(folder, []).append(line)
         self.flush()
-
-    def put_done(self, location: str, mark: Record, at: float) -> None:
-        """``put(location, mark.done(at))`` without building the finished Record."""
-        if location.startswith(_MEMORY):  # no mark is written for these: the general way
-            self.put(location, mark.done(at))
-            return
-        folder, key = _split(location)
-        d = mark.to_json(key)
-        d["t"] = round(at, 3)
-        line = _encode(d)
-        self._folder(folder)[key] = _Entry(mark.fingerprint, mark.family, line, d, None)
-        lines = self._pending.get(folder)
-        if lines is None:
-            self._pending[folder] = [line]
-        else:
-            lines.append(line)
-        self._latest.pop((folder, mark.family), None)
 
     def forget(self, location: str) -> None:
         """Drop the record of an output (used by reset); written as a tombstone line."""
