@@ -19,6 +19,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from dagmill.io.owners import process_gone
+
 __all__ = ["TMP_MARKER", "atomic_path", "ensure_dir", "remove_stale_temporaries", "temp_path"]
 
 TMP_MARKER = ".dagmill-tmp-"
@@ -39,16 +41,6 @@ def temp_path(final: str, unique: bool = True) -> str:
         return f"{final[: i + 1]}.{final[i + 1 :]}{TMP_MARKER}{os.getpid()}{n}@{_HOST}"
     folder, name = os.path.split(final)
     return os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}{n}@{_HOST}")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # someone else's live process
-    return False
 
 
 def remove_stale_temporaries(finals: Iterable[str]) -> list[str]:
@@ -81,7 +73,7 @@ def remove_stale_temporaries(finals: Iterable[str]) -> list[str]:
             m = _OWNER.match(entry, i)
             if m is None or (m.group(2) is not None and m.group(2) != _HOST):
                 continue
-            if _gone(int(m.group(1))):
+            if process_gone(int(m.group(1))):
                 path = os.path.join(folder, entry)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)

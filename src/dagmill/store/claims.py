@@ -15,14 +15,15 @@ order (PostgreSQL finds no deadlock among them).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["ClaimHolder", "TaskClaims", "owner_is_dead"]
+from dagmill.io.owners import owner_gone
+
+__all__ = ["ClaimHolder", "TaskClaims"]
 
 _LIVE_RUN = ("RUNNING", "PENDING")
 _TASK_ENDED = ("SUCCESS", "FAILED", "UPSTREAM_FAILED", "SKIPPED", "CANCELLED")
@@ -46,26 +47,6 @@ class _Backend(Protocol):
     def _foreign_claims(
         self, run_id: str, keys: Sequence[str], silent_since: float
     ) -> Iterator[tuple[str, str, str, bool]]: ...
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True if ``owner`` (host:pid) is a process of this host that is gone (or a zombie);
-    False if it lives or is on another host (only its heartbeat can tell then)."""
-    host, _, pid_text = owner.rpartition(":")
-    if host != os.uname().nodename or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed process its parent has not reaped yet still answers kill(0)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
 
 
 class TaskClaims:
@@ -93,7 +74,7 @@ class TaskClaims:
             for key, rid, owner, live in self._foreign_claims(run_id, keys, now - lease):
                 if key not in tasks:
                     continue
-                if rid == run_id or not live or owner_is_dead(owner):
+                if rid == run_id or not live or owner_gone(owner):
                     gone.append((run_id, me, tasks[key], now, now, key, rid, owner))
                 else:
                     held[key] = ClaimHolder(rid, owner)
