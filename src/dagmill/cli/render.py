@@ -337,7 +337,7 @@ def job_detail(job: JobInfo, recent: Sequence[RunInfo], wide: bool = False) -> N
     console.print(escape(f"  pinned   {job.version}"), soft_wrap=True)
     console.print(escape(f"  data     {job.data_dir}"), soft_wrap=True)
     if job.schedule:
-        console.print(escape(f"  schedule {dict(job.schedule)}"), soft_wrap=True)
+        console.print(escape(f"  schedule {job.schedule.describe()}"), soft_wrap=True)
     console.print(escape(f"  ttl      {_ttl(job.ttl)}"), soft_wrap=True)
     console.print(f"  created  {_when(job.created_at, seconds=True)}")
     if recent:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagmill.model.schedules import JobPolicy, ScheduleSpec
+
 __all__ = ["JobInfo", "RunInfo", "RunTarget", "RunTaskInfo", "TaskAttempt"]
 
 
@@ -17,18 +19,27 @@ class RunTarget:
     ref: str
     params: Mapping[str, str] = field(default_factory=dict)
     data: str | None = None
+    # the slot a scheduled run was made for, ISO 8601 in the job's timezone
+    # ("2022-03-01T10:05:00+01:00"): tasks get it as DAGMILL_SLOT / processor.slot()
+    slot: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ref": self.ref, "params": dict(self.params), "data": self.data}
+        out = {"kind": self.kind, "ref": self.ref, "params": dict(self.params), "data": self.data}
+        if self.slot is not None:
+            out["slot"] = self.slot
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RunTarget:
-        return cls(d["kind"], d["ref"], d.get("params", {}), d.get("data"))
+        return cls(d["kind"], d["ref"], d.get("params", {}), d.get("data"), d.get("slot"))
 
 
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """A built pipeline, ready to run; its status is its latest run's (READY if none)."""
+    """A built pipeline, ready to run, by hand or on its ``schedule``.
+
+    ``status`` is the store's view, its latest run's (READY if none); the services turn it
+    into what users see for a scheduled job (PENDING, PAUSED, ENDED, ...)."""
 
     id: str
     name: str
@@ -42,7 +53,9 @@ class JobInfo:
     status: str = "READY"
     last_run: str | None = None
     ttl: Mapping[str, Any] = field(default_factory=dict)
-    schedule: Mapping[str, Any] | None = None
+    schedule: ScheduleSpec | None = None
+    policy: JobPolicy = field(default_factory=JobPolicy)
+    paused: bool = False
 
     def target(self) -> RunTarget:
         return RunTarget(self.kind, self.ref, self.params, self.data_dir)
@@ -66,6 +79,7 @@ class RunInfo:
     options: Mapping[str, Any] = field(default_factory=dict)
     target: RunTarget | None = None
     heartbeat_at: float | None = None
+    scheduled_for: float | None = None  # the slot a scheduled run was made for
 
     @property
     def duration(self) -> float | None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.io.jsonenc import encoder
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
+from dagmill.model.schedules import ScheduleSpec
 from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
 
@@ -802,7 +803,7 @@ def _job(r: Sequence[Any]) -> JobInfo:
         data_dir=r[7],
         created_at=r[8],
         ttl=json.loads(r[9] or "{}"),
-        schedule=json.loads(r[10]) if r[10] else None,
+        schedule=ScheduleSpec.from_json(json.loads(r[10])) if r[10] else None,
         status=r[11] or "READY",
         last_run=r[12],
     )
