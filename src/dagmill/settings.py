@@ -42,3 +42,8 @@ def home() -> str:
 def logs_dir(run_id: str) -> str:
     """Where a run's captured output lives."""
     return os.path.join(home(), "logs", run_id)
+
+
+def server_socket() -> str:
+    """Where a local server listens for wake-ups (jobs changed, a run queued)."""
+    return os.path.join(home(), "server.sock")

@@ -1,0 +1,306 @@
+"""``dagmill server``: the scheduler, the run queue and the runners in one process.
+
+One loop, in the main thread, does everything that decides: it decides due slots
+(``scheduler``), starts queued runs in free runners (the job's overlap policy decides
+whether a run waits for the job's running one), resumes runs whose engine died or was
+handed back, and heartbeats the server's row. Between rounds it sleeps until the next
+slot is due, or until woken: jobs changed (PostgreSQL NOTIFY, or a datagram from the CLI
+on SQLite), a runner ended, a signal arrived. On SQLite it also re-reads the jobs'
+change counter once a second, for changes made without a wake-up.
+
+SIGTERM or Ctrl-C drains: no new slots, no new runs; running runs get ``grace`` seconds
+to finish, then are handed back (their runner stopped, the run left RUNNING without an
+owner, so the next server resumes it without redoing finished tasks). A second signal
+hands back at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dagmill import settings
+from dagmill.errors import DefinitionError
+from dagmill.io.owners import owner_gone
+from dagmill.model.runs import JobInfo, RunInfo
+from dagmill.scheduler.loop import Scheduler
+from dagmill.server.log import ServerLog
+from dagmill.server.runners import Assignment, RunnerPool
+from dagmill.server.wake import WakeSocket
+from dagmill.store import Store, open_store
+
+__all__ = ["Server", "ServerOptions", "default_max_runs", "serve"]
+
+_STALE_RUN_SECONDS = 60.0  # a run on another host whose engine sent no heartbeat for this long
+_SQLITE_POLL_SECONDS = 1.0
+
+
+def default_max_runs() -> int:
+    """Runs at once by default: one per core (each run's tasks share the machine)."""
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """How a server runs (``dagmill server --help``)."""
+
+    max_runs: int
+    workers: int = 1  # tasks at once within each run
+    grace: float = 30.0  # seconds running runs get to finish when draining
+    heartbeat: float = 5.0
+    log_json: bool = False
+    log_level: str = "info"
+
+
+class Server:
+    """One server process. ``run()`` returns its exit code once drained."""
+
+    def __init__(
+        self,
+        options: ServerOptions,
+        store: Store,
+        log: Callable[..., None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.log = log
+        self.clock = clock
+        self.wake = threading.Event()
+        self.draining = False
+        self.hard_stop = False
+        self.id = f"s{os.getpid()}-{os.urandom(3).hex()}"
+        self.scheduler = Scheduler(store, log)
+        env = {**os.environ, "DAGMILL_HOME": settings.home()}
+        self.pool = RunnerPool(options.max_runs, self.wake.set, env)
+        self._jobs_version = -1
+        self._jobs_cache: dict[str, JobInfo] = {}
+        self._next_beat = 0.0
+        self._sqlite = not store.display_url().startswith("postgresql")
+        # without LISTEN/NOTIFY, changes made without a wake-up are seen within a second
+        self._poll = _SQLITE_POLL_SECONDS if self._sqlite else 30.0
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.draining:
+            self.hard_stop = True
+        self.draining = True
+        self.wake.set()
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        self._refuse_second_sqlite_server()
+        self.store.register_server(self.id, self.options.max_runs)
+        listener = self.store.jobs_listener()
+        sock = WakeSocket.open(settings.server_socket(), self.wake) if self._sqlite else None
+        if listener is not None:
+            threading.Thread(target=self._listen, args=(listener,), daemon=True).start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self._reload(self.clock())
+        self.log(
+            "server_started",
+            server=self.id,
+            store=self.store.display_url(),
+            max_runs=self.options.max_runs,
+            jobs=self.scheduler.jobs(),
+            wake="notify" if listener else ("socket" if sock else "poll"),
+        )
+        self.pool.warm()
+        last_poll = self.clock()
+        try:
+            while not self.draining:
+                now = self.clock()
+                if self.wake.is_set() or now - last_poll >= self._poll:
+                    self.wake.clear()
+                    last_poll = now
+                    self._reload(now)
+                self._round(now)
+                self.wake.wait(self._sleep(self.clock(), last_poll))
+            return self._drain()
+        finally:
+            if sock is not None:
+                sock.close()
+            if listener is not None:
+                listener.close()
+            self.pool.close()
+
+    def _listen(self, listener: Any) -> None:
+        while not self.draining:
+            try:
+                if listener.wait(1.0):
+                    self.wake.set()
+            except Exception:  # the listener's connection dropped: the poll still runs
+                self.log("listen_failed", level="warning")
+                return
+
+    def _sleep(self, now: float, last_poll: float) -> float:
+        until = [self._next_beat, last_poll + self._poll]
+        due = self.scheduler.next_due()
+        if due is not None:
+            until.append(due)
+        return max(0.0, min(until) - now)
+
+    def _round(self, now: float) -> None:
+        self.scheduler.tick(now)
+        self._ended()
+        self._start_queued()
+        if now >= self._next_beat:
+            self.store.server_heartbeat(self.id, "running")
+            self._resume_orphans(now)
+            self._next_beat = now + self.options.heartbeat
+
+    def _reload(self, now: float) -> None:
+        version = self.store.jobs_changed()
+        if version == self._jobs_version:
+            return
+        self._jobs_version = version
+        jobs = self.store.scheduled_jobs()
+        self.scheduler.load(jobs, now)
+        self._jobs_cache.clear()
+
+    def _job(self, job_id: str) -> JobInfo | None:
+        job = self._jobs_cache.get(job_id)
+        if job is None:
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self._jobs_cache[job_id] = job
+        return job
+
+    # -- runs ------------------------------------------------------------------------------
+    def _start_queued(self) -> None:
+        if self.pool.free() <= 0:
+            return
+        started_jobs: set[str] = set()
+        for run in self.store.queued_runs(limit=100):
+            if self.pool.free() <= 0:
+                return
+            job = self._job(run.job_id) if run.job_id else None
+            if run.job_id is not None and job is None:
+                continue  # its job was deleted meanwhile
+            if job is not None and job.policy.overlap != "allow":
+                if run.job_id in started_jobs or self._job_busy(run):
+                    continue  # waits for the job's running run
+            owner = self.pool.next_owner()
+            if not self.store.claim_queued(run.id, owner):
+                continue  # another server took it
+            self._start("run", run, owner)
+            if run.job_id is not None:
+                started_jobs.add(run.job_id)
+
+    def _job_busy(self, run: RunInfo) -> bool:
+        assert run.job_id is not None
+        return any(
+            r.id != run.id and (r.status == "RUNNING" or r.owner is not None)
+            for r in self.store.active_runs(run.job_id)
+        )
+
+    def _start(self, action: str, run: RunInfo, owner: str) -> None:
+        assignment = Assignment(
+            action,
+            run.id,
+            run.job_id,
+            self.options.workers,
+            os.path.join(settings.logs_dir(run.id), "engine.log"),
+        )
+        self.pool.start(assignment)
+        late = self.clock() - run.scheduled_for if run.scheduled_for else None
+        self.log(
+            "run_started" if action == "run" else "run_resumed",
+            run=run.id,
+            job=run.job_id,
+            runner=owner,
+            late=None if late is None else f"{late:.3f}",
+        )
+
+    def _ended(self) -> None:
+        for runner in self.pool.finished():
+            assert runner.assignment is not None
+            run = self.store.get_run(runner.assignment.run_id)
+            status = run.status if run else "deleted"
+            level = "info" if status in ("SUCCESS", "CANCELLED") else "warning"
+            self.log(
+                "run_ended",
+                level=level,
+                run=runner.assignment.run_id,
+                job=runner.assignment.job_id,
+                status=status,
+                seconds=f"{self.clock() - runner.started_at:.3f}",
+                exit=runner.returncode,
+            )
+            if run is not None and run.status in ("RUNNING", "PENDING"):
+                self._next_beat = 0.0  # its runner died: resume it in this round
+
+    def _resume_orphans(self, now: float) -> None:
+        """Resume job runs whose engine is gone: killed, its server killed, or handed back
+        by a draining server (no owner); on another host, silent for a minute."""
+        mine = {r.assignment.run_id for r in self.pool.busy() if r.assignment}
+        for run in self.store.open_runs():
+            if self.pool.free() <= 0 or self.draining:
+                return
+            if run.id in mine or run.job_id is None or run.target is None:
+                continue  # ad-hoc runs belong to their terminal: `dagmill runs resume`
+            gone = (
+                run.owner is None
+                or owner_gone(run.owner)
+                or (now - (run.heartbeat_at or 0.0) > _STALE_RUN_SECONDS)
+            )
+            if not gone:
+                continue
+            owner = self.pool.next_owner()
+            if self.store.take_over(run.id, run.owner, owner=owner):
+                self._start("resume", run, owner)
+
+    # -- stopping --------------------------------------------------------------------------
+    def _drain(self) -> int:
+        busy = self.pool.busy()
+        self.log("server_draining", server=self.id, running=len(busy), grace=self.options.grace)
+        self.store.server_heartbeat(self.id, "draining")
+        deadline = time.monotonic() + self.options.grace
+        while self.pool.busy() and not self.hard_stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.wake.wait(min(left, self.options.heartbeat))
+            self.wake.clear()
+            self._ended()
+        self._ended()
+        for runner in self.pool.busy():
+            assert runner.assignment is not None
+            self.pool.stop(runner)
+            handed = self.store.hand_back(runner.assignment.run_id, runner.owner)
+            self.log(
+                "run_handed_back",
+                level="warning",
+                run=runner.assignment.run_id,
+                job=runner.assignment.job_id,
+                resumable=handed,
+            )
+        self.store.stop_server(self.id)
+        self.log("server_stopped", server=self.id)
+        return 0
+
+    def _refuse_second_sqlite_server(self) -> None:
+        if not self._sqlite:
+            return
+        for other in self.store.live_servers():
+            if other.host == os.uname().nodename and owner_gone(f"{other.host}:{other.pid}"):
+                continue  # killed without stopping: its row is stale
+            raise DefinitionError(
+                f"another server (pid {other.pid} on {other.host}, {other.id}) serves "
+                f"{self.store.display_url()}: SQLite serves one server at a time; stop it, "
+                "or share a PostgreSQL database between servers (DAGMILL_DATABASE_URL="
+                "postgresql+psycopg://...)"
+            )
+
+
+def serve(options: ServerOptions) -> int:
+    """Run a server on this process's store until it is told to stop; its exit code."""
+    log = ServerLog(as_json=options.log_json, level=options.log_level)
+    with open_store() as store:
+        return Server(options, store, log).run()
