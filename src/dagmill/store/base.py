@@ -591,13 +591,14 @@ class Store(TaskClaims, ABC):
         sql = f"SELECT {_RUN_COLS} FROM runs WHERE status = 'RUNNING' ORDER BY created_at"
         return [_run(r) for r in self._execute(sql)]
 
-    def take_over(self, run_id: str, previous_owner: str | None) -> bool:
-        """Become the owner of a run whose engine died; False if another process was first."""
+    def take_over(self, run_id: str, previous_owner: str | None, owner: str | None = None) -> bool:
+        """Make this process (or ``owner``: a server claims for the runner it starts) the
+        owner of a run whose engine died; False if another process was first."""
         with self._tx():
             changed: int = self._execute(
                 "UPDATE runs SET owner = ?, heartbeat_at = ?, status = 'RUNNING', ended_at = NULL"
                 " WHERE id = ? AND COALESCE(owner, '') = ? AND status IN ('RUNNING', 'PENDING')",
-                (self._owner, time.time(), run_id, previous_owner or ""),
+                (owner or self._owner, time.time(), run_id, previous_owner or ""),
             ).rowcount
         return changed == 1
 
