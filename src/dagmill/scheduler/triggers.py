@@ -129,6 +129,7 @@ class Trigger:
 
     def latest_at_or_before(self, t: float) -> float | None:
         """The last slot at or before ``t`` (None if the schedule has not fired by then)."""
+        t = math.floor(t)  # slots are whole seconds
         if self.end is not None and t > self.end:
             t = self.end
         if self.start is not None and t < self.start:
@@ -142,9 +143,11 @@ class Trigger:
 
     def _forward(self, after: float) -> Iterator[float]:
         """Slots strictly after ``after`` (and from start_date), increasing, up to end_date."""
+        # slots are whole seconds: a slot is after `after` iff it is after its floor (and
+        # the local time of the floor is exact, where a float a hair below it is not)
+        after = math.floor(after)
         if self.start is not None and after < self.start:
-            # slots are whole seconds: this keeps a slot exactly at start_date
-            after = self.start - 0.5
+            after = self.start - 1  # keeps a slot exactly at start_date
         source = self._cron_forward(after) if self.rule is not None else self._every_forward(after)
         for s in source:
             if self.end is not None and s > self.end:
@@ -279,30 +282,35 @@ def make_trigger(spec: ScheduleSpec) -> Trigger:
         naive = _parse_naive(str(spec.start_date))
         assert naive is not None
         return Trigger(spec, tz, start, end, period=period, start_local=naive)
-    cron = _cron(str(spec.cron))
-    return Trigger(spec, tz, start, end, cron=cron, rule=_CronRule(cron))
+    rule = _cron(str(spec.cron))
+    return Trigger(spec, tz, start, end, cron=rule.expr, rule=rule)
 
 
-def _cron(text: str) -> str:
+def _cron(text: str) -> _CronRule:
     expr = text.strip()
     expr = PRESETS.get(expr.lower(), expr)
     bad = ScheduleError(f"not a cron expression: {text!r} ({_CRON_HELP})")
+    never = ScheduleError(
+        f"cron expression {text!r} never fires (no such day, e.g. February 30): "
+        "fix its day-of-month or month"
+    )
     if len(expr.split()) != 5:
         raise bad
     try:
-        it = croniter(expr, 0.0)
+        rule = _CronRule(expr)
+    except ValueError as exc:
+        raise bad from exc
+    if rule.fast:
+        if rule.next_after(datetime(2000, 1, 1)) is None:
+            raise never
+        return rule
+    try:
+        croniter(expr, 0.0).get_next(float)
+    except CroniterBadDateError as exc:
+        raise never from exc
     except (CroniterError, ValueError, KeyError, TypeError) as exc:
         raise bad from exc
-    try:
-        it.get_next(float)
-    except CroniterBadDateError as exc:
-        raise ScheduleError(
-            f"cron expression {text!r} never fires (no such day, e.g. February 30): "
-            "fix its day-of-month or month"
-        ) from exc
-    except (CroniterError, ValueError) as exc:
-        raise bad from exc
-    return expr
+    return rule
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -485,33 +493,53 @@ _MINUTE = timedelta(minutes=1)
 # again (croniter's own limit is of the same order)
 _MAX_DAYS = 366 * 50
 _PLAIN_FIELD = re.compile(r"[0-9*,/-]+")
+_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def _parse_field(text: str, lo: int, hi: int) -> list[int]:
+    """A plain cron field (``*``, ``N``, ``A-B``, each with an optional ``/K``, in a comma
+    list) -> the sorted values it matches."""
+    values: set[int] = set()
+    for item in text.split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            a, b = lo, hi
+        elif "-" in span:
+            first, _, last = span.partition("-")
+            a, b = int(first), int(last)
+        else:
+            # N/K counts from N to the end of the range, as cron does
+            a = int(span)
+            b = hi if step_text else a
+        if not (lo <= a <= b <= hi) or step < 1:
+            raise ValueError(f"{item!r} is not within {lo}-{hi}")
+        values.update(range(a, b + 1, step))
+    return sorted(values)
 
 
 class _CronRule:
     """Local wall-clock times matching a cron expression (naive datetimes, no DST).
 
-    Plain numeric expressions (the common case) are matched here from croniter's
-    expansion of the fields, a few microseconds a search; anything else (names, L, W,
-    #) goes through croniter itself, a few hundred microseconds. Day-of-month and
-    day-of-week combine as croniter does: either may match when both are restricted,
-    a ``*`` in one leaves the other alone.
+    Plain numeric expressions (the common case: numbers, ``*``, ranges, steps, lists)
+    are parsed and matched here, a few microseconds a search (croniter also reads ``3-3``
+    as ``*``); anything else (names, L, W, #) goes through croniter itself, a few hundred
+    microseconds. Day-of-month and day-of-week: when both are given (not ``*``) either
+    may match, as in cron; a ``*`` in one leaves the other alone.
     """
 
     def __init__(self, expr: str) -> None:
+        """Raises ValueError on a plain field out of range (``61``, ``5-3``, ``*/0``)."""
         self.expr = expr
-        self.fast = all(_PLAIN_FIELD.fullmatch(f) for f in expr.split())
+        fields = expr.split()
+        self.fast = all(_PLAIN_FIELD.fullmatch(f) for f in fields)
         if not self.fast:
             return
-        fields, nth = croniter.expand(expr)
-        self.fast = not nth
-        full = (range(60), range(24), range(1, 32), range(1, 13), range(7))
-        sets = [
-            sorted({int(v) % 7 if i == 4 else int(v) for v in f}) if f != ["*"] else list(full[i])
-            for i, f in enumerate(fields)
-        ]
+        sets = [_parse_field(f, lo, hi) for f, (lo, hi) in zip(fields, _BOUNDS, strict=True)]
         self.minutes, self.hours = sets[0], sets[1]
-        self.doms, self.months, self.dows = set(sets[2]), set(sets[3]), set(sets[4])
-        self.dom_star, self.dow_star = fields[2] == ["*"], fields[4] == ["*"]
+        self.doms, self.months = set(sets[2]), set(sets[3])
+        self.dows = {d % 7 for d in sets[4]}  # 7 is Sunday too
+        self.dom_star, self.dow_star = fields[2] == "*", fields[4] == "*"
 
     def _day_ok(self, day: datetime) -> bool:
         if day.month not in self.months:
