@@ -353,6 +353,8 @@ def test_brand_new_every_job_with_a_past_start_fires_its_latest_slot_at_once() -
         assert due_slots(t, None, created, now, catchup) == Due((z("2022-03-01T10:00"),), 0)
     future = every("1h", "2030-01-01 00:00")
     assert due_slots(future, None, created, now, "latest") == Due((), 0)
+    ended = every("1h", "2022-01-01 00:00", end_date="2022-02-01 00:00")
+    assert due_slots(ended, None, created, now, "latest") == Due((), 0)
 
 
 def test_missed_slots_after_downtime_by_policy() -> None:
@@ -539,16 +541,40 @@ PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 
 @PROPERTY
-@given(cron_fields(), windows())
+@given(cron_fields(), windows(), st.data())
 def test_cron_slots_match_a_minute_by_minute_reference(
-    fields: tuple[str, list[set[int]], bool, bool], window: tuple[str, float, float]
+    fields: tuple[str, list[set[int]], bool, bool],
+    window: tuple[str, float, float],
+    data: st.DataObject,
 ) -> None:
     expr, sets, dom_r, dow_r = fields
     zone, after, until = window
-    trigger = cron(expr, zone)
+    tz = ZoneInfo(zone)
+    dates: dict[str, str] = {}
+    expected = reference_slots(sets, dom_r, dow_r, tz, after, until)
+    # sometimes a start_date and/or an end_date inside the window (local, to the minute)
+    for key in ("start_date", "end_date"):
+        if data.draw(st.booleans(), label=f"has {key}"):
+            at = data.draw(st.integers(int(after), int(until)), label=key) // 60 * 60
+            dates[key] = datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M")
+    start = (
+        local_to_epoch(datetime.fromisoformat(dates["start_date"]), tz)
+        if "start_date" in dates
+        else None
+    )
+    end = (
+        local_to_epoch(datetime.fromisoformat(dates["end_date"]), tz)
+        if "end_date" in dates
+        else None
+    )
+    if start is not None and end is not None and end <= start:
+        del dates["end_date"]
+        end = None
+    expected = [s for s in expected if (start is None or s >= start) and (end is None or s <= end)]
+    trigger = cron(expr, zone, **dates)
     got = list(trigger.slots(after, until))
     assert all(a < b for a, b in itertools.pairwise(got)), "slots strictly increase (none doubled)"
-    assert got == reference_slots(sets, dom_r, dow_r, ZoneInfo(zone), after, until)
+    assert got == expected
     # next_after is the first of the slots, latest_at_or_before the last
     first = trigger.next_after(after)
     if got:
@@ -558,6 +584,10 @@ def test_cron_slots_match_a_minute_by_minute_reference(
         assert trigger.next_after(got[-1] - 0.5) == got[-1]
     else:
         assert first is None or first > until
+        assert (
+            trigger.latest_at_or_before(until) is None
+            or (trigger.latest_at_or_before(until) or 0) <= after
+        )
     for s, following in itertools.pairwise(got):
         assert trigger.next_after(s) == following
         assert trigger.latest_at_or_before(following - 0.5) == s
@@ -600,3 +630,23 @@ def test_every_slots_are_regular(
             local = datetime.fromtimestamp(s, tz).replace(tzinfo=None)
             k = round((local - wall) / timedelta(days=days))
             assert s == local_to_epoch(wall + timedelta(days=k * days), tz)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 59), min_size=1, max_size=3, unique=True),
+    st.lists(st.integers(0, 23), min_size=1, max_size=3, unique=True),
+    st.lists(st.integers(0, 6), min_size=1, max_size=3, unique=True),
+    windows(),
+)
+def test_croniter_path_agrees_with_the_plain_path(
+    minutes: list[int], hours: list[int], dows: list[int], window: tuple[str, float, float]
+) -> None:
+    """Day names send an expression through croniter; its slots are the same."""
+    names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+    head = f"{','.join(map(str, minutes))} {','.join(map(str, hours))} * *"
+    zone, after, until = window
+    plain = cron(f"{head} {','.join(map(str, dows))}", zone)
+    named = cron(f"{head} {','.join(names[d] for d in dows)}", zone)
+    assert list(named.slots(after, until)) == list(plain.slots(after, until))
+    assert named.latest_at_or_before(until) == plain.latest_at_or_before(until)

@@ -14,12 +14,14 @@ Dates (``start_date``, ``end_date``) are local: ``YYYY-MM-DD``, ``YYYY-MM-DD HH:
 day, as Airflow reads it, for ``end_date`` too; ``end_date`` is inclusive (a slot exactly
 at it fires). A start or end date in a DST gap means the instant the gap ends.
 
-croniter misplaces slots with timezone-aware datetimes around DST, so it only ever sees
-naive local wall-clock times here (disguised as UTC, where no DST exists); each local
-time it yields is mapped to its instant by :func:`local_to_epoch`. That mapping never
-goes backward as local time goes forward (the gap collapses, a repeated hour keeps its
-first occurrence), which is what lets the searches below start from the local time of an
-instant and skip what maps at or before it.
+Cron expressions are matched on naive local wall-clock times (croniter misplaces slots
+with timezone-aware datetimes around DST): plain numeric ones by :class:`_CronRule`
+itself, in microseconds; others (names, L, W, #) by croniter, which sees naive times
+disguised as UTC, where no DST exists. Each matching local time is mapped to its instant
+by :func:`local_to_epoch`. That mapping never goes backward as local time goes forward
+(the gap collapses, a repeated hour keeps its first occurrence), which is what lets the
+searches below start from the local time of an instant and skip what maps at or before
+it. Slots are whole seconds.
 
 No clock, no store, no I/O: the scheduler passes ``now`` in.
 """
@@ -411,7 +413,8 @@ def due_slots(
     brand-new job) and the job's ``catchup`` policy (latest, all, none).
 
     A brand-new cron job counts slots from its creation (nothing before it is missed); a
-    brand-new ``every`` job whose start_date is past fires the latest slot <= now at once.
+    brand-new ``every`` job whose start_date is past fires the latest slot <= now at once
+    (unless its end_date was past when it was created).
     When several slots are due: latest fires the newest only; all fires each, oldest first
     (the newest :data:`CATCHUP_ALL_CAP` of them; older ones are dropped, so the last slot
     decided is always the newest); none fires the newest only if it is late by at most
@@ -420,6 +423,8 @@ def due_slots(
     if catchup not in ("latest", "all", "none"):
         raise ValueError(f"catchup must be latest, all or none, got {catchup!r}")
     if last_slot is None:
+        if trigger.end is not None and trigger.end < created_at:
+            return Due((), 0)  # created after its schedule ended: nothing was missed
         # a slot exactly at the creation instant is not "before" it
         after = math.nextafter(created_at, -math.inf)
         if trigger.period is not None:
