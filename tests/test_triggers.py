@@ -221,12 +221,18 @@ def test_new_york_gap_and_fold() -> None:
     ]
 
 
-def test_named_and_special_fields_go_through_croniter() -> None:
+def test_named_and_special_fields() -> None:
     named = cron("5 10 * * mon", PARIS)
     plain = cron("5 10 * * 1", PARIS)
     start, end = z("2022-03-01T00:00"), z("2022-11-30T00:00")
     assert list(named.slots(start, end)) == list(plain.slots(start, end))
-    last_day = cron("0 2 L * *", PARIS)
+    assert [utc(s) for s in cron("0 12 1 jan-mar,Dec *").slots(0, z("2022-12-31T00:00"))][-4:] == [
+        "2022-01-01T12:00:00Z",
+        "2022-02-01T12:00:00Z",
+        "2022-03-01T12:00:00Z",
+        "2022-12-01T12:00:00Z",
+    ]
+    last_day = cron("0 2 L * *", PARIS)  # through croniter
     assert [format_slot(s, PARIS) for s in last_day.slots(z("2022-02-01T00:00"), end)][:3] == [
         "2022-02-28T02:00:00+01:00",
         "2022-03-31T02:00:00+02:00",
@@ -642,11 +648,19 @@ def test_every_slots_are_regular(
 def test_croniter_path_agrees_with_the_plain_path(
     minutes: list[int], hours: list[int], dows: list[int], window: tuple[str, float, float]
 ) -> None:
-    """Day names send an expression through croniter; its slots are the same."""
-    names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+    """Expressions with L, W or # go through croniter: on plain ones it agrees with us;
+    day names are read as their numbers."""
+    names = ["sun", "mon", "tue", "wed", "thu", "fri", "Sat"]
     head = f"{','.join(map(str, minutes))} {','.join(map(str, hours))} * *"
     zone, after, until = window
     plain = cron(f"{head} {','.join(map(str, dows))}", zone)
     named = cron(f"{head} {','.join(names[d] for d in dows)}", zone)
-    assert list(named.slots(after, until)) == list(plain.slots(after, until))
-    assert named.latest_at_or_before(until) == plain.latest_at_or_before(until)
+    through_croniter = cron(f"{head} {','.join(map(str, dows))}", zone)
+    assert through_croniter.rule is not None and named.rule is not None
+    assert named.rule.fast
+    through_croniter.rule.fast = False
+    got = list(plain.slots(after, until))
+    assert list(named.slots(after, until)) == got
+    assert list(through_croniter.slots(after, until)) == got
+    latest = plain.latest_at_or_before(until)
+    assert through_croniter.latest_at_or_before(until) == latest
