@@ -1,0 +1,1 @@
+"""Schedules: pure triggers (next slots across DST, catch-up) and the scheduler loop."""
