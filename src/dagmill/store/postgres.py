@@ -128,8 +128,10 @@ class _Listener:
         self._timed = "timeout" in inspect.signature(conn.notifies).parameters
 
     def wait(self, timeout: float) -> bool:
-        """True if job changes were notified within ``timeout`` seconds (every
-        notification pending is consumed: many changes wake once)."""
+        """True if job changes were notified within ``timeout`` seconds. The notifications
+        already received are consumed with the first, so a burst of changes wakes once
+        (one the server delivers a moment later may wake once more: harmless, the
+        scheduler compares ``jobs_changed()``)."""
         if self._timed:
             got = any(True for _ in self._conn.notifies(timeout=max(0.0, timeout), stop_after=1))
             if got:  # drain what else is already here, without waiting

@@ -33,8 +33,8 @@ class JobsListener(Protocol):
     """Wakes a scheduler when jobs changed in another process (PostgreSQL LISTEN)."""
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds; True if a change was notified (all the
-        notifications pending are consumed)."""
+        """Wait up to ``timeout`` seconds; True if a change was notified (the
+        notifications already received are consumed with it)."""
         ...
 
     def close(self) -> None: ...

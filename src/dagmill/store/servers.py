@@ -44,14 +44,17 @@ class ServerLedger:
             )
         return ServerInfo(server_id, host, pid, now, now, max_runs, "running")
 
-    def server_heartbeat(self: _Backend, server_id: str, status: str = "running") -> None:
-        """Note that the server lives, and its status (running or draining)."""
+    def server_heartbeat(
+        self: _Backend, server_id: str, status: str = "running", now: float | None = None
+    ) -> None:
+        """Note that the server lives, and its status (running or draining), at ``now``
+        (the clock, unless given: a server's loop runs on an injected clock in tests)."""
         if status not in SERVER_STATUS:
             raise ValueError(f"a server is {', '.join(SERVER_STATUS)}; got {status!r}")
         with self._tx():
             self._execute(
                 "UPDATE servers SET heartbeat_at = ?, status = ? WHERE id = ?",
-                (time.time(), status, server_id),
+                (time.time() if now is None else now, status, server_id),
             )
 
     def stop_server(self: _Backend, server_id: str) -> None:
