@@ -23,6 +23,7 @@ from dagmill.frontends.loader import module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
+from dagmill.model.schedules import ScheduleSpec
 from dagmill.pipelines import is_pipeline_file, run_target, validate
 from dagmill.store import Store, open_store
 from dagmill.workflow import make_plan
@@ -81,7 +82,7 @@ def build_job(
         version, source = _pipeline_version(compiled), _read(ref)
         default_name = os.path.splitext(os.path.basename(ref))[0]
         if compiled.spec.schedule is not None:
-            schedule = compiled.spec.schedule.model_dump(exclude_none=True)
+            schedule = ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
     else:
         ref = _absolute(ref)
         task = target_task(RunTarget("python", ref, dict(params), data))

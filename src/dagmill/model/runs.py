@@ -56,6 +56,8 @@ class JobInfo:
     schedule: ScheduleSpec | None = None
     policy: JobPolicy = field(default_factory=JobPolicy)
     paused: bool = False
+    # the latest slot decided for the job (fired, skipped or dropped), epoch seconds
+    last_slot_at: float | None = None
 
     def target(self) -> RunTarget:
         return RunTarget(self.kind, self.ref, self.params, self.data_dir)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CATCHUP", "OVERLAP", "PRESETS", "JobPolicy", "ScheduleSpec"]
+__all__ = ["CATCHUP", "OVERLAP", "PRESETS", "JobPolicy", "ScheduleSpec", "SlotInfo"]
 
 # skip: a slot due while the job's previous run is PENDING or RUNNING is recorded as
 # skipped; queue: its run waits for the previous one; allow: runs start side by side
@@ -88,3 +88,16 @@ class JobPolicy:
             raise ValueError(f"overlap must be one of {', '.join(OVERLAP)}, got {self.overlap!r}")
         if self.catchup not in CATCHUP:
             raise ValueError(f"catchup must be one of {', '.join(CATCHUP)}, got {self.catchup!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """The decision about one slot of a job, made once: ``outcome`` is ``run`` (``run_id``
+    is the run made for it) or ``skipped`` (``reason`` says why); times are epoch seconds."""
+
+    job_id: str
+    scheduled_for: float
+    outcome: str
+    run_id: str | None
+    reason: str | None
+    decided_at: float

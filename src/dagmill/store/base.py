@@ -20,9 +20,12 @@ from typing import Any, TypeVar
 from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.io.jsonenc import encoder
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
-from dagmill.model.schedules import ScheduleSpec
+from dagmill.model.schedules import JobPolicy, ScheduleSpec
 from dagmill.store.claims import TaskClaims
 from dagmill.store.migrate import LATEST, upgrade
+from dagmill.store.rows import JOB_COLS, RUN_COLS, job_row, run_row
+from dagmill.store.schedules import JobSchedules
+from dagmill.store.servers import ServerLedger
 
 _dumps = encoder(", ", ": ")  # json.dumps for the rows of a run's tasks, made once
 
@@ -45,6 +48,7 @@ class NewRunTask:
 
 
 T = TypeVar("T")
+_NO_POLICY = JobPolicy()  # the defaults: skip overlapping slots, catch up the latest
 _log = logging.getLogger("dagmill.store")
 _RETRY_ENV = "DAGMILL_STORE_RETRY_SECONDS"
 _RETRY_DEFAULT = 60.0
@@ -78,13 +82,7 @@ class _Outage:
     gave_up: bool = False
 
 
-_RUN_COLS = (
-    "id, name, status, created_at, started_at, ended_at, job_id, project, owner, error, "
-    "counts, options, target, heartbeat_at"
-)
-
-
-class Store(TaskClaims, ABC):
+class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -117,6 +115,16 @@ class Store(TaskClaims, ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+    def _notify(self, channel: str) -> None:
+        """Wake the listeners of ``channel`` when the current transaction commits
+        (PostgreSQL's NOTIFY; a backend without it does nothing: SQLite serves one server,
+        which wakes itself)."""
+
+    @property
+    def owner(self) -> str:
+        """This process as the owner of runs and claims (``host:pid``)."""
+        return self._owner
 
     # -- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -520,22 +528,22 @@ class Store(TaskClaims, ABC):
         if since is not None:
             where.append("created_at >= ?")
             args.append(since)
-        sql = f"SELECT {_RUN_COLS} FROM runs"
+        sql = f"SELECT {RUN_COLS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC LIMIT ?"
         args.append(limit)
-        return [_run(r) for r in self._execute(sql, args)]
+        return [run_row(r) for r in self._execute(sql, args)]
 
     def get_run(self, run_id: str) -> RunInfo | None:
         """A run by id, or by a unique prefix of its id."""
-        row = self._execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             rows = self._execute(
-                f"SELECT {_RUN_COLS} FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)
+                f"SELECT {RUN_COLS} FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)
             ).fetchall()
             row = rows[0] if len(rows) == 1 else None
-        return _run(row) if row else None
+        return run_row(row) if row else None
 
     def get_run_tasks(self, run_id: str) -> list[RunTaskInfo]:
         history: dict[str, list[TaskAttempt]] = {}
@@ -570,26 +578,33 @@ class Store(TaskClaims, ABC):
         ]
 
     def queue_run(
-        self, run_id: str, name: str, job_id: str | None = None, target: RunTarget | None = None
+        self,
+        run_id: str,
+        name: str,
+        job_id: str | None = None,
+        target: RunTarget | None = None,
+        scheduled_for: float | None = None,
     ) -> None:
-        """Record a PENDING run that a process is about to start (``create_run`` takes it)."""
+        """Record a PENDING run that a process is about to start (``create_run`` takes it),
+        made for the slot ``scheduled_for`` if given (one run per job and slot)."""
         with self._tx():
             self._execute(
-                "INSERT INTO runs (id, job_id, name, status, created_at, target)"
-                " VALUES (?, ?, ?, 'PENDING', ?, ?)",
+                "INSERT INTO runs (id, job_id, name, status, created_at, target, scheduled_for)"
+                " VALUES (?, ?, ?, 'PENDING', ?, ?, ?)",
                 (
                     run_id,
                     job_id,
                     name,
                     time.time(),
                     json.dumps(target.to_json()) if target else None,
+                    scheduled_for,
                 ),
             )
 
     def open_runs(self) -> list[RunInfo]:
         """Runs recorded as RUNNING: live, or left by an engine that died."""
-        sql = f"SELECT {_RUN_COLS} FROM runs WHERE status = 'RUNNING' ORDER BY created_at"
-        return [_run(r) for r in self._execute(sql)]
+        sql = f"SELECT {RUN_COLS} FROM runs WHERE status = 'RUNNING' ORDER BY created_at"
+        return [run_row(r) for r in self._execute(sql)]
 
     def take_over(self, run_id: str, previous_owner: str | None, owner: str | None = None) -> bool:
         """Make this process (or ``owner``: a server claims for the runner it starts) the
@@ -672,10 +687,12 @@ class Store(TaskClaims, ABC):
         data_dir: str | None,
         definition: str | None = None,
         ttl: dict[str, Any] | None = None,
-        schedule: dict[str, Any] | None = None,
+        schedule: ScheduleSpec | None = None,
+        policy: JobPolicy = _NO_POLICY,
         project: str = "default",
     ) -> JobInfo:
-        """Record a job and the pipeline version it pins (shared by jobs of one version)."""
+        """Record a job and the pipeline version it pins (shared by jobs of one version);
+        the schedulers sharing the database learn of it (``jobs_changed``)."""
         now = time.time()
         with self._tx():
             row = self._execute(
@@ -691,7 +708,8 @@ class Store(TaskClaims, ABC):
                 )
             self._execute(
                 "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
-                " ttl, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ttl, created_at, overlap, catchup, slot_param)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     project,
@@ -699,38 +717,45 @@ class Store(TaskClaims, ABC):
                     pipeline_id,
                     json.dumps(params),
                     data_dir,
-                    json.dumps(schedule) if schedule else None,
+                    json.dumps(schedule.to_json()) if schedule else None,
                     json.dumps(ttl or {}),
                     now,
+                    policy.overlap,
+                    policy.catchup,
+                    policy.slot_param,
                 ),
             )
+            self._bump_jobs()
         job = self.get_job(job_id)
         assert job is not None
         return job
 
     def get_job(self, job_id: str) -> JobInfo | None:
         """A job by id or unique id prefix."""
-        base = f"SELECT {_JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
+        base = f"SELECT {JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
         row = self._execute(base + " WHERE j.id = ?", (job_id,)).fetchone()
         if row is None:
             rows = self._execute(base + " WHERE j.id LIKE ? LIMIT 2", (job_id + "%",)).fetchall()
             row = rows[0] if len(rows) == 1 else None
-        return _job(row) if row else None
+        return job_row(row) if row else None
 
     def list_jobs(self, limit: int = 100) -> list[JobInfo]:
         sql = (
-            f"SELECT {_JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
+            f"SELECT {JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
             " ORDER BY j.created_at DESC LIMIT ?"
         )
-        return [_job(r) for r in self._execute(sql, (limit,))]
+        return [job_row(r) for r in self._execute(sql, (limit,))]
 
     def delete_job(self, job_id: str) -> list[str]:
-        """Delete a job and its runs; returns the ids of the runs deleted."""
+        """Delete a job, its runs and its slots' decisions; returns the ids of the runs
+        deleted. The schedulers learn of it (``jobs_changed``)."""
         with self._tx():
             runs = [r[0] for r in self._execute("SELECT id FROM runs WHERE job_id = ?", (job_id,))]
             for run_id in runs:
                 self._delete_run_rows(run_id)
-            self._execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._execute("DELETE FROM job_slots WHERE job_id = ?", (job_id,))
+            if self._execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount:
+                self._bump_jobs()
         return runs
 
     def __enter__(self) -> Store:
@@ -763,48 +788,3 @@ def _hint(reason: str) -> str:
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _run(r: Sequence[Any]) -> RunInfo:
-    return RunInfo(
-        id=r[0],
-        name=r[1],
-        status=r[2],
-        created_at=r[3],
-        started_at=r[4],
-        ended_at=r[5],
-        job_id=r[6],
-        project=r[7],
-        owner=r[8],
-        error=r[9],
-        counts=json.loads(r[10] or "{}"),
-        options=json.loads(r[11] or "{}"),
-        target=RunTarget.from_json(json.loads(r[12])) if r[12] else None,
-        heartbeat_at=r[13],
-    )
-
-
-_JOB_COLS = (
-    "j.id, j.name, j.project, p.kind, p.ref, p.version, j.params, j.data_dir, j.created_at,"
-    " j.ttl, j.schedule,"
-    " (SELECT r.status FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
-    " (SELECT r.id FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1)"
-)
-
-
-def _job(r: Sequence[Any]) -> JobInfo:
-    return JobInfo(
-        id=r[0],
-        name=r[1],
-        project=r[2],
-        kind=r[3],
-        ref=r[4],
-        version=r[5],
-        params=json.loads(r[6] or "{}"),
-        data_dir=r[7],
-        created_at=r[8],
-        ttl=json.loads(r[9] or "{}"),
-        schedule=ScheduleSpec.from_json(json.loads(r[10])) if r[10] else None,
-        status=r[11] or "READY",
-        last_run=r[12],
-    )

@@ -7,6 +7,8 @@ processes may open a new database at once.
 
 from __future__ import annotations
 
+import inspect
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from dagmill.errors import StoreError
 from dagmill.store.base import Store
 from dagmill.store.migrate import LATEST
+from dagmill.store.schedules import JOBS_CHANNEL
 
 __all__ = ["PostgresStore"]
 
@@ -99,6 +102,54 @@ class PostgresStore(Store):
         return row is not None and row[0] is not None
 
     def _close(self) -> None:
+        self._conn.close()
+
+    def _notify(self, channel: str) -> None:
+        # sent when the caller's transaction commits, not before (PostgreSQL holds it)
+        self._conn.execute(f"NOTIFY {channel}")
+
+    def jobs_listener(self) -> _Listener:
+        """A LISTEN on ``dagmill_jobs`` over a connection of its own (autocommit: a
+        notification is delivered between transactions, and this one runs none)."""
+        try:
+            conn = self._connect()
+        except self._psycopg.Error as e:
+            raise StoreError(f"cannot listen for job changes at {_safe(self.url)}: {e}") from e
+        conn.execute(f"LISTEN {JOBS_CHANNEL}")
+        return _Listener(conn)
+
+
+class _Listener:
+    """Waits for ``NOTIFY dagmill_jobs`` on its own connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        # psycopg >= 3.2 waits with a timeout itself; before, wait on the socket
+        self._timed = "timeout" in inspect.signature(conn.notifies).parameters
+
+    def wait(self, timeout: float) -> bool:
+        """True if job changes were notified within ``timeout`` seconds. The notifications
+        already received are consumed with the first, so a burst of changes wakes once
+        (one the server delivers a moment later may wake once more: harmless, the
+        scheduler compares ``jobs_changed()``)."""
+        if self._timed:
+            got = any(True for _ in self._conn.notifies(timeout=max(0.0, timeout), stop_after=1))
+            if got:  # drain what else is already here, without waiting
+                for _ in self._conn.notifies(timeout=0, stop_after=None):
+                    pass
+            return got
+        ready, _, _ = select.select([self._conn.fileno()], [], [], max(0.0, timeout))
+        if not ready:
+            return False
+        received: list[Any] = []
+        self._conn.add_notify_handler(received.append)
+        try:
+            self._conn.execute("SELECT 1")  # reads the socket: pending notifies are handled
+        finally:
+            self._conn.remove_notify_handler(received.append)
+        return bool(received)
+
+    def close(self) -> None:
         self._conn.close()
 
 
