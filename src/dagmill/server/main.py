@@ -81,7 +81,7 @@ class Server:
         self._jobs_version = -1
         self._jobs_cache: dict[str, JobInfo] = {}
         self._next_beat = 0.0
-        self._sqlite = not store.display_url().startswith("postgresql")
+        self._sqlite = not store.display_url.startswith("postgresql")
         # without LISTEN/NOTIFY, changes made without a wake-up are seen within a second
         self._poll = _SQLITE_POLL_SECONDS if self._sqlite else 30.0
 
@@ -106,7 +106,7 @@ class Server:
         self.log(
             "server_started",
             server=self.id,
-            store=self.store.display_url(),
+            store=self.store.display_url,
             max_runs=self.options.max_runs,
             jobs=self.scheduler.jobs(),
             wake="notify" if listener else ("socket" if sock else "poll"),
@@ -183,9 +183,12 @@ class Server:
             job = self._job(run.job_id) if run.job_id else None
             if run.job_id is not None and job is None:
                 continue  # its job was deleted meanwhile
-            if job is not None and job.policy.overlap != "allow":
-                if run.job_id in started_jobs or self._job_busy(run):
-                    continue  # waits for the job's running run
+            if (
+                job is not None
+                and job.policy.overlap != "allow"
+                and (run.job_id in started_jobs or self._job_busy(run))
+            ):
+                continue  # waits for the job's running run
             owner = self.pool.next_owner()
             if not self.store.claim_queued(run.id, owner):
                 continue  # another server took it
@@ -293,7 +296,7 @@ class Server:
                 continue  # killed without stopping: its row is stale
             raise DefinitionError(
                 f"another server (pid {other.pid} on {other.host}, {other.id}) serves "
-                f"{self.store.display_url()}: SQLite serves one server at a time; stop it, "
+                f"{self.store.display_url}: SQLite serves one server at a time; stop it, "
                 "or share a PostgreSQL database between servers (DAGMILL_DATABASE_URL="
                 "postgresql+psycopg://...)"
             )

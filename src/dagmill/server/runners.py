@@ -3,6 +3,7 @@ spare runner always warm so that a due run starts without a Python start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -118,14 +119,10 @@ class RunnerPool:
         """Stop a runner now (its run is handed back): closing its pipe makes it kill its
         own process group; SIGKILL the group too, in case it is stuck."""
         if runner.proc.stdin is not None and not runner.proc.stdin.closed:
-            try:
+            with contextlib.suppress(OSError):
                 runner.proc.stdin.close()
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(runner.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         runner.proc.wait()
 
     def close(self) -> None:
