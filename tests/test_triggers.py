@@ -664,3 +664,24 @@ def test_croniter_path_agrees_with_the_plain_path(
     assert list(through_croniter.slots(after, until)) == got
     latest = plain.latest_at_or_before(until)
     assert through_croniter.latest_at_or_before(until) == latest
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cron_fields(), windows(), st.integers(0, 5 * 86400), st.data())
+def test_catchup_counts_every_missed_slot(
+    fields: tuple[str, list[set[int]], bool, bool],
+    window: tuple[str, float, float],
+    extra: int,
+    data: st.DataObject,
+) -> None:
+    """The day-by-day count of missed slots equals walking them one by one."""
+    expr, _sets, _dom_r, _dow_r = fields
+    zone, after, until = window
+    until += extra
+    trigger = cron(expr, zone)
+    walked = list(trigger.slots(after, until))
+    catchup = data.draw(st.sampled_from(["latest", "all"]))
+    due = due_slots(trigger, after, 0, until, catchup)
+    assert due.dropped + len(due.fire) == len(walked)
+    keep = 1 if catchup == "latest" else CATCHUP_ALL_CAP
+    assert list(due.fire) == walked[-keep:]

@@ -471,11 +471,55 @@ def _count_into(trigger: Trigger, after: float, now: float, newest: deque[float]
         take = min(count, newest.maxlen or count)
         newest.extend(last - (take - 1 - i) * step for i in range(take))
         return count
-    count = 0
-    for s in trigger.slots(after, now):
-        newest.append(s)
-        count += 1
-    return count
+    rule = trigger.rule
+    if rule is None or not rule.fast:
+        count = 0
+        for s in trigger.slots(after, now):
+            newest.append(s)
+            count += 1
+        return count
+    # the newest few by walking back from now, the count day by day
+    keep = newest.maxlen or 1
+    back: list[float] = []
+    t: float | None = now
+    while len(back) < keep and t is not None:
+        t = trigger.latest_at_or_before(t)
+        if t is None or t <= after:
+            break
+        back.append(t)
+        t -= 1
+    newest.extend(reversed(back))
+    return _count_cron(trigger, rule, after, now) if len(back) == keep else len(back)
+
+
+def _count_cron(trigger: Trigger, rule: _CronRule, after: float, now: float) -> int:
+    """How many slots of a plain cron are in ``(after, now]``: a local day without a DST
+    change holds its hours x minutes when its date matches; the partial days at both ends
+    and days with a change are walked slot by slot."""
+    tz = trigger.tz
+    lo, hi = math.floor(after), math.floor(now)
+    if trigger.start is not None and lo < trigger.start:
+        lo = math.floor(trigger.start) - 1
+    if trigger.end is not None and hi > trigger.end:
+        hi = math.floor(trigger.end)
+    if hi <= lo:
+        return 0
+    day = _local_naive(lo, tz).replace(hour=0, minute=0, second=0, microsecond=0) + _DAY
+    last_day = _local_naive(hi, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    if day >= last_day:
+        return sum(1 for _ in trigger.slots(lo, hi))
+    begin = local_to_epoch(day, tz)
+    count = sum(1 for _ in trigger.slots(lo, begin - 1))
+    per_day = len(rule.hours) * len(rule.minutes)
+    while day < last_day:
+        following = local_to_epoch(day + _DAY, tz)
+        if following - begin == 86400:
+            count += per_day if rule.day_ok(day) else 0
+        else:  # a DST change: gaps collapse, folds fire once
+            count += sum(1 for _ in trigger.slots(begin - 1, following - 1))
+        day += _DAY
+        begin = following
+    return count + sum(1 for _ in trigger.slots(begin - 1, hi))
 
 
 # -- local time helpers -----------------------------------------------------------------
@@ -553,7 +597,7 @@ class _CronRule:
         self.dows = {d % 7 for d in sets[4]}  # 7 is Sunday too
         self.dom_star, self.dow_star = fields[2] == "*", fields[4] == "*"
 
-    def _day_ok(self, day: datetime) -> bool:
+    def day_ok(self, day: datetime) -> bool:
         if day.month not in self.months:
             return False
         dom_ok = day.day in self.doms
@@ -574,7 +618,7 @@ class _CronRule:
         c = local.replace(second=0, microsecond=0) + _MINUTE
         day = c.replace(hour=0, minute=0)
         hi = bisect.bisect_left(self.hours, c.hour)
-        if hi < len(self.hours) and self._day_ok(day):
+        if hi < len(self.hours) and self.day_ok(day):
             h = self.hours[hi]
             if h == c.hour:
                 mi = bisect.bisect_left(self.minutes, c.minute)
@@ -585,7 +629,7 @@ class _CronRule:
                 return day.replace(hour=self.hours[hi], minute=self.minutes[0])
         for _ in range(_MAX_DAYS):
             day += _DAY
-            if self._day_ok(day):
+            if self.day_ok(day):
                 return day.replace(hour=self.hours[0], minute=self.minutes[0])
         return None
 
@@ -600,7 +644,7 @@ class _CronRule:
         c = local.replace(second=0, microsecond=0)
         day = c.replace(hour=0, minute=0)
         hi = bisect.bisect_right(self.hours, c.hour) - 1
-        if hi >= 0 and self._day_ok(day):
+        if hi >= 0 and self.day_ok(day):
             h = self.hours[hi]
             if h == c.hour:
                 mi = bisect.bisect_right(self.minutes, c.minute) - 1
@@ -611,7 +655,7 @@ class _CronRule:
                 return day.replace(hour=self.hours[hi], minute=self.minutes[-1])
         for _ in range(_MAX_DAYS):
             day -= _DAY
-            if self._day_ok(day):
+            if self.day_ok(day):
                 return day.replace(hour=self.hours[-1], minute=self.minutes[-1])
         return None
 
