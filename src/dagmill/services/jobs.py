@@ -68,7 +68,6 @@ def build_job(
     data_dir: str | None = None,
     name: str | None = None,
     ttl: Mapping[str, int | None] | None = None,
-    store: Store | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
     graph, resources, requirements) and record a job pinning its definition's version."""
@@ -96,9 +95,7 @@ def build_job(
         pool.check(spec.resources, spec.label)
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
-    own = store is None
-    s = store or open_store()
-    try:
+    with open_store() as s:
         return s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
@@ -111,9 +108,6 @@ def build_job(
             ttl=strategy,
             schedule=schedule,
         )
-    finally:
-        if own:
-            s.close()
 
 
 def _read(path: str) -> str:
