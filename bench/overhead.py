@@ -55,7 +55,7 @@ def child(shape: str, n: int, workers: int, folder: str, mode: str) -> None:
     t1 = time.perf_counter()
     final = final_task(s, shape, n)
     if mode == "plan":
-        from dagmill.workflow import make_plan
+        from dagmill.services.tasks import make_plan
 
         plan, _ = make_plan([final])
         ran = len(plan.to_run)

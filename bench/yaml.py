@@ -97,7 +97,7 @@ def fresh_data(folder: str, run: int) -> str:
 # -- the children: one measured thing in a fresh process -------------------------------------
 def child_validate(folder: str) -> dict[str, float]:
     t0 = time.perf_counter()
-    from dagmill.pipelines import plan_pipeline, validate
+    from dagmill.services.pipelines import plan_pipeline, validate
 
     import_s = time.perf_counter() - t0
     file = os.path.join(folder, "pipeline.yaml")
@@ -114,7 +114,7 @@ def child_validate(folder: str) -> dict[str, float]:
 
 def child_run(folder: str, data: str) -> dict[str, float]:
     os.environ["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
-    from dagmill.pipelines import run_pipeline
+    from dagmill.services.pipelines import run_pipeline
 
     t = time.perf_counter()
     result = run_pipeline(

@@ -321,7 +321,7 @@ RACER = textwrap.dedent(
     from pathlib import Path
 
     from dagmill.errors import DefinitionError
-    from dagmill.jobs import run_job
+    from dagmill.services.jobs import run_job
 
     job_id, order, go, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
     deadline = time.monotonic() + 30
@@ -351,7 +351,7 @@ def test_two_processes_racing_for_queued_runs_run_each_exactly_once(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dagmill.jobs import build_job
+    from dagmill.services.jobs import build_job
 
     if backend == "postgresql":
         monkeypatch.setenv("DAGMILL_DATABASE_URL", fresh_postgres_database(request))

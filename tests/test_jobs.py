@@ -24,7 +24,7 @@ import pytest
 import dagmill
 import dagmill.runs
 from dagmill.errors import DefinitionError
-from dagmill.jobs import build_job, run_job, start_job
+from dagmill.services.jobs import build_job, run_job, start_job
 from dagmill.store import open_store
 from dagmill.store.migrate import LATEST
 from helpers import wait_for

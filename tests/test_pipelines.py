@@ -1002,7 +1002,7 @@ def test_a_module_that_does_not_compile_is_refused_before_anything_runs(tmp_path
 
 
 def test_data_naming_a_file_is_bad_input_and_records_nothing(tmp_path: Path) -> None:
-    from dagmill.pipelines import validate
+    from dagmill.services.pipelines import validate
 
     write(tmp_path / "pipeline.yaml", SEED_WITHOUT_REQUIREMENT)
     write(tmp_path / "my_first_task.py", UPPER)
@@ -1149,7 +1149,7 @@ def test_fsspec_url_data_nodes_are_staged_and_uploaded_only_on_success(tmp_path:
     its output is uploaded once it has succeeded, and a changed input makes it STALE."""
     import fsspec
 
-    from dagmill.pipelines import plan_pipeline, reset_pipeline, run_pipeline
+    from dagmill.services.pipelines import plan_pipeline, reset_pipeline, run_pipeline
 
     fs = fsspec.filesystem("memory")
     fs.pipe("/bucket/in.csv", b"a,b\n1,2\n")

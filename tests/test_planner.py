@@ -16,7 +16,7 @@ import pytest
 import dagmill
 from dagmill import settings
 from dagmill.model.states import PlanState, TaskRunStatus
-from dagmill.workflow import make_plan
+from dagmill.services.tasks import make_plan
 
 # -- loading task modules from source text ------------------------------------------------
 # The code version is a hash of the normalised *source*, so every variant of a task module

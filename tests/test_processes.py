@@ -334,7 +334,7 @@ def test_staging_folders_of_killed_attempts_are_removed(
 
     import fsspec
 
-    from dagmill.pipelines import run_pipeline
+    from dagmill.services.pipelines import run_pipeline
 
     temp = tmp_path / "tmp"
     temp.mkdir()

@@ -49,7 +49,7 @@ def test_defining_and_planning_tasks_needs_no_pandas() -> None:
         "import json, sys, dagmill\n"
         "class A(dagmill.tasks.TaskPickle):\n"
         "    def run(self): self.save(1)\n"
-        "from dagmill.workflow import make_plan\n"
+        "from dagmill.services.tasks import make_plan\n"
         "make_plan([A()])\n"
         "heavy = ('pandas', 'pyarrow', 'sqlalchemy')\n"
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))"

@@ -17,7 +17,7 @@ import pytest
 
 import dagmill
 from dagmill.errors import DefinitionError, FlowError, ParameterError, ResourceError
-from dagmill.workflow import make_plan
+from dagmill.services.tasks import make_plan
 
 BAD_SETTINGS = Path(__file__).parent / "flows" / "bad_settings.py"
 

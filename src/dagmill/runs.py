@@ -1,29 +1,28 @@
 """Query API over the run record: the runs, their tasks and their logs, as typed objects.
 
-import dagmill.runs
-for run in dagmill.runs.get_runs(status="FAILED", limit=10):
-    print(run.id, run.name, run.error)
-    print(dagmill.runs.get_run_logs(run.id))
+    import dagmill.runs
+    for run in dagmill.runs.get_runs(status="FAILED", limit=10):
+        print(run.id, run.name, run.error)
+        print(dagmill.runs.get_run_logs(run.id))
+
+The public face of :mod:`dagmill.services.runs`, which does the work.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from typing import TYPE_CHECKING, Any
-
-from dagmill import settings
-from dagmill.errors import DefinitionError
-from dagmill.logs import LogChunk, run_logs
-from dagmill.model.runs import RunInfo, RunTaskInfo
-from dagmill.store import open_store
-
-if TYPE_CHECKING:
-    from dagmill.engine import RunResult
+from dagmill.services.runs import (
+    cancel_run,
+    collect_garbage,
+    delete_run,
+    get_run,
+    get_run_logs,
+    get_run_logs_list,
+    get_run_tasks,
+    get_runs,
+    orphaned_runs,
+    recover_orphans,
+    resume_run,
+)
 
 __all__ = [
     "cancel_run",
@@ -38,222 +37,3 @@ __all__ = [
     "recover_orphans",
     "resume_run",
 ]
-
-
-def get_runs(
-    status: str | None = None, limit: int = 20, job_id: str | None = None
-) -> list[RunInfo]:
-    """The most recent runs first (``status``: PENDING, RUNNING, SUCCESS, FAILED, CANCELLED)."""
-    with open_store() as s:
-        return s.list_runs(status=status, limit=limit, job_id=job_id)
-
-
-def get_run(run_id: str) -> RunInfo:
-    """One run, by id or unique id prefix."""
-    with open_store() as s:
-        run = s.get_run(run_id)
-    if run is None:
-        raise DefinitionError(f"no run {run_id!r}: see dagmill.runs.get_runs()")
-    return run
-
-
-def get_run_tasks(run_id: str) -> list[RunTaskInfo]:
-    """The tasks of a run as it ran: status, attempts (with errors), plan and fingerprint."""
-    run = get_run(run_id)
-    with open_store() as s:
-        return s.get_run_tasks(run.id)
-
-
-def get_run_logs_list(run_id: str, task: str | None = None) -> list[LogChunk]:
-    """Captured output of each attempt of each task (or of the tasks matching ``task``)."""
-    run = get_run(run_id)
-    with open_store() as s:
-        return run_logs(s, run.id, task)
-
-
-def get_run_logs(run_id: str, task: str | None = None) -> str:
-    """All captured output of a run, each attempt under a header line."""
-    return "".join(
-        f"── {c.task_id} (attempt {c.attempt}) ──\n{c.text}"
-        + ("" if c.text.endswith("\n") or not c.text else "\n")
-        for c in get_run_logs_list(run_id, task)
-    )
-
-
-def delete_run(run_id: str) -> bool:
-    """Delete a run, its tasks and its logs."""
-    run = get_run(run_id)
-    with open_store() as s:
-        deleted = s.delete_run(run.id)
-    shutil.rmtree(settings.logs_dir(run.id), ignore_errors=True)
-    return deleted
-
-
-def _alive(owner: str | None) -> bool | None:
-    """Whether a run's owner process lives (None: it is on another host, unknown)."""
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != os.uname().nodename:
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def cancel_run(run_id: str, wait: float = 10.0) -> str:
-    """Cancel a run: signal its engine (which stops its tasks and records CANCELLED), or,
-    for a queued run or one whose engine is gone, record CANCELLED directly."""
-    run = get_run(run_id)
-    if run.status in ("SUCCESS", "FAILED", "CANCELLED"):
-        return f"run {run.id} already ended: {run.status}"
-    with open_store() as s:
-        if run.status == "PENDING" and s.set_run_status(run.id, "CANCELLED", only_if=["PENDING"]):
-            return f"cancelled run {run.id} before it started"
-    run = get_run(run.id)  # an engine may have taken it meanwhile
-    if run.status != "RUNNING":
-        return f"run {run.id} already ended: {run.status}"
-    alive = _alive(run.owner)
-    if alive is None:
-        raise DefinitionError(f"run {run.id} runs on {run.owner}: cancel it there")
-    if alive:
-        os.kill(int(str(run.owner).rpartition(":")[2]), signal.SIGTERM)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            now = get_run(run.id)
-            if now.status != "RUNNING":
-                return f"cancelled run {run.id}"
-            if _alive(now.owner) is False:
-                break  # it stopped before it could record anything (still starting up)
-            time.sleep(0.1)
-        else:
-            return f"asked run {run.id} to stop (its engine has not confirmed yet)"
-    with open_store() as s:
-        s.set_run_status(run.id, "CANCELLED", "cancelled (its engine had stopped)", ["RUNNING"])
-    return f"cancelled run {run.id}"
-
-
-def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:
-    """RUNNING runs whose engine died: its process is gone (this host), or it has not
-    sent a heartbeat for ``stale_after`` seconds (another host)."""
-    now = time.time()
-    with open_store() as s:
-        runs = s.open_runs()
-    return [
-        r
-        for r in runs
-        if _alive(r.owner) is False
-        or (_alive(r.owner) is None and now - (r.heartbeat_at or 0) > stale_after)
-    ]
-
-
-def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
-    """Finish a run whose engine died, under the same run id: complete tasks are not
-    redone, attempts that were open become FAILED and the tasks run as new attempts."""
-    from dagmill.pipelines import run_target
-
-    info = get_run(run_id)
-    if info.status not in ("RUNNING", "PENDING"):
-        # after Ctrl-C or a failure, a plain rerun would redo what had finished too
-        hint = (
-            f"`dagmill runs rerun {info.id}` runs it all again"
-            if info.status == "SUCCESS"
-            else f"`dagmill runs rerun {info.id} --from-failed` runs what did not finish"
-        )
-        raise DefinitionError(f"run {info.id} is {info.status}: nothing to resume; {hint}")
-    if _alive(info.owner) and info.owner != f"{os.uname().nodename}:{os.getpid()}":
-        raise DefinitionError(
-            f"run {info.id} is still running in {info.owner} (resumed there, or never"
-            f" stopped): follow it with `dagmill runs logs {info.id} --follow`, or stop it"
-            f" with `dagmill runs cancel {info.id}`"
-        )
-    if info.target is None:
-        raise DefinitionError(
-            f"run {info.id} was started from Python, so dagmill cannot start it again: "
-            "run it again from your code"
-        )
-    with open_store() as s:
-        if not s.take_over(info.id, info.owner):
-            raise DefinitionError(f"run {info.id} was taken over by another process")
-        attempts = s.abandon_attempts(
-            info.id, f"EngineDied: the engine running this attempt ({info.owner}) died"
-        )
-    try:
-        return run_target(
-            info.target,
-            run_id=info.id,
-            job_id=info.job_id,
-            attempts=attempts,
-            name=info.name,
-            **kwargs,
-        )
-    except DefinitionError as e:  # taken over, so ended here: not resumed again and again
-        with open_store() as s:
-            s.set_run_status(info.id, "FAILED", str(e), ["PENDING", "RUNNING"])
-        raise
-
-
-def recover_orphans() -> list[str]:
-    """Resume, each in a background process, the runs whose engine died (those that can be
-    started again); returns their ids."""
-    started = []
-    for r in orphaned_runs():
-        if r.target is None:
-            with open_store() as s:
-                s.set_run_status(
-                    r.id,
-                    "FAILED",
-                    f"its engine ({r.owner}) died, and a run started from "
-                    "Python cannot be resumed: run it again",
-                    ["RUNNING"],
-                )
-            continue
-        log = os.path.join(settings.logs_dir(r.id), "engine-resume.log")
-        os.makedirs(os.path.dirname(log), exist_ok=True)
-        with open(log, "ab") as out:
-            subprocess.Popen(
-                [sys.executable, "-m", "dagmill.cli.main", "runs", "resume", r.id, "--quiet"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        started.append(r.id)
-    return started
-
-
-def _expires_at(run: RunInfo, ttl: dict[str, Any]) -> float | None:
-    """When a finished job run expires under its job's TTL strategy (None: never)."""
-    if run.ended_at is None:
-        return None
-    specific = {"SUCCESS": "secondsAfterSuccess", "FAILED": "secondsAfterFailure"}
-    key = specific.get(run.status)
-    seconds = ttl.get(key) if key and key in ttl else ttl.get("secondsAfterCompletion")
-    return None if seconds is None else run.ended_at + float(seconds)
-
-
-def collect_garbage(dry_run: bool = False, now: float | None = None) -> list[str]:
-    """Remove runs of jobs (and their logs) that outlived their job's TTL strategy
-    (CloudHarness's: secondsAfterSuccess, secondsAfterFailure, secondsAfterCompletion)."""
-    now = time.time() if now is None else now
-    expired = []
-    with open_store() as s:
-        for job in s.list_jobs(limit=100_000):
-            for r in s.list_runs(job_id=job.id, limit=100_000):
-                if r.status in ("SUCCESS", "FAILED", "CANCELLED"):
-                    at = _expires_at(r, dict(job.ttl))
-                    if at is not None and at <= now:
-                        expired.append(r.id)
-        if not dry_run:
-            for run_id in expired:
-                s.delete_run(run_id)
-            if expired:
-                s.reclaim_space()  # deleted rows leave free pages: give them back
-    if not dry_run:
-        for run_id in expired:
-            shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
-    return expired

@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -18,7 +18,7 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 DATA_DIR = click.Path(file_okay=False)
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -98,10 +98,3 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def open_store() -> Any:
-    """The run record, for a command (imported on use: `dagmill --help` stays fast)."""
-    from dagmill.store import open_store as open_it
-
-    return open_it()

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from dagmill.cli.common import DATA_DIR, confirm, execute, fail, guard, open_store, parse_params
-
-
-def _job_or_fail(store: Any, job_id: str) -> Any:
-    job = store.get_job(job_id)
-    if job is None:
-        fail(f"no job {job_id!r}: see `dagmill jobs list`")
-    return job
+from dagmill.cli.common import DATA_DIR, confirm, execute, guard, parse_params
 
 
 @click.group()
@@ -44,7 +35,7 @@ def jobs_build(
     TARGET is a task of a Python file (flows.py:Train -p lr=0.1) or a pipeline file
     (pipeline.yaml: its modules are pinned too, and its schedule kept).
     """
-    from dagmill.jobs import build_job
+    from dagmill.services.jobs import build_job
 
     job = build_job(target, parse_params(params), data_dir, name)
     from dagmill.cli.jsonout import dumps
@@ -61,7 +52,9 @@ def jobs_build(
 @guard
 def jobs_list(wide: bool, as_json: bool) -> None:
     """List jobs with their status (their latest run's)."""
-    items = open_store().list_jobs()
+    from dagmill.services.jobs import list_jobs
+
+    items = list_jobs()
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -79,9 +72,11 @@ def jobs_list(wide: bool, as_json: bool) -> None:
 @guard
 def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
     """One job: what it runs, its pinned version, and its recent runs."""
-    store = open_store()
-    job = _job_or_fail(store, job_id)
-    recent = store.list_runs(job_id=job.id, limit=10)
+    from dagmill.services.jobs import get_job
+    from dagmill.services.runs import get_runs
+
+    job = get_job(job_id)
+    recent = get_runs(limit=10, job_id=job.id)
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -104,14 +99,15 @@ def jobs_run(
     job_id: str, wait: bool, workers: int, run_id: str | None, quiet: bool, as_json: bool
 ) -> None:
     """Run a job: in the background (prints the run id), or here with --wait."""
-    from dagmill.jobs import run_job, start_job
+    from dagmill.services.jobs import run_job, start_job
 
     if not wait:
         started = start_job(job_id, workers=workers)
         if as_json:  # the run as `runs list --json` shows it (queued, or already going)
             from dagmill.cli.jsonout import dumps
+            from dagmill.services.runs import get_run
 
-            click.echo(dumps(open_store().get_run(started)))
+            click.echo(dumps(get_run(started)))
         else:
             click.echo(started)
         return
@@ -124,10 +120,9 @@ def jobs_run(
 @guard
 def jobs_delete(job_id: str, yes: bool) -> None:
     """Delete a job and its runs from the record (the data it wrote stays)."""
-    from dagmill.jobs import delete_job
+    from dagmill.services.jobs import delete_job, get_job
 
-    store = open_store()
-    job = _job_or_fail(store, job_id)
+    job = get_job(job_id)
     confirm(f"Delete job {job.id} ({job.name}) and its runs?", yes)
     gone = delete_job(job.id)
     click.echo(f"deleted job {job.id} and {len(gone)} runs")

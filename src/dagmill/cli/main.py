@@ -1,4 +1,4 @@
-"""The ``dagmill`` command line: thin; parse, call one facade, render.
+"""The ``dagmill`` command line: thin; parse, call :mod:`dagmill.services`, render.
 
 Exit codes: 0 success, 1 a task failed, 2 bad input (nothing was run or written),
 130 cancelled (Ctrl-C).
@@ -61,14 +61,14 @@ def _plan_target(
 ) -> tuple[Any, list[str]]:
     """(plan, root task ids) for either kind of target."""
     if is_pipeline_file(target):
-        from dagmill.pipelines import plan_pipeline
+        from dagmill.services.pipelines import plan_pipeline
 
         _no_params(target, params)
         plan, _ = plan_pipeline(target, data_dir, list(nodes) or None)
         return plan, list(plan.graph.targets)
     if nodes:
         fail("--node is for pipeline files; for MODULE:TASK name the task itself")
-    from dagmill.workflow import make_plan
+    from dagmill.services.tasks import make_plan
 
     task = _load_target(target, params, data_dir)
     plan, _ = make_plan([task])
@@ -76,13 +76,9 @@ def _plan_target(
 
 
 def _load_target(target: str, params: tuple[str, ...], data_dir: str | None = None) -> Task:
-    from dagmill.frontends.loader import load_task
+    from dagmill.services.tasks import load_target
 
-    if data_dir:
-        from dagmill.workflow import set_dir
-
-        set_dir(data_dir)
-    return load_task(target)(**parse_params(params))
+    return load_target(target, parse_params(params), data_dir)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,7 +156,7 @@ def run(
     """Run a task (or a pipeline file) and whatever it needs that is not complete."""
     pool_spec = _parse_pool(pool) if pool else None
     if is_pipeline_file(target):
-        from dagmill.pipelines import run_pipeline
+        from dagmill.services.pipelines import run_pipeline
 
         _no_params(target, params)
         execute(
@@ -175,11 +171,12 @@ def run(
         return
     if nodes:
         fail("--node is for pipeline files; for MODULE:TASK name the task itself")
-    from dagmill.jobs import target_of
+    from dagmill.services.jobs import target_of
+    from dagmill.services.tasks import run_tasks
 
     task = _load_target(target, params, data_dir)
     execute(
-        lambda **kw: _run_tasks([task], **kw),
+        lambda **kw: run_tasks([task], **kw),
         quiet,
         as_json,
         forced_all=force,
@@ -205,7 +202,7 @@ def reset(
 ) -> None:
     """Delete a task's outputs (its upstream's too with --upstream; a pipeline's nodes)."""
     if is_pipeline_file(target):
-        from dagmill.pipelines import reset_pipeline, reset_targets
+        from dagmill.services.pipelines import reset_pipeline, reset_targets
 
         _no_params(target, params)
         chosen = list(nodes) or None
@@ -219,12 +216,9 @@ def reset(
         gone = reset_pipeline(target, data_dir, chosen, upstream)
         click.echo(f"deleted {len(gone)} outputs")
         return
-    from dagmill.frontends.classes import build_graph
+    from dagmill.services.tasks import tasks_to_reset
 
-    task = _load_target(target, params, data_dir)
-    graph, objs = build_graph([task])
-    ids = list(graph.order) if upstream else [task.task_id]
-    victims = [objs[t] for t in ids if any(x.exists() for x in _targets(objs[t]))]
+    victims = tasks_to_reset(_load_target(target, params, data_dir), upstream)
     if not victims:
         click.echo("nothing to reset: no outputs exist")
         return
@@ -234,12 +228,6 @@ def reset(
     for t in victims:
         t.reset(confirm=False)
     click.echo(f"reset {len(victims)} tasks")
-
-
-def _targets(task: Task) -> list[Any]:
-    from dagmill.frontends.classes import flatten
-
-    return flatten(task.output())
 
 
 def _parse_pool(text: str) -> dict[str, str]:
@@ -254,12 +242,6 @@ def _parse_pool(text: str) -> dict[str, str]:
     return out
 
 
-def _run_tasks(tasks: list[Any], **kwargs: Any) -> Any:
-    from dagmill import workflow
-
-    return workflow.run(tasks, **kwargs)
-
-
 @cli.command()
 @click.argument("file", metavar="PIPELINE.yaml")
 @click.option(
@@ -268,7 +250,7 @@ def _run_tasks(tasks: list[Any], **kwargs: Any) -> Any:
 @guard
 def validate(file: str, data_dir: str | None) -> None:
     """Check a pipeline file: exit 0 if it is valid, 2 with every problem if not."""
-    from dagmill.pipelines import validate as check
+    from dagmill.services.pipelines import validate as check
 
     compiled = check(file, data_dir)
     spec, reqs = compiled.spec, len(compiled.requirements)
@@ -283,7 +265,7 @@ def validate(file: str, data_dir: str | None) -> None:
 @click.argument("what", type=click.Choice(["pipeline"]))
 def schema(what: str) -> None:
     """Print the JSON Schema of pipeline files."""
-    from dagmill.pipelines import pipeline_schema
+    from dagmill.services.pipelines import pipeline_schema
 
     click.echo(json.dumps(pipeline_schema(), indent=2))
 
@@ -295,7 +277,7 @@ def schema(what: str) -> None:
 @guard
 def graph(file: str, fmt: str, data_dir: str | None) -> None:
     """Draw a pipeline: data nodes and the process nodes between them."""
-    from dagmill.pipelines import graph_text
+    from dagmill.services.pipelines import graph_text
 
     if not is_pipeline_file(file):
         fail(
@@ -315,12 +297,10 @@ def db() -> None:
 @guard
 def db_upgrade() -> None:
     """Create the database, or bring its schema up to this dagmill's (done on first use)."""
-    from dagmill.store import database_url, open_store
-    from dagmill.store.postgres import _safe
+    from dagmill.services.admin import upgrade_database
 
-    store = open_store()
-    click.echo(f"{_safe(database_url())}: schema version {store.schema_version} (latest)")
-    store.close()
+    info = upgrade_database()
+    click.echo(f"{info.url}: schema version {info.schema_version} (latest)")
 
 
 @cli.command()
@@ -328,7 +308,7 @@ def db_upgrade() -> None:
 @guard
 def gc(dry_run: bool) -> None:
     """Remove expired runs of jobs and their logs (each job's TTL strategy)."""
-    from dagmill.runs import collect_garbage
+    from dagmill.services.runs import collect_garbage
 
     gone = collect_garbage(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

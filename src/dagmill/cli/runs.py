@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from dagmill.cli.common import EXIT_CANCELLED, confirm, execute, fail, guard, open_store
+from dagmill.cli.common import EXIT_CANCELLED, confirm, execute, fail, guard
+
+if TYPE_CHECKING:
+    from dagmill.model.runs import RunInfo
 
 _STATUSES = ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"]
 
 
-def _run_or_fail(store: Any, run_id: str) -> Any:
-    info = store.get_run(run_id)
+def _run_or_fail(run_id: str) -> RunInfo:
+    from dagmill.services.runs import find_run
+
+    info = find_run(run_id)
     if info is None:
         fail(f"no run {run_id!r} (or more than one starts so): see `dagmill runs list`")
     return info
@@ -30,7 +35,7 @@ def runs(ctx: click.Context) -> None:
 def recover() -> None:
     """Runs whose engine died are resumed by the next dagmill command that looks at runs."""
     from dagmill.errors import DagmillError
-    from dagmill.runs import recover_orphans
+    from dagmill.services.runs import recover_orphans
 
     try:
         for run_id in recover_orphans():
@@ -50,8 +55,9 @@ def runs_list(
     status: str | None, job_id: str | None, limit: int, wide: bool, as_json: bool
 ) -> None:
     """List recent runs, newest first."""
-    store = open_store()
-    items = store.list_runs(status=status, limit=limit, job_id=job_id)
+    from dagmill.services.runs import get_runs
+
+    items = get_runs(status=status, limit=limit, job_id=job_id)
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -69,9 +75,10 @@ def runs_list(
 @guard
 def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
     """One run: each task's status, attempts, duration, and what a PENDING task waits for."""
-    store = open_store()
-    info = _run_or_fail(store, run_id)
-    tasks = store.get_run_tasks(info.id)
+    from dagmill.services.runs import get_run_tasks
+
+    info = _run_or_fail(run_id)
+    tasks = get_run_tasks(info.id)
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -89,12 +96,10 @@ def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
 @guard
 def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
     """What the tasks of a run printed (stdout, stderr, logging, their subprocesses)."""
-    from dagmill.logs import follow as follow_run
-    from dagmill.logs import run_logs
+    from dagmill.services.runs import follow_run_logs, get_run_logs_list
 
-    store = open_store()
-    info = _run_or_fail(store, run_id)
-    chunks = follow_run(store, info.id, task) if follow else run_logs(store, info.id, task)
+    info = _run_or_fail(run_id)
+    chunks = follow_run_logs(info.id, task) if follow else get_run_logs_list(info.id, task)
     last = None
     try:
         for c in chunks:
@@ -112,10 +117,9 @@ def runs_logs(run_id: str, task: str | None, follow: bool) -> None:
 @guard
 def runs_cancel(run_id: str) -> None:
     """Cancel a run: its tasks and everything they started stop; the record says CANCELLED."""
-    from dagmill.runs import cancel_run
+    from dagmill.services.runs import cancel_run
 
-    store = open_store()
-    info = _run_or_fail(store, run_id)
+    info = _run_or_fail(run_id)
     click.echo(cancel_run(info.id))
 
 
@@ -125,9 +129,9 @@ def runs_cancel(run_id: str) -> None:
 @guard
 def runs_delete(run_id: str, yes: bool) -> None:
     """Delete a run from the record, with its logs (the data it wrote stays)."""
-    from dagmill.runs import delete_run
+    from dagmill.services.runs import delete_run
 
-    info = _run_or_fail(open_store(), run_id)
+    info = _run_or_fail(run_id)
     if info.status in ("PENDING", "RUNNING"):
         fail(f"run {info.id} is {info.status}: cancel it first (`dagmill runs cancel {info.id}`)")
     confirm(f"Delete run {info.id} ({info.name}, {info.status})?", yes)
@@ -144,9 +148,9 @@ def runs_delete(run_id: str, yes: bool) -> None:
 @guard
 def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_json: bool) -> None:
     """Run what a run ran again: everything, or with --from-failed what did not succeed."""
-    from dagmill.pipelines import run_target
+    from dagmill.services.pipelines import run_target
 
-    info = _run_or_fail(open_store(), run_id)
+    info = _run_or_fail(run_id)
     if info.target is None:
         fail(
             f"run {info.id} was started from Python, not from MODULE:TASK, so dagmill cannot "
@@ -171,9 +175,9 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
 @guard
 def runs_resume(run_id: str, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
-    from dagmill.runs import resume_run
+    from dagmill.services.runs import resume_run
 
-    info = _run_or_fail(open_store(), run_id)
+    info = _run_or_fail(run_id)
     if workers is None:  # the automatic resume too: a 2-worker run goes on with 2
         recorded = info.options.get("workers")
         workers = recorded if isinstance(recorded, int) and recorded >= 1 else 1

@@ -32,11 +32,10 @@ def _redirect(log: str) -> None:
 
 def main() -> int:
     # warm up: what every run needs, loaded while nothing is due
-    from dagmill.services.jobs import run_job
-    from dagmill.services.runs import resume_run
-
     from dagmill.errors import DefinitionError, RunFailed
     from dagmill.executors import local  # noqa: F401
+    from dagmill.services.jobs import run_job
+    from dagmill.services.runs import resume_run
 
     line = sys.stdin.buffer.readline()
     if not line.strip():

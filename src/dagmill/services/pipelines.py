@@ -1,7 +1,8 @@
-"""YAML pipelines: validate, preview, run, reset and draw them (the facade of that front door).
+"""YAML pipelines: validate, plan, run, reset and draw them (the front door of pipeline
+files); and :func:`run_target`, which runs a recorded run target of either front door.
 
-compiled = validate("pipeline.yaml")                 # raises PipelineError (exit 2)
-result = run_pipeline("pipeline.yaml", nodes=["clean"], workers=2)
+    compiled = validate("pipeline.yaml")                 # raises PipelineError (exit 2)
+    result = run_pipeline("pipeline.yaml", nodes=["clean"], workers=2)
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dagmill.io.remote import is_url, remove, url_version
 from dagmill.model.graph import Graph
 from dagmill.model.runs import RunTarget
 from dagmill.plan.planner import Plan, PlanOptions, plan
-from dagmill.workflow import execute_plan, run
+from dagmill.services.execution import execute_plan
+from dagmill.services.tasks import run_tasks
 
 __all__ = [
     "graph_text",
@@ -92,7 +94,7 @@ def run_pipeline(
     **kwargs: Any,
 ) -> RunResult | None:
     """Run a pipeline file: its environment is built first (once per requirement set),
-    then whatever is not complete runs; ``kwargs`` go to :func:`dagmill.run`."""
+    then whatever is not complete runs; ``kwargs`` go to :func:`execute_plan`."""
     compiled = compile_pipeline(file, data)
     python = environment_python(compiled.requirements)  # fails before any task runs
     if python != sys.executable:
@@ -211,4 +213,4 @@ def run_target(target: RunTarget, **kwargs: Any) -> RunResult | None:
         forced_all = kwargs.pop("forced_all", False)
         force = bool(kwargs.pop("forced_all_upstream", False) or forced_all)
         return run_pipeline(target.ref, target.data, force=force, target=target, **kwargs)
-    return run([target_task(target)], target=target, **kwargs)
+    return run_tasks([target_task(target)], target=target, **kwargs)

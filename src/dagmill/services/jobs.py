@@ -24,15 +24,17 @@ from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.model.schedules import ScheduleSpec
-from dagmill.pipelines import is_pipeline_file, run_target, validate
+from dagmill.services.pipelines import is_pipeline_file, run_target, validate
+from dagmill.services.tasks import make_plan
 from dagmill.store import Store, open_store
-from dagmill.workflow import make_plan
 
 __all__ = [
     "DEFAULT_TTL",
     "build_job",
     "definition_version",
     "delete_job",
+    "get_job",
+    "list_jobs",
     "run_job",
     "start_job",
     "target_of",
@@ -67,7 +69,6 @@ def build_job(
     data_dir: str | None = None,
     name: str | None = None,
     ttl: Mapping[str, int | None] | None = None,
-    store: Store | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
     graph, resources, requirements) and record a job pinning its definition's version."""
@@ -95,9 +96,7 @@ def build_job(
         pool.check(spec.resources, spec.label)
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
-    own = store is None
-    s = store or open_store()
-    try:
+    with open_store() as s:
         return s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
@@ -110,9 +109,6 @@ def build_job(
             ttl=strategy,
             schedule=schedule,
         )
-    finally:
-        if own:
-            s.close()
 
 
 def _read(path: str) -> str:
@@ -175,10 +171,28 @@ def _build_command(job: JobInfo) -> str:
     return shlex.join(words)
 
 
-def _job(store: Store, job_id: str) -> JobInfo:
+def get_job(job_id: str) -> JobInfo:
+    """One job, by id."""
+    with open_store() as store:
+        return _get_job(store, job_id)
+
+
+def list_jobs() -> list[JobInfo]:
+    """The jobs, with their status (their latest run's)."""
+    with open_store() as store:
+        return store.list_jobs()
+
+
+def _get_job(store: Store, job_id: str) -> JobInfo:
     job = store.get_job(job_id)
     if job is None:
         raise DefinitionError(f"no job {job_id!r}: see `dagmill jobs list`")
+    return job
+
+
+def _runnable_job(store: Store, job_id: str) -> JobInfo:
+    """The job, if its definition is still the version it pins."""
+    job = _get_job(store, job_id)
     version = _current_version(job)
     if version != job.version:
         raise DefinitionError(
@@ -193,7 +207,7 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
     """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`)."""
     store = open_store()
     try:
-        job = _job(store, job_id)
+        job = _runnable_job(store, job_id)
         if run_id is not None and not store.claim_run(run_id):
             queued = store.get_run(run_id)
             if queued is not None and queued.status == "CANCELLED":
@@ -208,11 +222,11 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
         return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
     except DefinitionError as e:
         if run_id is not None:
-            fail_unstarted(run_id, str(e))
+            _fail_unstarted(run_id, str(e))
         raise
 
 
-def fail_unstarted(run_id: str, error: str) -> None:
+def _fail_unstarted(run_id: str, error: str) -> None:
     """A run taken over (queued, or resumed) that bad input stopped before it started ends
     FAILED with the message: left RUNNING, each `dagmill runs ...` would resume it again,
     to fail the same way in the background."""
@@ -227,7 +241,7 @@ def start_job(job_id: str, workers: int = 1) -> str:
     """Queue a run of the job and start it in a background process; returns the run id."""
     store = open_store()
     try:
-        job = _job(store, job_id)
+        job = _runnable_job(store, job_id)
         run_id = new_run_id()
         store.queue_run(run_id, job.name, job.id, job.target())
     finally:

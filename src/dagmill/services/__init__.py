@@ -1,0 +1,13 @@
+"""The one facade every face calls (the CLI, the server, the REST API, the web UI): plain
+functions with domain names over the run record and the engine.
+
+    tasks       Python task classes: load, plan, preview, run, choose what to reset
+    pipelines   YAML pipeline files: validate, plan, run, reset, draw; run a run target
+    execution   running a plan from any front door (checks, record, logs, summary)
+    jobs        build a pipeline into a job once, run it many times
+    runs        the run record: query, cancel, delete, resume, expire runs
+    admin       the run record's database itself
+
+Faces import the module they need (``from dagmill.services.runs import get_runs``); this
+package imports none of them, so that each face loads only what it uses.
+"""

@@ -1,0 +1,213 @@
+"""Running a plan, whichever front door made it: check it can run, record it, capture its
+output, print the summary.
+
+    the_plan, _ = dagmill.services.tasks.make_plan([Train()])
+    result = execute_plan(the_plan, "Train", workers=2)
+
+Nothing is written if the plan cannot run (missing inputs, resources larger than the pool,
+output folders that cannot be written).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dagmill import settings
+from dagmill.engine import Reporter, RunResult, new_run_id, run_plan
+from dagmill.errors import DefinitionError, ResourceError, RunFailed
+from dagmill.executors.base import Executor
+from dagmill.executors.capture import secret_values
+from dagmill.executors.inline import InlineExecutor
+from dagmill.executors.local import LocalExecutor
+from dagmill.executors.machine import machine_pool
+from dagmill.executors.quotas import ResourcePool
+from dagmill.io.records import RecordBook
+from dagmill.model.graph import Graph
+from dagmill.model.resources import Resources
+from dagmill.model.runs import RunTarget
+from dagmill.model.states import TaskRunStatus
+from dagmill.plan.planner import Plan
+from dagmill.summary import summary_text
+
+__all__ = ["ask", "check_workers", "execute_plan"]
+
+log = logging.getLogger("dagmill")
+
+
+def ask(question: str) -> bool:
+    """Whether the user answers y on the terminal (no terminal input: no)."""
+    try:
+        return input(question).strip().lower() == "y"
+    except EOFError:
+        return False
+
+
+def check_workers(workers: Any) -> None:
+    """``workers`` is a whole number of tasks to run at once, 1 or more."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DefinitionError(
+            f"workers: expected a whole number of tasks to run at once (1 or more), got {workers!r}"
+        )
+
+
+def _check_output_folders(the_plan: Plan) -> None:
+    """The local folders the tasks to run write into (and their records) exist or can be
+    made, and can be written: a --data folder under a file or a read-only one is bad
+    input, said before anything is recorded (it was a traceback from the first write)."""
+    tasks = the_plan.graph.tasks
+    folders = {
+        out.location.rpartition(os.sep)[0]  # the dirname of an absolute path, cheaper
+        for tid in the_plan.to_run
+        for out in tasks[tid].outputs
+        if out.kind == "file" and "://" not in out.location
+    }
+    folders.discard("")
+    for folder in folders:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(f"{folder!r} is read-only")
+        except OSError as e:
+            raise DefinitionError(
+                f"cannot write task outputs in {folder}: {e.strerror or e}: pass --data "
+                "(in Python, dagmill.set_dir) with a folder you can write to"
+            ) from None
+
+
+def _check_one_process(graph: Graph) -> None:
+    """memory:// data nodes live in one process: worker processes would each see their
+    own (the run failed with "did not write output", saying nothing of why). In-memory
+    task outputs (TaskCache) keep their own error, which says what to do, at run time."""
+    for spec in graph.tasks.values():
+        for out in spec.outputs:
+            if out.kind != "memory" and out.location.startswith("memory://"):
+                raise DefinitionError(
+                    f"{spec.label}: {out.location} lives in one process: run with --workers 1"
+                )
+
+
+class _LogReporter:
+    """Logs failures as they happen (with the user's file and line first)."""
+
+    def __init__(self, graph: Graph, inner: Reporter | None) -> None:
+        self.graph = graph
+        self.inner = inner
+
+    def run_started(self, run_id: str, p: Plan) -> None:
+        log.info("run %s: %d tasks, %d to run", run_id, len(p.graph), len(p.to_run))
+        if self.inner is not None:
+            self.inner.run_started(run_id, p)
+
+    def task_changed(self, task_id: str, status: TaskRunStatus, detail: str) -> None:
+        if status is TaskRunStatus.FAILED:
+            log.error("%s failed: %s", self.graph.tasks[task_id].label, detail)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s", task_id, status.value, detail)
+        if self.inner is not None:
+            self.inner.task_changed(task_id, status, detail)
+
+
+def _pool(pool: Any) -> ResourcePool:
+    if pool is None:
+        return machine_pool()
+    if isinstance(pool, ResourcePool):
+        return pool
+    if isinstance(pool, Resources):
+        return ResourcePool(pool)
+    try:
+        return ResourcePool(Resources.parse(pool))
+    except ValueError as e:
+        raise ResourceError(f"resource pool {pool!r}: {e}") from None
+
+
+def execute_plan(
+    the_plan: Plan,
+    name: str,
+    *,
+    confirm: bool = False,
+    workers: int = 1,
+    abort: bool = True,
+    execution_summary: bool | None = None,
+    pool: Any = None,
+    record: bool | None = None,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+    run_id: str | None = None,
+    job_id: str | None = None,
+    target: RunTarget | None = None,
+    attempts: Mapping[str, int] | None = None,
+) -> RunResult | None:
+    """Run a plan from any front door: check it can run, record it, capture its output,
+    print the summary. Nothing is written if the plan cannot run (missing inputs,
+    resources larger than the pool). Returns None if ``confirm`` was declined."""
+    check_workers(workers)
+    logging.getLogger("dagmill").setLevel(settings.log_level.upper())
+    graph = the_plan.graph
+    forced_ids = [t for t in graph.order if the_plan.tasks[t].reason == "forced"]
+    missing = [graph.tasks[t] for t in the_plan.to_run if the_plan.tasks[t].missing_input]
+    if missing:
+        raise DefinitionError(
+            "missing inputs: "
+            + "; ".join(f"{s.label}: {the_plan.tasks[s.id].reason}" for s in missing[:5])
+            + ". Create them, or run the tasks that make them."
+        )
+    if confirm and forced_ids:
+        print("Tasks to rerun:", ", ".join(graph.tasks[t].label for t in sorted(forced_ids)))
+        if not ask("Confirm invalidating forced tasks (y/n) "):
+            return None
+    the_pool = _pool(pool)
+    for tid in the_plan.to_run:
+        the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
+    _check_output_folders(the_plan)
+    if executor is None and workers != 1:
+        _check_one_process(graph)
+    ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
+    store = None
+    log_dir = None
+    secrets: list[str] = []
+    run_id = run_id or new_run_id()
+    if settings.record if record is None else record:
+        from dagmill.store import open_store
+
+        store = open_store()
+        if settings.capture_logs:
+            log_dir = settings.logs_dir(run_id)
+            secrets = secret_values()
+    try:
+        result = run_plan(
+            the_plan,
+            ex,
+            pool=the_pool,
+            records=RecordBook(),
+            store=store,
+            name=name,
+            reporter=_LogReporter(graph, reporter),
+            options={"workers": workers, "targets": [graph.tasks[t].label for t in graph.targets]},
+            run_id=run_id,
+            job_id=job_id,
+            target=target,
+            log_dir=log_dir,
+            secrets=secrets,
+            attempts=attempts,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    result.summary_text = summary_text(result)
+    show = settings.execution_summary if execution_summary is None else execution_summary
+    if show:
+        print(result.summary_text)
+    if abort and not result.ok:
+        failed = result.with_status(TaskRunStatus.FAILED)
+        first = result.errors.get(failed[0]) if failed else None
+        raise RunFailed(
+            f"run {result.run_id} failed: {len(failed)} task(s) failed"
+            + (f"; first: {graph.tasks[failed[0]].label}: {first}" if first else "")
+            + (f"\n{first.traceback}" if first and first.traceback else ""),
+            result.run_id,
+            failed,
+        )
+    return result
