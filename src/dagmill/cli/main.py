@@ -318,9 +318,11 @@ def gc(dry_run: bool) -> None:
 def _register() -> None:
     from dagmill.cli.jobs import jobs
     from dagmill.cli.runs import runs
+    from dagmill.cli.server import server
 
     cli.add_command(runs)
     cli.add_command(jobs)
+    cli.add_command(server)
 
 
 _register()

@@ -204,22 +204,38 @@ def _runnable_job(store: Store, job_id: str) -> JobInfo:
 
 
 def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult | None:
-    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`)."""
+    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`).
+
+    With ``run_id``, run that queued run: as its target says (its slot, its parameters
+    for this run), whether this process claims it now or a server claimed it for this
+    process (a runner)."""
     store = open_store()
+    target: RunTarget | None = None
     try:
-        job = _runnable_job(store, job_id)
-        if run_id is not None and not store.claim_run(run_id):
+        try:
+            job = _runnable_job(store, job_id)
+        except DefinitionError as e:
+            if run_id is not None:
+                _fail_unstarted(run_id, str(e))
+            raise
+        if run_id is not None:
             queued = store.get_run(run_id)
-            if queued is not None and queued.status == "CANCELLED":
-                return None  # cancelled before it started
-            raise DefinitionError(
-                f"run {run_id} is not waiting to start (it is "
-                f"{queued.status if queued else 'unknown'}): another process has it"
-            )
+            mine = queued is not None and queued.status == "RUNNING" and queued.owner == store.owner
+            if not mine and not store.claim_run(run_id):
+                queued = store.get_run(run_id)
+                if queued is not None and queued.status == "CANCELLED":
+                    return None  # cancelled before it started
+                raise DefinitionError(
+                    f"run {run_id} is not waiting to start (it is "
+                    f"{queued.status if queued else 'unknown'}): another process has it"
+                )
+            target = queued.target if queued is not None else None
     finally:
         store.close()
     try:
-        return run_target(job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs)
+        return run_target(
+            target or job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs
+        )
     except DefinitionError as e:
         if run_id is not None:
             _fail_unstarted(run_id, str(e))
