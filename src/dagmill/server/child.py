@@ -34,6 +34,7 @@ def main() -> int:
     # warm up: what every run needs, loaded while nothing is due
     from dagmill.errors import DefinitionError, RunFailed
     from dagmill.executors import local  # noqa: F401
+    from dagmill.frontends.pipeline import action, compile, spec  # noqa: F401
     from dagmill.services.jobs import run_job
     from dagmill.services.runs import resume_run
 
@@ -63,4 +64,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # not sys.exit: the watch thread is blocked reading stdin, and an interpreter shutting
+    # down around it waits, then aborts
+    os._exit(code)
