@@ -81,6 +81,7 @@ class Server:
         self._jobs_version = -1
         self._jobs_cache: dict[str, JobInfo] = {}
         self._next_beat = 0.0
+        self._host = os.uname().nodename
         self._sqlite = not store.display_url.startswith("postgresql")
         # without LISTEN/NOTIFY, changes made without a wake-up are seen within a second
         self._poll = _SQLITE_POLL_SECONDS if self._sqlite else 30.0
@@ -248,10 +249,12 @@ class Server:
                 return
             if run.id in mine or run.job_id is None or run.target is None:
                 continue  # ad-hoc runs belong to their terminal: `dagmill runs resume`
+            here = run.owner is not None and run.owner.rpartition(":")[0] == self._host
             gone = (
                 run.owner is None
                 or owner_gone(run.owner)
-                or (now - (run.heartbeat_at or 0.0) > _STALE_RUN_SECONDS)
+                # a live engine of this host may be silent (waiting out a store outage)
+                or (not here and now - (run.heartbeat_at or 0.0) > _STALE_RUN_SECONDS)
             )
             if not gone:
                 continue
@@ -292,7 +295,7 @@ class Server:
         if not self._sqlite:
             return
         for other in self.store.live_servers():
-            if other.host == os.uname().nodename and owner_gone(f"{other.host}:{other.pid}"):
+            if other.host == self._host and owner_gone(f"{other.host}:{other.pid}"):
                 continue  # killed without stopping: its row is stale
             raise DefinitionError(
                 f"another server (pid {other.pid} on {other.host}, {other.id}) serves "
