@@ -223,6 +223,18 @@ def test_skipped_slots_and_dropped_slots_move_the_last_slot_never_back(store: St
     assert run is not None and run.name == "late"
 
 
+def test_a_slot_whose_run_cannot_be_recorded_stays_undecided(store: Store) -> None:
+    make_job(store)
+    store.queue_run("r0", "a", "j1", scheduled_for=T0)  # the slot's run exists already
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        store.decide_slot("j1", T0, "run", run_id="r1")
+    # one transaction: no decision, no mark moved, so it can be decided again
+    assert store.job_slots("j1") == []
+    job = store.get_job("j1")
+    assert job is not None and job.last_slot_at is None
+    assert store.decide_slot("j1", T0, "skipped", reason="its run was made by hand")
+
+
 def test_a_slot_decision_needs_a_known_job_and_outcome(store: Store) -> None:
     make_job(store)
     with pytest.raises(ValueError, match="'run' or 'skipped'"):
@@ -397,14 +409,16 @@ def test_live_servers_are_those_not_stopped_with_a_fresh_heartbeat(store: Store)
 
 
 # -- wake-ups --------------------------------------------------------------------------------
+@pytest.mark.parametrize("psycopg_waits", [True, False], ids=["notifies", "select"])
 def test_postgres_listener_is_woken_by_a_job_created_elsewhere(
-    database_url: str, store: Store
+    database_url: str, store: Store, psycopg_waits: bool
 ) -> None:
     listener = store.jobs_listener()
     if database_url.startswith("sqlite"):
         assert listener is None  # one server per SQLite file: it wakes itself
         return
     assert listener is not None
+    listener._timed = psycopg_waits  # type: ignore[attr-defined]  # select: psycopg < 3.2
     try:
         assert not listener.wait(0.05)
         with open_store(database_url) as other:

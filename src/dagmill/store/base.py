@@ -750,12 +750,14 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
         """Delete a job, its runs and its slots' decisions; returns the ids of the runs
         deleted. The schedulers learn of it (``jobs_changed``)."""
         with self._tx():
+            # the job's row first, as decide_slot does: one order of locks, and a slot
+            # decided meanwhile waits for this delete, then finds no job
+            if self._execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount:
+                self._bump_jobs()
             runs = [r[0] for r in self._execute("SELECT id FROM runs WHERE job_id = ?", (job_id,))]
             for run_id in runs:
                 self._delete_run_rows(run_id)
             self._execute("DELETE FROM job_slots WHERE job_id = ?", (job_id,))
-            if self._execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount:
-                self._bump_jobs()
         return runs
 
     def __enter__(self) -> Store:

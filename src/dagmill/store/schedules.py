@@ -127,6 +127,10 @@ class JobSchedules:
             raise ValueError(f"slot {scheduled_for} of job {job_id}: a run needs its run_id")
         now = time.time()
         with self._tx():
+            # the job's row first: it is locked until commit (PostgreSQL), so a delete_job
+            # meanwhile waits, or went first and the job is not found; moving the mark to
+            # a slot decided already changes nothing (it is there or later)
+            self._advance(job_id, scheduled_for)
             job = self._execute("SELECT name, project FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if job is None:
                 raise ValueError(f"no job {job_id!r}: it was deleted, or never recorded")
@@ -152,7 +156,6 @@ class JobSchedules:
                         scheduled_for,
                     ),
                 )
-            self._advance(job_id, scheduled_for)
         return True
 
     def drop_slots(self: _Backend, job_id: str, up_to: float) -> None:
@@ -162,11 +165,12 @@ class JobSchedules:
             self._advance(job_id, up_to)
 
     def _advance(self: _Backend, job_id: str, slot: float) -> None:
-        # never backwards: a late decision about an older slot keeps the newer mark
+        # never backwards: a late decision about an older slot keeps the newer mark; the
+        # row is written (and locked) either way
         self._execute(
-            "UPDATE jobs SET last_slot_at = ? WHERE id = ?"
-            " AND (last_slot_at IS NULL OR last_slot_at < ?)",
-            (slot, job_id, slot),
+            "UPDATE jobs SET last_slot_at = CASE WHEN last_slot_at IS NULL"
+            " OR last_slot_at < ? THEN ? ELSE last_slot_at END WHERE id = ?",
+            (slot, slot, job_id),
         )
 
     def job_slots(
