@@ -89,11 +89,13 @@ def run_pipeline(
     data: str | None = None,
     nodes: Sequence[str] | None = None,
     force: bool = False,
+    slot: str | None = None,
     **kwargs: Any,
 ) -> RunResult | None:
     """Run a pipeline file: its environment is built first (once per requirement set),
-    then whatever is not complete runs; ``kwargs`` go to :func:`dagmill.run`."""
-    compiled = compile_pipeline(file, data)
+    then whatever is not complete runs; ``kwargs`` go to :func:`dagmill.run`. ``slot``:
+    a scheduled run's (see :func:`compile_pipeline`); None for a manual run, "now"."""
+    compiled = compile_pipeline(file, data, slot)
     python = environment_python(compiled.requirements)  # fails before any task runs
     if python != sys.executable:
         compiled = _with_python(compiled, python)
@@ -210,5 +212,7 @@ def run_target(target: RunTarget, **kwargs: Any) -> RunResult | None:
         # everything upstream both mean every process node runs again
         forced_all = kwargs.pop("forced_all", False)
         force = bool(kwargs.pop("forced_all_upstream", False) or forced_all)
-        return run_pipeline(target.ref, target.data, force=force, target=target, **kwargs)
+        return run_pipeline(
+            target.ref, target.data, force=force, slot=target.slot, target=target, **kwargs
+        )
     return run([target_task(target)], target=target, **kwargs)
