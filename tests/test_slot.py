@@ -93,6 +93,7 @@ class Daily(dagmill.tasks.TaskJson):
 class Hourly(dagmill.tasks.TaskJson):
     hour = dagmill.DateHourParameter()
     n = dagmill.IntParameter(default=1)
+    label = dagmill.DateParameter(default=None, significant=False)
 
     def run(self):
         self.save({"hour": self.hour.isoformat()})
@@ -137,6 +138,11 @@ def test_check_slot_param_refuses_a_type_that_cannot_take_a_date(flows: str) -> 
         ParameterError, match=r"Hourly: parameter 'n' is a int parameter .*cannot take the slot"
     ):
         check_slot_param(RunTarget("python", f"{flows}:Hourly"), "n")
+
+
+def test_check_slot_param_refuses_a_parameter_outside_the_task_identity(flows: str) -> None:
+    with pytest.raises(ParameterError, match=r"Hourly: parameter 'label' is not significant"):
+        check_slot_param(RunTarget("python", f"{flows}:Hourly"), "label")
 
 
 def test_check_slot_param_refuses_a_pipeline_file(tmp_path: Path) -> None:

@@ -157,6 +157,12 @@ def check_slot_param(target: RunTarget, name: str) -> None:
         known = ", ".join(declared) or "none"
         raise ParameterError(f"{family} has no parameter {name!r}{hint}; its parameters: {known}")
     param = declared[name]
+    if not param.significant:
+        raise ParameterError(
+            f"{family}: parameter {name!r} is not significant (significant=False): every "
+            "slot would be one task with one output, so only the first slot would run; "
+            "make it significant to get a task (and an output) per slot"
+        )
     try:
         param.from_slot(_SAMPLE_SLOT)
     except ParameterValueError:

@@ -304,7 +304,9 @@ class DateTimeParameter(Parameter):
 
     def from_slot(self, slot: str) -> _dt.datetime:
         # the local wall-clock time, naive like luigi's: a manual run given the same
-        # time (--when 2022-03-01T10:05:00) is the same task, writing the same partition
+        # time (--when 2022-03-01T10:05:00) is the same task, writing the same partition.
+        # So the two slots of a repeated hour (fall back, an `every: 1h` job) are one task:
+        # the second finds it complete
         return self._check(_slot_time(slot).replace(tzinfo=None))
 
     def _check(self, value: Any) -> _dt.datetime:
