@@ -295,3 +295,20 @@ def test_a_pipeline_without_a_schedule_uses_utc_for_a_manual_run(tmp_path: Path)
     )
     compiled = compile_pipeline(str(tmp_path / "p.yaml"))
     assert dt.datetime.fromisoformat(compiled.slot).utcoffset() == dt.timedelta(0)
+
+
+def test_a_manual_run_keeps_its_slot_so_running_it_again_redoes_the_same_partition(
+    partitioned: Path,
+) -> None:
+    data = partitioned.parent / "data"
+    # a manual run writes today's partition: give it the raw input it reads
+    today = dt.datetime.now(ZoneInfo("Europe/Paris"))
+    for day in {today, today + dt.timedelta(minutes=1)}:  # across midnight, either day
+        (data / "raw" / f"{day:%Y-%m-%d}.txt").write_text("raw of today")
+    first = _run(partitioned, None)
+    recorded = dagmill.runs.get_run(first.run_id).target
+    assert recorded is not None and recorded.slot is not None
+    when = dt.datetime.fromisoformat(recorded.slot)
+    assert (data / "out" / f"{when:%Y-%m-%d}.json").exists()
+    # the recorded target (what `runs resume` and `runs rerun` start from) is that slot
+    assert run_target(recorded, execution_summary=False).plan.to_run == []  # type: ignore[union-attr]

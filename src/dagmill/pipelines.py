@@ -100,7 +100,10 @@ def run_pipeline(
     if python != sys.executable:
         compiled = _with_python(compiled, python)
     the_plan, _ = plan_pipeline(file, data, nodes, force, compiled=compiled)
-    kwargs.setdefault("target", RunTarget("yaml", compiled.file, {}, compiled.data_root))
+    target = kwargs.get("target") or RunTarget("yaml", compiled.file, {}, compiled.data_root)
+    # the run keeps the slot it filled its sources with (a manual run's "now" too): resumed
+    # or run again, it reads and writes the same partitions
+    kwargs["target"] = dataclasses.replace(target, slot=compiled.slot)
     name = kwargs.pop("name", None) or os.path.basename(compiled.file)
     return execute_plan(the_plan, name, **kwargs)
 

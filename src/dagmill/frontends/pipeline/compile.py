@@ -12,6 +12,7 @@ input, a task with no action that is complete when its file exists.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import difflib
 import hashlib
@@ -483,18 +484,17 @@ def _slot_time(slot: str | None, schedule: Any, problem: Any) -> _dt.datetime:
     """The slot as an aware datetime: the run's, or now in the schedule's timezone."""
     import zoneinfo
 
-    dt = _dt
-    try:
-        tz: dt.tzinfo = zoneinfo.ZoneInfo(schedule.timezone if schedule else "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        tz = dt.timezone.utc  # _check_schedule reports the timezone
+    tz: _dt.tzinfo = _dt.UTC
+    if schedule is not None:
+        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = zoneinfo.ZoneInfo(schedule.timezone)  # else _check_schedule reports it
     if slot is None:
-        return dt.datetime.now(tz).replace(microsecond=0)
+        return _dt.datetime.now(tz).replace(microsecond=0)
     try:
-        when = dt.datetime.fromisoformat(slot.strip())
+        when = _dt.datetime.fromisoformat(slot.strip())
     except ValueError:
         problem((), f"the run's slot {slot!r} is not ISO 8601 (2022-03-01T10:05:00+01:00)")
-        return dt.datetime.now(tz).replace(microsecond=0)
+        return _dt.datetime.now(tz).replace(microsecond=0)
     # a slot without an offset is wall-clock time in the schedule's timezone
     return when if when.tzinfo is not None else when.replace(tzinfo=tz)
 
