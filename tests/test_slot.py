@@ -312,3 +312,13 @@ def test_a_manual_run_keeps_its_slot_so_running_it_again_redoes_the_same_partiti
     assert (data / "out" / f"{when:%Y-%m-%d}.json").exists()
     # the recorded target (what `runs resume` and `runs rerun` start from) is that slot
     assert run_target(recorded, execution_summary=False).plan.to_run == []  # type: ignore[union-attr]
+
+
+def test_a_slot_without_an_offset_is_in_the_schedules_timezone(partitioned: Path) -> None:
+    compiled = compile_pipeline(str(partitioned), slot="2022-07-01T00:30:00")
+    assert compiled.slot == "2022-07-01T00:30:00+02:00"  # Paris, summer time
+
+
+def test_a_slot_that_is_not_iso_is_refused(partitioned: Path) -> None:
+    with pytest.raises(PipelineError, match=r"the run's slot 'yesterday' is not ISO 8601"):
+        compile_pipeline(str(partitioned), slot="yesterday")
