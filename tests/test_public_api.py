@@ -9,10 +9,11 @@ import sys
 import dagmill
 
 PINNED = [
-    "BoolParameter", "ChoiceParameter", "CycleError", "DagmillError", "DateParameter",
-    "DateTimeParameter", "DefinitionError", "DictParameter", "EnumParameter", "ExternalTask",
-    "FloatParameter", "IntParameter", "ListParameter", "OptionalParameter", "OutputError",
-    "Parameter", "ParameterError", "ResourceError", "RunFailed", "RunResult", "StoreError", "Task",
+    "BoolParameter", "ChoiceParameter", "CycleError", "DagmillError", "DateHourParameter",
+    "DateMinuteParameter", "DateParameter", "DateSecondParameter", "DateTimeParameter",
+    "DefinitionError", "DictParameter", "EnumParameter", "ExternalTask", "FloatParameter",
+    "IntParameter", "ListParameter", "OptionalParameter", "OutputError", "Parameter",
+    "ParameterError", "ResourceError", "RunFailed", "RunResult", "StoreError", "Task",
     "TupleParameter", "Workflow", "WorkflowMulti", "__version__", "flatten", "inherits",
     "invalidate_downstream", "invalidate_upstream", "preview", "requires", "run", "runs",
     "set_dir", "settings", "show", "targets", "taskflow_downstream", "taskflow_upstream", "tasks",

@@ -5,6 +5,7 @@
     input_data, output_data = processor.fetch_datanodes_information()
     df = processor.load("raw_data")          # by the data node's format
     lr = processor.params().get("lr", 0.1)
+    day = processor.slot().date()            # the run's slot, in the job's timezone
     processor.save("clean_data", df)
 
 Outputs go to temporary names that dagmill renames into place when the module succeeds,
@@ -14,6 +15,7 @@ so a failed module never leaves an output that looks complete.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import pickle
@@ -22,7 +24,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-__all__ = ["fetch_datanodes_information", "load", "params", "save"]
+__all__ = ["fetch_datanodes_information", "load", "params", "save", "slot"]
 
 _ENV = "DAGMILL_PROCESSOR_CONTEXT"
 
@@ -48,6 +50,16 @@ def params() -> dict[str, Any]:
     """The node's ``params`` from the pipeline file."""
     value: dict[str, Any] = _context()["params"]
     return value
+
+
+def slot() -> datetime.datetime:
+    """The run's slot, timezone-aware in the job's timezone (also in ``DAGMILL_SLOT`` as
+    ISO 8601): the time a scheduled run was made for, or, for a manual run, the time the
+    run began (in the schedule's timezone, UTC without one); the same time fills the
+    ``{slot:...}`` placeholders of the data node sources."""
+    ctx = _context()
+    text = ctx.get("slot") or os.environ.get("DAGMILL_SLOT", "")
+    return datetime.datetime.fromisoformat(text)
 
 
 def _node(name: str, kind: str) -> dict[str, Any]:

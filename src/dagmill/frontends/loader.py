@@ -9,7 +9,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dagmill.errors import TaskLoadError
+from dagmill.errors import DefinitionError, ParameterError, TaskLoadError
+from dagmill.model.params import ParameterValueError
 from dagmill.model.runs import RunTarget
 
 if TYPE_CHECKING:
@@ -112,4 +113,63 @@ def target_task(target: RunTarget) -> Task:
     if target.data:
         settings.dir = target.data
         settings.dirpath = Path(target.data)
-    return load_task(target.ref)(**dict(target.params))
+    cls = load_task(target.ref)
+    params: dict[str, Any] = dict(target.params)
+    if target.slot is not None:
+        # the scheduler binds a job's --slot-param by giving it the slot itself: that
+        # parameter takes the slot's local date or time (its type says which), not a parse
+        # of the ISO string as a value typed on a command line would get
+        declared = dict(cls.get_params())
+        for name, value in target.params.items():
+            if value == target.slot and name in declared:
+                try:
+                    params[name] = declared[name].from_slot(target.slot)
+                except ParameterValueError as e:
+                    raise ParameterError(
+                        f"{cls.get_task_family()}: parameter {name!r} is bound to the slot but {e}"
+                    ) from None
+    return cls(**params)
+
+
+_SAMPLE_SLOT = "2022-03-01T10:05:00+01:00"
+
+
+def check_slot_param(target: RunTarget, name: str) -> None:
+    """Check that the task a job runs can take its slot in parameter ``name`` (a job's
+    ``--slot-param``); raise DefinitionError saying what is wrong and how to fix it.
+
+    A date parameter takes the slot's local date, a date-time one its local wall-clock
+    time (at its precision), a string parameter the ISO string; other types cannot."""
+    if target.kind == "yaml":
+        raise DefinitionError(
+            f"{target.ref}: --slot-param {name}: a pipeline file gets its slot as "
+            "processor.slot() (and DAGMILL_SLOT) in its modules and {slot:...} in data node "
+            "sources; --slot-param is for Python tasks"
+        )
+    if target.kind != "python":
+        raise DefinitionError(f"--slot-param {name}: not for a {target.kind!r} target")
+    cls = load_task(target.ref)
+    family = cls.get_task_family()
+    declared = dict(cls.get_params())
+    if name not in declared:
+        close = difflib.get_close_matches(name, list(declared), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        known = ", ".join(declared) or "none"
+        raise ParameterError(f"{family} has no parameter {name!r}{hint}; its parameters: {known}")
+    param = declared[name]
+    if not param.significant:
+        raise ParameterError(
+            f"{family}: parameter {name!r} is not significant (significant=False): every "
+            "slot would be one task with one output, so only the first slot would run; "
+            "make it significant to get a task (and an output) per slot"
+        )
+    try:
+        param.from_slot(_SAMPLE_SLOT)
+    except ParameterValueError:
+        raise ParameterError(
+            f"{family}: parameter {name!r} is a {param.type_name} parameter "
+            f"({type(param).__name__}): it cannot take the slot, a date-time like "
+            f"{_SAMPLE_SLOT}; bind a DateParameter (the slot's local date), a "
+            "DateTimeParameter or DateHourParameter (its local time), or a plain Parameter "
+            "(the ISO string)"
+        ) from None

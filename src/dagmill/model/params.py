@@ -28,7 +28,10 @@ __all__ = [
     "NO_DEFAULT",
     "BoolParameter",
     "ChoiceParameter",
+    "DateHourParameter",
+    "DateMinuteParameter",
     "DateParameter",
+    "DateSecondParameter",
     "DateTimeParameter",
     "DictParameter",
     "EnumParameter",
@@ -152,6 +155,13 @@ class Parameter:
             return self.parse(value)
         return self._check(value)
 
+    def from_slot(self, slot: str) -> Any:
+        """The value of this parameter bound to a scheduled run's slot (``--slot-param``):
+        ``slot`` is ISO 8601 in the job's timezone, "2022-03-01T10:05:00+01:00". A string
+        parameter takes it as it is; date and date-time parameters take its local date or
+        wall-clock time; any other type raises ParameterValueError."""
+        return self.normalize(slot)
+
     def canonical(self, value: Any) -> str:
         """``serialize``, with luigi's "None" for a missing optional value."""
         return "None" if value is None else self.serialize(value)
@@ -255,6 +265,10 @@ class DateParameter(Parameter):
     def serialize(self, value: Any) -> str:
         return str(value.isoformat())
 
+    def from_slot(self, slot: str) -> _dt.date:
+        # the date as written: local to the job's timezone, not the UTC date of the instant
+        return _slot_time(slot).date()
+
     def _check(self, value: Any) -> _dt.date:
         if isinstance(value, _dt.datetime):
             return value.date()
@@ -288,12 +302,69 @@ class DateTimeParameter(Parameter):
             s += value.strftime("%z")
         return str(s)
 
+    def from_slot(self, slot: str) -> _dt.datetime:
+        # the local wall-clock time, naive like luigi's: a manual run given the same
+        # time (--when 2022-03-01T10:05:00) is the same task, writing the same partition.
+        # So the two slots of a repeated hour (fall back, an `every: 1h` job) are one task:
+        # the second finds it complete
+        return self._check(_slot_time(slot).replace(tzinfo=None))
+
     def _check(self, value: Any) -> _dt.datetime:
         if not isinstance(value, _dt.datetime):
             if isinstance(value, _dt.date):
                 return _dt.datetime(value.year, value.month, value.day)
             raise ParameterValueError(f"expects a date-time, got {type(value).__name__} {value!r}")
         return value
+
+
+class _TruncatedDateTime(DateTimeParameter):
+    """A date-time kept to a precision (luigi's Date{Hour,Minute,Second}Parameter):
+    finer parts are dropped, so 10:05 and 10:59 are one hourly task."""
+
+    _KEEP: ClassVar[int] = 6  # year, month, day, hour, minute, second
+
+    def parse(self, text: str) -> _dt.datetime:
+        return self._check(super().parse(text))
+
+    def _check(self, value: Any) -> _dt.datetime:
+        v = super()._check(value)
+        if self._KEEP <= 4:
+            v = v.replace(minute=0)
+        if self._KEEP <= 5:
+            v = v.replace(second=0)
+        return v.replace(microsecond=0)
+
+
+class DateHourParameter(_TruncatedDateTime):
+    """luigi's DateHourParameter: a date-time to the hour, canonical ``%Y-%m-%dT%H``."""
+
+    type_name = "datehour"
+    _FORMAT = "%Y-%m-%dT%H"
+    _KEEP = 4
+
+
+class DateMinuteParameter(_TruncatedDateTime):
+    """luigi's DateMinuteParameter: to the minute, canonical ``%Y-%m-%dT%H%M``."""
+
+    type_name = "dateminute"
+    _FORMAT = "%Y-%m-%dT%H%M"
+    _KEEP = 5
+
+
+class DateSecondParameter(_TruncatedDateTime):
+    """luigi's DateSecondParameter: to the second, canonical ``%Y-%m-%dT%H%M%S``."""
+
+    type_name = "datesecond"
+    _KEEP = 6
+
+
+def _slot_time(slot: str) -> _dt.datetime:
+    try:
+        return _dt.datetime.fromisoformat(slot.strip())
+    except ValueError:
+        raise ParameterValueError(
+            f"expects a slot like 2022-03-01T10:05:00+01:00, got {slot!r}"
+        ) from None
 
 
 class EnumParameter(Parameter):

@@ -91,16 +91,21 @@ def run_pipeline(
     data: str | None = None,
     nodes: Sequence[str] | None = None,
     force: bool = False,
+    slot: str | None = None,
     **kwargs: Any,
 ) -> RunResult | None:
     """Run a pipeline file: its environment is built first (once per requirement set),
-    then whatever is not complete runs; ``kwargs`` go to :func:`execute_plan`."""
-    compiled = compile_pipeline(file, data)
+    then whatever is not complete runs; ``kwargs`` go to :func:`execute_plan`. ``slot``:
+    a scheduled run's (see :func:`compile_pipeline`); None for a manual run, "now"."""
+    compiled = compile_pipeline(file, data, slot)
     python = environment_python(compiled.requirements)  # fails before any task runs
     if python != sys.executable:
         compiled = _with_python(compiled, python)
     the_plan, _ = plan_pipeline(file, data, nodes, force, compiled=compiled)
-    kwargs.setdefault("target", RunTarget("yaml", compiled.file, {}, compiled.data_root))
+    target = kwargs.get("target") or RunTarget("yaml", compiled.file, {}, compiled.data_root)
+    # the run keeps the slot it filled its sources with (a manual run's "now" too): resumed
+    # or run again, it reads and writes the same partitions
+    kwargs["target"] = dataclasses.replace(target, slot=compiled.slot)
     name = kwargs.pop("name", None) or os.path.basename(compiled.file)
     return execute_plan(the_plan, name, **kwargs)
 
@@ -212,5 +217,7 @@ def run_target(target: RunTarget, **kwargs: Any) -> RunResult | None:
         # everything upstream both mean every process node runs again
         forced_all = kwargs.pop("forced_all", False)
         force = bool(kwargs.pop("forced_all_upstream", False) or forced_all)
-        return run_pipeline(target.ref, target.data, force=force, target=target, **kwargs)
+        return run_pipeline(
+            target.ref, target.data, force=force, slot=target.slot, target=target, **kwargs
+        )
     return run_tasks([target_task(target)], target=target, **kwargs)

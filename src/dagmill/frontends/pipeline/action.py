@@ -21,9 +21,10 @@ from dagmill.io.atomic import ensure_dir, temp_path
 from dagmill.io.remote import download, is_url, upload
 from dagmill.model.secrets import mask, secret_values
 
-__all__ = ["CONTEXT_ENV", "ProcessorAction", "ProcessorFailed"]
+__all__ = ["CONTEXT_ENV", "SLOT_ENV", "ProcessorAction", "ProcessorFailed"]
 
 CONTEXT_ENV = "DAGMILL_PROCESSOR_CONTEXT"
+SLOT_ENV = "DAGMILL_SLOT"  # the run's slot, ISO 8601 with offset: modules and commands
 # (name, final location, temporary path, format, options) of one output
 _Temp = tuple[str, str, str, str | None, dict[str, Any]]
 _GRACE_SECONDS = 3.0
@@ -45,6 +46,8 @@ class ProcessorAction:
     params: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     python: str = "python3"
+    # ISO 8601 with offset: the scheduled run's slot, or the manual run's compile time
+    slot: str = ""
 
     def __call__(self) -> None:
         staging = None
@@ -137,12 +140,15 @@ class ProcessorAction:
                 for n, s, t, f, o in temps
             ],
             "params": self.params,
+            "slot": self.slot,
             # and which pipe it is: a process the module starts may have another file at
             # that number
             "error_fd": error_fd,
             "error_pipe": os.fstat(error_fd).st_ino,
         }
         env = {**os.environ, **self.env, CONTEXT_ENV: json.dumps(context, default=str)}
+        # after the node's env: the slot is the run's, not a value a file can fix
+        env[SLOT_ENV] = self.slot
         # for command nodes: DAGMILL_INPUT_0 / DAGMILL_INPUT_<NAME>, DAGMILL_OUTPUT_0 ...
         for kind, items in (("INPUT", context["inputs"]), ("OUTPUT", context["outputs"])):
             for i, item in enumerate(items):

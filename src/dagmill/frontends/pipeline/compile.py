@@ -12,6 +12,8 @@ input, a task with no action that is complete when its file exists.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 import difflib
 import hashlib
 import importlib.util
@@ -24,7 +26,13 @@ from typing import Any
 
 from dagmill.errors import CycleError, DefinitionError
 from dagmill.frontends.code import module_hash
-from dagmill.frontends.pipeline.source import Located, PipelineSyntaxError, load_located
+from dagmill.frontends.pipeline.source import (
+    Located,
+    PipelineSyntaxError,
+    fill_slot,
+    load_located,
+    placeholder_problem,
+)
 from dagmill.model.graph import Graph
 from dagmill.model.ids import digest
 from dagmill.model.resources import Resources
@@ -78,6 +86,9 @@ class CompiledPipeline:
     node_ids: Mapping[str, str] = field(default_factory=dict)  # process node -> task id
     # (path, hash) of the file and of each module it runs: a job names what changed
     files: tuple[tuple[str, str], ...] = ()
+    # the slot its sources were filled with and its modules get (DAGMILL_SLOT): the run's,
+    # or, for a manual run, the time it was compiled in the schedule's timezone
+    slot: str = ""
 
 
 def _did_you_mean(name: str, options: Sequence[str]) -> str:
@@ -269,8 +280,17 @@ def _resolve_module(name: str, folder: str) -> str | None:
     return spec.origin if spec is not None and spec.origin not in (None, "built-in") else None
 
 
-def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipeline:
-    """Validate a pipeline file completely and compile it to a graph (nothing is written)."""
+def compile_pipeline(
+    file: str, data_root: str | None = None, slot: str | None = None
+) -> CompiledPipeline:
+    """Validate a pipeline file completely and compile it to a graph (nothing is written).
+
+    ``slot`` (ISO 8601 with its offset, "2022-03-01T10:05:00+01:00") is the slot of a
+    scheduled run: ``{slot:FORMAT}`` and ``{slot}`` in data node sources are filled from
+    it, so each slot reads and writes its own partition (and is complete on its own: a
+    task's record is kept per output). Without one (a manual run) they are filled with
+    the current time in the schedule's timezone (UTC without a schedule), to the second,
+    as Airflow gives a manual run its trigger time as logical date."""
     file = os.path.abspath(file)
     spec, located, problems = _load(file)
     folder = os.path.dirname(file)
@@ -279,6 +299,14 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     def problem(path: tuple[str | int, ...], message: str) -> None:
         problems.append(Problem(located.line(path), ".".join(map(str, path)), message))
 
+    when = _slot_time(slot, spec.schedule, problem)
+    sources: dict[str, str] = {}  # data node -> its source, placeholders filled
+    for name, dn in spec.dataNodes.items():
+        bad = placeholder_problem(dn.source)
+        if bad:
+            problem(("dataNodes", name, "source"), bad)
+        sources[name] = dn.source if bad else fill_slot(dn.source, when)
+
     if os.path.exists(root) and not os.path.isdir(root):
         problems.append(
             Problem(None, "", f"the data folder {root} is a file: give a folder (--data DIR)")
@@ -286,12 +314,12 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     data_names = _names(located.value, "dataNodes")
     process_names = _names(located.value, "processNodes")
     where: dict[str, str] = {}
-    for name, dn in spec.dataNodes.items():
-        other = where.setdefault(_location(dn.source, root), name)
+    for name in spec.dataNodes:
+        other = where.setdefault(_location(sources[name], root), name)
         if other != name:
             problem(
                 ("dataNodes", name, "source"),
-                f"{dn.source!r} is also the source of data node {other!r}: each data node "
+                f"{sources[name]!r} is also the source of data node {other!r}: each data node "
                 "needs its own file",
             )
     producers: dict[str, str] = {}
@@ -355,15 +383,15 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
     requirements = tuple(sorted(r.spec() for r in spec.requirement))
     req_hash = digest("\n".join(requirements)) if requirements else ""
     specs: list[TaskSpec] = []
-    for name, dn in spec.dataNodes.items():
+    for name in spec.dataNodes:
         if name not in producers:  # an external input: complete when it exists
-            loc = _location(dn.source, root)
+            loc = _location(sources[name], root)
             specs.append(
                 TaskSpec(
                     f"data:{name}",
                     name,
                     outputs=(OutputRef(name, loc),),
-                    extra={"label": dn.source},
+                    extra={"label": sources[name]},
                 )
             )
     node_ids = {name: name for name in spec.processNodes}
@@ -383,7 +411,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
 
         def ref(d: str) -> tuple[str, str, str | None, dict[str, Any]]:
             dn = spec.dataNodes[d]
-            loc = _location(dn.source, root)
+            loc = _location(sources[d], root)
             fmt = dn.format or _SUFFIX_FORMATS.get(os.path.splitext(loc)[1].lower())
             return (d, loc, fmt, dict(dn.options))
 
@@ -397,6 +425,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
             params=dict(node.params),
             env=dict(node.env),
             python=sys.executable,
+            slot=when.isoformat(),
         )
         specs.append(
             TaskSpec(
@@ -404,9 +433,7 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
                 family=name,
                 params=params,
                 upstream=tuple(dict.fromkeys(upstream)),
-                outputs=tuple(
-                    OutputRef(d, _location(spec.dataNodes[d].source, root)) for d in node.output
-                ),
+                outputs=tuple(OutputRef(d, _location(sources[d], root)) for d in node.output),
                 code=tuple(code),
                 action=action,
                 resources=Resources.parse(node.resources),
@@ -449,7 +476,27 @@ def compile_pipeline(file: str, data_root: str | None = None) -> CompiledPipelin
         "sha256:" + h.hexdigest()[:16],
         node_ids,
         tuple(files),
+        when.isoformat(),
     )
+
+
+def _slot_time(slot: str | None, schedule: Any, problem: Any) -> _dt.datetime:
+    """The slot as an aware datetime: the run's, or now in the schedule's timezone."""
+    import zoneinfo
+
+    tz: _dt.tzinfo = _dt.UTC
+    if schedule is not None:
+        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = zoneinfo.ZoneInfo(schedule.timezone)  # else _check_schedule reports it
+    if slot is None:
+        return _dt.datetime.now(tz).replace(microsecond=0)
+    try:
+        when = _dt.datetime.fromisoformat(slot.strip())
+    except ValueError:
+        problem((), f"the run's slot {slot!r} is not ISO 8601 (2022-03-01T10:05:00+01:00)")
+        return _dt.datetime.now(tz).replace(microsecond=0)
+    # a slot without an offset is wall-clock time in the schedule's timezone
+    return when if when.tzinfo is not None else when.replace(tzinfo=tz)
 
 
 def _check_schedule(schedule: Any, problem: Any) -> None:
