@@ -196,10 +196,11 @@ def _fmt(t: float) -> str:
 
 
 def make_home(
-    kind: str, jobs: int, probes: int, pg: Postgres | None, probe_lead: float
+    kind: str, jobs: int, probes: int, pg: Postgres | None, probe_lead: float, gap: int = 1
 ) -> tuple[Home, float]:
     """A DAGMILL_HOME with ``jobs`` scheduled jobs, ``probes`` of them due every ``probes``
-    seconds from ``probe_lead`` seconds after they are made; (home, seconds to make)."""
+    x ``gap`` seconds from ``probe_lead`` seconds after they are made, ``gap`` seconds
+    apart; (home, seconds to make)."""
     folder = tempfile.mkdtemp(prefix="dagmill_bench_sched_")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
@@ -237,7 +238,7 @@ def make_home(
     with open_store() as store:
         for i in range(jobs):
             if i < probes:
-                spec = ScheduleSpec(every=f"{probes}s", start_date=_fmt(first + i))
+                spec = ScheduleSpec(every=f"{probes * gap}s", start_date=_fmt(first + i * gap))
                 p = policy
             else:
                 spec = ScheduleSpec(cron=f"{i % 60} {(i // 60) % 24} 1 1 *")
@@ -365,10 +366,11 @@ def line(label: str, s: dict[str, float], target: str = "") -> str:
 
 def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
     lead = 12.0  # the server's start-up and warm-up, with room to spare
-    home, made_s = make_home(args.kind, args.jobs, args.probes, pg, lead)
+    home, made_s = make_home(args.kind, args.jobs, args.probes, pg, lead, args.gap)
     print(
         f"latency: {args.jobs} scheduled jobs made in {made_s:.1f} s ({args.probes} probes, "
-        f"every {args.probes} s; the rest yearly); {args.kind} kind; store "
+        f"every {args.probes * args.gap} s, one slot every {args.gap} s; the rest yearly); "
+        f"{args.kind} kind; store "
         + ("PostgreSQL" if pg else "SQLite")
     )
     server = Server(home, args.max_runs)
@@ -384,7 +386,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
         code = server.stop()
     from dagmill.store import open_store
 
-    lat, to_fired, to_started, to_task = [], [], [], []
+    lat, to_fired, to_started, to_task, to_engine, engine_to_task = [], [], [], [], [], []
     statuses: dict[str, int] = {}
     fired = {e["run"]: float(e["at"]) for e in server.events if e["event"] == "slot_fired"}
     started = {e["run"]: float(e["at"]) for e in server.events if e["event"] == "run_started"}
@@ -412,6 +414,9 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
                 if run.id in started:
                     to_started.append(started[run.id] - fired.get(run.id, run.scheduled_for))
                     to_task.append(task_at - started[run.id])
+                    if run.started_at is not None:
+                        to_engine.append(run.started_at - started[run.id])
+                        engine_to_task.append(task_at - run.started_at)
     warnings = [e for e in server.events if e.get("level") in ("warning", "error")]
     figures = {
         "jobs": args.jobs,
@@ -421,6 +426,8 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
         "slot_to_fired": summary(to_fired),
         "fired_to_run_started": summary(to_started),
         "run_started_to_task": summary(to_task),
+        "run_started_to_engine": summary(to_engine),
+        "engine_to_task": summary(engine_to_task),
         "statuses": statuses,
         "skipped": skipped,
         "exit": code,
@@ -438,6 +445,8 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     print(line("  slot -> slot_fired", figures["slot_to_fired"]))
     print(line("  slot_fired -> run_started", figures["fired_to_run_started"]))
     print(line("  run_started -> task RUNNING", figures["run_started_to_task"]))
+    print(line("    run_started -> run's started_at", figures["run_started_to_engine"]))
+    print(line("    run's started_at -> task RUNNING", figures["engine_to_task"]))
     print(f"  runs: {statuses}, slots skipped: {skipped}, server exit {code}")
     for w in figures["warnings"]:
         print(f"  warning: {w}")
@@ -516,6 +525,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000, help="scheduled jobs (default 1000)")
     ap.add_argument("--probes", type=int, default=10, help="jobs whose slots come due")
+    ap.add_argument("--gap", type=int, default=1, help="seconds between probe slots")
     ap.add_argument("--seconds", type=float, default=60.0, help="latency window")
     ap.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU window")
     ap.add_argument("--starts", type=int, default=3, help="server starts timed (idle home)")
