@@ -370,8 +370,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     print(
         f"latency: {args.jobs} scheduled jobs made in {made_s:.1f} s ({args.probes} probes, "
         f"every {args.probes * args.gap} s, one slot every {args.gap} s; the rest yearly); "
-        f"{args.kind} kind; store "
-        + ("PostgreSQL" if pg else "SQLite")
+        f"{args.kind} kind; store " + ("PostgreSQL" if pg else "SQLite")
     )
     server = Server(home, args.max_runs)
     try:
@@ -450,8 +449,42 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     print(f"  runs: {statuses}, slots skipped: {skipped}, server exit {code}")
     for w in figures["warnings"]:
         print(f"  warning: {w}")
+    figures["reload"] = reload_cost(args.jobs)
     shutil.rmtree(home.folder, ignore_errors=True)
     return figures
+
+
+def reload_cost(jobs: int) -> dict[str, float]:
+    """What the server's loop spends on a change to the jobs (and at start): reading the
+    scheduled jobs and rebuilding the scheduler's entries, in this process (the store of
+    the phase just measured), median of 3."""
+    from dagmill.scheduler.loop import Scheduler
+    from dagmill.store import open_store
+
+    read, load, again = [], [], []
+    with open_store() as store:
+        for _ in range(3):
+            t = time.perf_counter()
+            rows = store.scheduled_jobs()
+            read.append(time.perf_counter() - t)
+            sched = Scheduler(store)
+            t = time.perf_counter()
+            sched.load(rows, time.time())
+            load.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            sched.load(rows, time.time())  # the same schedules: triggers are kept
+            again.append(time.perf_counter() - t)
+    out = {
+        "scheduled_jobs_s": statistics.median(read),
+        "load_s": statistics.median(load),
+        "reload_s": statistics.median(again),
+    }
+    print(
+        f"  a change to the jobs ({jobs} jobs, in-process, median of 3): scheduled_jobs() "
+        f"{out['scheduled_jobs_s']:.3f} s, Scheduler.load {out['load_s']:.3f} s, "
+        f"load again (triggers kept) {out['reload_s']:.3f} s"
+    )
+    return out
 
 
 def idle_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
@@ -521,6 +554,11 @@ def idle_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
     return figures
 
 
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--jobs", type=int, default=1000, help="scheduled jobs (default 1000)")
@@ -551,6 +589,7 @@ def main() -> None:
         f"{src} byte-compiled, servers run without PYTHONDONTWRITEBYTECODE "
         f"(set here: {os.environ.get('PYTHONDONTWRITEBYTECODE', 'no')}), as a normal install\n"
     )
+    print(f"load average before: {_loadavg()}")
     pg = Postgres(args.postgres) if args.postgres else None
     figures: dict[str, Any] = {"kind": args.kind, "store": "postgresql" if pg else "sqlite"}
     try:
@@ -561,6 +600,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
+    print(f"\nload average after: {_loadavg()} (other work on this machine inflates wall times)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)
