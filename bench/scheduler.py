@@ -2,7 +2,7 @@
 what the server costs while nothing is due.
 
     python bench/scheduler.py [--jobs 1000] [--probes 10] [--seconds 60] [--idle-seconds 30]
-                              [--kind python|yaml] [--max-runs N] [--postgres URL] [--json FILE]
+                              [--gap 1] [--max-runs N] [--postgres [URL]] [--json FILE]
 
 Figures (targets from issue 8; peers measured on this machine, one job, SQLite, 2 cores):
 
@@ -28,18 +28,21 @@ Choices:
   ``dagmill_bench_<random>`` per phase through URL (an admin connection, default
   postgresql://postgres@127.0.0.1:5432/postgres) and drops it at the end.
 - The jobs: ONE job is built the normal way (``services.jobs.build_job``) from a real tiny
-  definition (--kind python: a ``Tick`` task with a ``slot`` parameter; --kind yaml: a
-  one-node pipeline file); it stays unscheduled, as the template. The 1,000 scheduled
+  definition (a Python ``Tick`` task with a ``slot`` parameter, writing a small pickle);
+  it stays unscheduled, as the template. (Not a YAML pipeline: its process node would be
+  found complete after the first slot, and a run with nothing to run has no task start
+  to time; the slot is not handed to YAML nodes on this branch.) The 1,000 scheduled
   jobs are made through the store (``create_job``) with the template's name, kind, ref,
   version, params and data folder, so they share its pipeline row and pass the runner's
   version check exactly as a built job does. 1,000 - probes of them have yearly cron
   slots (minute and hour varied), never due in the window. The probes fire every
-  ``probes`` seconds from start dates 1 s apart, so one slot is due each second and a
-  job's runs never overlap (each run takes well under ``probes`` seconds); their first
-  slot is a few seconds after the server is expected to be warm, and only slots due
-  after it was warm count. Python probes bind the slot to the task's ``slot`` parameter
-  (``JobPolicy(slot_param="slot")``): each slot is a new task that really runs, instead
-  of being found complete.
+  ``probes`` x ``gap`` seconds from start dates ``gap`` seconds apart (default 1 s), so
+  one slot is due every ``gap`` seconds and a job's runs never overlap (each run takes
+  well under that); their first slot is 12 s after they are made (the server is warm
+  by then), and only slots due after it was warm count. The probes bind the slot to
+  the task's ``slot`` parameter (``JobPolicy(slot_param="slot")``): each slot is a new
+  task that really runs, instead of being found complete. ``--gap 4`` shows what the
+  latency is when the spare runner has time to warm up between slots.
 - The source is byte-compiled once (``compileall``) and the server runs WITHOUT
   PYTHONDONTWRITEBYTECODE (set in this environment), as a normal install would: otherwise
   every start recompiles dagmill's modules and the start-up and runner figures would
@@ -84,22 +87,6 @@ class Tick(dagmill.tasks.TaskPickle):
     def run(self):
         self.save(self.slot)
 '''
-
-TICK_YAML = """dataNodes:
-  - name: tick
-    path: tick.json
-    format: json
-processNodes:
-  - name: tick
-    processor: tick.py:run
-    output: [tick]
-"""
-
-TICK_YAML_PY = """def run(outputs):
-    import json, time
-    with open(outputs["tick"], "w") as f:
-        json.dump(time.time(), f)
-"""
 
 
 # -- PostgreSQL: one database per phase ------------------------------------------------------
@@ -161,6 +148,12 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return out
 
 
+def cpu_total(pid: int) -> float:
+    """CPU seconds of ``pid``, its reaped children (ended runners) and its live ones."""
+    pids = descendants(pid)
+    return sum(cpu_seconds(pids).values())
+
+
 def memory_mb(pids: list[int]) -> tuple[float, float | None]:
     """(RSS, PSS) summed over ``pids`` in MB; PSS None where smaps_rollup is missing."""
     rss, pss, has_pss = 0.0, 0.0, True
@@ -196,7 +189,7 @@ def _fmt(t: float) -> str:
 
 
 def make_home(
-    kind: str, jobs: int, probes: int, pg: Postgres | None, probe_lead: float, gap: int = 1
+    jobs: int, probes: int, pg: Postgres | None, probe_lead: float, gap: int = 1
 ) -> tuple[Home, float]:
     """A DAGMILL_HOME with ``jobs`` scheduled jobs, ``probes`` of them due every ``probes``
     x ``gap`` seconds from ``probe_lead`` seconds after they are made, ``gap`` seconds
@@ -218,18 +211,10 @@ def make_home(
     from dagmill.store import open_store
 
     data = os.path.join(folder, "data")
-    if kind == "python":
-        with open(os.path.join(folder, "ticks.py"), "w") as f:
-            f.write(TICK_PY)
-        ref = os.path.join(folder, "ticks.py") + ":Tick"
-        policy = JobPolicy(slot_param="slot")
-    else:
-        with open(os.path.join(folder, "tick.py"), "w") as f:
-            f.write(TICK_YAML_PY)
-        ref = os.path.join(folder, "pipeline.yaml")
-        with open(ref, "w") as f:
-            f.write(TICK_YAML)
-        policy = JobPolicy()
+    with open(os.path.join(folder, "ticks.py"), "w") as f:
+        f.write(TICK_PY)
+    ref = os.path.join(folder, "ticks.py") + ":Tick"
+    policy = JobPolicy(slot_param="slot")
     t = time.perf_counter()
     template = build_job(ref, {}, data_dir=data)
     home = Home(folder, env)
@@ -366,11 +351,11 @@ def line(label: str, s: dict[str, float], target: str = "") -> str:
 
 def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
     lead = 12.0  # the server's start-up and warm-up, with room to spare
-    home, made_s = make_home(args.kind, args.jobs, args.probes, pg, lead, args.gap)
+    home, made_s = make_home(args.jobs, args.probes, pg, lead, args.gap)
     print(
         f"latency: {args.jobs} scheduled jobs made in {made_s:.1f} s ({args.probes} probes, "
         f"every {args.probes * args.gap} s, one slot every {args.gap} s; the rest yearly); "
-        f"{args.kind} kind; store " + ("PostgreSQL" if pg else "SQLite")
+        "store " + ("PostgreSQL" if pg else "SQLite")
     )
     server = Server(home, args.max_runs)
     try:
@@ -380,7 +365,9 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
         end = home.first_slot + args.seconds
         if ready > home.first_slot:
             print(f"  (server warm {ready - home.first_slot:.1f} s after the first slot)")
+        cpu0, t0 = cpu_total(server.proc.pid), time.monotonic()
         time.sleep(max(0.0, end - time.time()) + 3.0)  # the last slot's run ends
+        busy_cpu, busy_s = cpu_total(server.proc.pid) - cpu0, time.monotonic() - t0
     finally:
         code = server.stop()
     from dagmill.store import open_store
@@ -417,6 +404,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
                         to_engine.append(run.started_at - started[run.id])
                         engine_to_task.append(task_at - run.started_at)
     warnings = [e for e in server.events if e.get("level") in ("warning", "error")]
+    runs = sum(statuses.values())
     figures = {
         "jobs": args.jobs,
         "start_s": start_s,
@@ -431,6 +419,8 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
         "skipped": skipped,
         "exit": code,
         "warnings": [f"{e['event']}: {e}" for e in warnings][:5],
+        "busy_cpu_pct": busy_cpu / busy_s * 100,
+        "cpu_s_per_run": busy_cpu / runs if runs else None,
     }
     print(f"  start-up: server_started {start_s:.3f} s after spawn, runner warm {warm_s:.3f} s")
     print(f"  {'seconds':<34}{'median':>8}{'p90':>8}{'max':>8}{'min':>8}{'count':>7}")
@@ -447,6 +437,10 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     print(line("    run_started -> run's started_at", figures["run_started_to_engine"]))
     print(line("    run's started_at -> task RUNNING", figures["engine_to_task"]))
     print(f"  runs: {statuses}, slots skipped: {skipped}, server exit {code}")
+    print(
+        f"  CPU while slots come due: {figures['busy_cpu_pct']:.1f} % of one core (server and"
+        f" runners), {busy_cpu / max(runs, 1):.3f} s per run"
+    )
     for w in figures["warnings"]:
         print(f"  warning: {w}")
     figures["reload"] = reload_cost(args.jobs)
@@ -488,7 +482,7 @@ def reload_cost(jobs: int) -> dict[str, float]:
 
 
 def idle_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
-    home, _ = make_home(args.kind, args.jobs, 0, pg, 0)
+    home, _ = make_home(args.jobs, 0, pg, 0)
     print(f"\nidle: {args.jobs} scheduled jobs, none due (yearly), {args.idle_seconds:.0f} s")
     starts, warms = [], []
     for _ in range(args.starts - 1):  # start-up alone: start, wait until warm, stop
@@ -567,7 +561,6 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="latency window")
     ap.add_argument("--idle-seconds", type=float, default=30.0, help="idle CPU window")
     ap.add_argument("--starts", type=int, default=3, help="server starts timed (idle home)")
-    ap.add_argument("--kind", choices=["python", "yaml"], default="python")
     ap.add_argument("--max-runs", type=int, default=None, help="server --max-runs")
     ap.add_argument(
         "--postgres",
@@ -591,7 +584,7 @@ def main() -> None:
     )
     print(f"load average before: {_loadavg()}")
     pg = Postgres(args.postgres) if args.postgres else None
-    figures: dict[str, Any] = {"kind": args.kind, "store": "postgresql" if pg else "sqlite"}
+    figures: dict[str, Any] = {"store": "postgresql" if pg else "sqlite"}
     try:
         if not args.skip_latency:
             figures["latency"] = latency_phase(args, pg)
