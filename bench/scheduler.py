@@ -526,6 +526,7 @@ def idle_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
         f"  CPU: {cpu_pct:.3f} % of one core over {t1 - t0:.1f} s "
         f"(target <= {TARGET_IDLE_CPU_PCT} %): "
         + ", ".join(f"{k} {v:.3f} %" for k, v in figures["cpu_pct_each"].items())
+        + f" (one clock tick = {100 / CLK_TCK / (t1 - t0):.3f} %)"
     )
     pss_text = f", PSS {pss:.0f} MB" if pss is not None else ""
     print(
