@@ -218,32 +218,35 @@ def make_home(
     t = time.perf_counter()
     template = build_job(ref, {}, data_dir=data)
     home = Home(folder, env)
-    first = float(int(time.time() + probe_lead))
-    home.first_slot = first
     with open_store() as store:
-        for i in range(jobs):
-            if i < probes:
-                spec = ScheduleSpec(every=f"{probes * gap}s", start_date=_fmt(first + i * gap))
-                p = policy
-            else:
-                spec = ScheduleSpec(cron=f"{i % 60} {(i // 60) % 24} 1 1 *")
-                p = JobPolicy()
+        # the far jobs first: the probes' first slot counts from when the last job is made
+        for i in range(probes, jobs):
+            spec = ScheduleSpec(cron=f"{i % 60} {(i // 60) % 24} 1 1 *")
+            _copy(store, template, f"j{i:04d}{secrets.token_hex(3)}", spec, JobPolicy())
+        first = float(int(time.time() + probe_lead))
+        home.first_slot = first
+        for i in range(min(probes, jobs)):
+            spec = ScheduleSpec(every=f"{probes * gap}s", start_date=_fmt(first + i * gap))
             job_id = f"j{i:04d}{secrets.token_hex(3)}"
-            store.create_job(
-                job_id,
-                template.name,
-                template.kind,
-                template.ref,
-                template.version,
-                dict(template.params),
-                template.data_dir,
-                ttl=dict(template.ttl),
-                schedule=spec,
-                policy=p,
-            )
-            if i < probes:
-                home.probes.append(job_id)
+            _copy(store, template, job_id, spec, policy)
+            home.probes.append(job_id)
     return home, time.perf_counter() - t
+
+
+def _copy(store: Any, template: Any, job_id: str, spec: Any, policy: Any) -> None:
+    """A scheduled job pinning the template's pipeline version (its pipeline row)."""
+    store.create_job(
+        job_id,
+        template.name,
+        template.kind,
+        template.ref,
+        template.version,
+        dict(template.params),
+        template.data_dir,
+        ttl=dict(template.ttl),
+        schedule=spec,
+        policy=policy,
+    )
 
 
 # -- a server --------------------------------------------------------------------------------
