@@ -376,6 +376,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
 
     lat, to_fired, to_started, to_task, to_engine, engine_to_task = [], [], [], [], [], []
     statuses: dict[str, int] = {}
+    unstarted = 0
     fired = {e["run"]: float(e["at"]) for e in server.events if e["event"] == "slot_fired"}
     started = {e["run"]: float(e["at"]) for e in server.events if e["event"] == "run_started"}
     skipped = sum(1 for e in server.events if e["event"] == "slot_skipped")
@@ -394,6 +395,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
                     if a.started_at is not None
                 ]
                 if not begun:
+                    unstarted += 1  # still queued when the server stopped
                     continue
                 task_at = min(begun)
                 lat.append(task_at - run.scheduled_for)
@@ -419,6 +421,7 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
         "engine_to_task": summary(engine_to_task),
         "statuses": statuses,
         "skipped": skipped,
+        "unstarted": unstarted,
         "exit": code,
         "warnings": [f"{e['event']}: {e}" for e in warnings][:5],
         "busy_cpu_pct": busy_cpu / busy_s * 100,
@@ -438,7 +441,11 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     print(line("  run_started -> task RUNNING", figures["run_started_to_task"]))
     print(line("    run_started -> run's started_at", figures["run_started_to_engine"]))
     print(line("    run's started_at -> task RUNNING", figures["engine_to_task"]))
-    print(f"  runs: {statuses}, slots skipped: {skipped}, server exit {code}")
+    print(
+        f"  runs: {statuses}, server exit {code}; NOT in the figures: {unstarted} runs whose"
+        f" task had not started 3 s after the window, {skipped} slots skipped (overlap: the"
+        " job's previous run still queued or running)"
+    )
     print(
         f"  CPU while slots come due: {figures['busy_cpu_pct']:.1f} % of one core (server and"
         f" runners), {busy_cpu / max(runs, 1):.3f} s per run"
