@@ -15,13 +15,21 @@ Figures (targets from issue 8; peers measured on this machine, one job, SQLite, 
    runner: job version check, plan, engine). Target: median <= 0.05 s, max <= 0.25 s
    (Prefect 3.8: 0.25 s / p90 0.53 s / max 2.0 s; Airflow 3.3: 1.66 s / max 2.1 s).
 2. Idle: a server with 1,000 jobs and nothing due for the whole window; after its
-   ``server_started`` line and its spare runner is warm (its CPU time still for 0.5 s,
-   at least 3 s after the start), utime+stime of the server and every descendant
+   ``server_started`` line and its spare runner is warm (the runner's CPU time still for
+   0.5 s, at least 3 s after the start), utime+stime of the server and every descendant
    (``/proc/PID/stat``) over ``--idle-seconds``, as % of one core; memory = RSS (and
    PSS, from ``/proc/PID/smaps_rollup``) of the server and its runners, summed.
    Target: <= 0.5 % of a core, <= 150 MB (Prefect: 2.4 %, 340 MB; Airflow: 3.7 %, > 1 GB).
 3. Start-up with 1,000 jobs: spawn of ``dagmill server`` -> its ``server_started`` line
    (median of --starts fresh starts), and -> its spare runner warm.
+4. Also: the CPU of the server and its runners while slots come due (% of one core, and
+   CPU seconds per run: one runner process per run), and what a change to the jobs
+   costs the server's loop (``scheduled_jobs()`` + ``Scheduler.load`` of 1,000 jobs,
+   in-process). Runs still queued at the end and slots skipped (overlap) are counted
+   apart: they are not in the latency figures.
+
+The load average is printed before and after: on a shared machine, other work
+lengthens every wall-clock figure (a runner's start-up most), not the CPU figures.
 
 Choices:
 - A temp DAGMILL_HOME per phase, SQLite by default; ``--postgres URL`` creates a database
