@@ -83,6 +83,7 @@ TARGET_MAX_S = 0.25
 TARGET_IDLE_CPU_PCT = 0.5
 TARGET_IDLE_MB = 150.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+FOLDERS: list[str] = []  # the homes made here: removed at the end, whatever happens
 
 TICK_PY = '''"""The probe jobs' task: one tiny output per slot."""
 
@@ -203,6 +204,7 @@ def make_home(
     x ``gap`` seconds from ``probe_lead`` seconds after they are made, ``gap`` seconds
     apart; (home, seconds to make)."""
     folder = tempfile.mkdtemp(prefix="dagmill_bench_sched_")
+    FOLDERS.append(folder)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
     env.pop("DAGMILL_DATABASE_URL", None)
@@ -461,7 +463,6 @@ def latency_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, An
     for w in figures["warnings"]:
         print(f"  warning: {w}")
     figures["reload"] = reload_cost(args.jobs)
-    shutil.rmtree(home.folder, ignore_errors=True)
     return figures
 
 
@@ -562,7 +563,6 @@ def idle_phase(args: argparse.Namespace, pg: Postgres | None) -> dict[str, Any]:
         f"{st['median']:.3f} s (max {st['max']:.3f}), -> runner warm {wm['median']:.3f} s "
         f"(max {wm['max']:.3f})"
     )
-    shutil.rmtree(home.folder, ignore_errors=True)
     return figures
 
 
@@ -611,6 +611,8 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
+        for folder in FOLDERS:
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"\nload average after: {_loadavg()} (other work on this machine inflates wall times)")
     if args.json:
         with open(args.json, "w") as f:
