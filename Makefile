@@ -45,9 +45,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix src tests examples bench
 	$(BIN)/ruff format src tests examples bench
 
-## bench: engine overhead figures (plain script; prints medians)
+## bench: engine overhead figures, then `dagmill server` with 1,000 scheduled jobs
+## (due -> task latency, idle CPU and memory, start-up); plain scripts, print medians
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/scheduler.py
 
 ## chaos: kill -9 the engine 30 times and resume; two runs of one graph 30 times (counts)
 chaos: $(VENV)/.installed-dev
