@@ -64,6 +64,11 @@ def slot_target(job: JobInfo, slot: float) -> RunTarget:
     return replace(target, params=params, slot=when)
 
 
+def _when(job: JobInfo) -> tuple[object, ...]:
+    """What decides a job's slots (its runs' statuses do not)."""
+    return (job.schedule, job.policy, job.paused, job.last_slot_at, job.created_at)
+
+
 def _local_time(slot: float, tz: str) -> str:
     local = datetime.fromtimestamp(slot, ZoneInfo(tz))
     return local.strftime("%Y-%m-%d %H:%M" if local.second == 0 else "%Y-%m-%d %H:%M:%S")
@@ -87,6 +92,9 @@ class Scheduler:
             if job.schedule is None or job.paused:
                 continue
             known = self._entries.get(job.id)
+            if known is not None and _when(known.job) == _when(job):
+                entries[job.id] = known  # unchanged: its due time stands
+                continue
             if known is not None and known.job.schedule == job.schedule:
                 trigger = known.trigger
             else:
@@ -126,12 +134,15 @@ class Scheduler:
         return out
 
     def _first_due(self, job: JobInfo, trigger: Trigger, now: float) -> float | None:
+        """When the job is next due: its first slot after the last one decided (or after
+        its creation), which may be past already (``tick`` then applies the catch-up)."""
+        if job.last_slot_at is None and trigger.spec.every is not None:
+            # a new `every` job whose start is past fires its latest slot at once
+            due = due_slots(trigger, None, job.created_at, now, job.policy.catchup)
+            return due.fire[0] if due.fire else trigger.next_after(max(now, job.created_at))
         if job.last_slot_at is not None:
             return trigger.next_after(job.last_slot_at)
-        due = due_slots(trigger, None, job.created_at, now, job.policy.catchup)
-        if due.fire:
-            return due.fire[0]
-        return trigger.next_after(max(now, job.created_at))
+        return trigger.next_after(job.created_at - 0.001)  # a slot at creation counts
 
     def _decide(self, entry: _Entry, now: float) -> list[Decision]:
         job = entry.job

@@ -190,7 +190,7 @@ class Server:
                 and (run.job_id in started_jobs or self._job_busy(run))
             ):
                 continue  # waits for the job's running run
-            owner = self.pool.next_owner()
+            owner = self.pool.owner()
             if not self.store.claim_queued(run.id, owner):
                 continue  # another server took it
             self._start("run", run, owner)
@@ -211,6 +211,7 @@ class Server:
             run.job_id,
             self.options.workers,
             os.path.join(settings.logs_dir(run.id), "engine.log"),
+            claimed_by=owner,
         )
         self.pool.start(assignment)
         late = self.clock() - run.scheduled_for if run.scheduled_for else None
@@ -224,7 +225,6 @@ class Server:
 
     def _ended(self) -> None:
         for runner in self.pool.finished():
-            assert runner.assignment is not None
             run = self.store.get_run(runner.assignment.run_id)
             status = run.status if run else "deleted"
             level = "info" if status in ("SUCCESS", "CANCELLED") else "warning"
@@ -243,7 +243,7 @@ class Server:
     def _resume_orphans(self, now: float) -> None:
         """Resume job runs whose engine is gone: killed, its server killed, or handed back
         by a draining server (no owner); on another host, silent for a minute."""
-        mine = {r.assignment.run_id for r in self.pool.busy() if r.assignment}
+        mine = {r.assignment.run_id for r in self.pool.busy()}
         for run in self.store.open_runs():
             if self.pool.free() <= 0 or self.draining:
                 return
@@ -258,7 +258,7 @@ class Server:
             )
             if not gone:
                 continue
-            owner = self.pool.next_owner()
+            owner = self.pool.owner()
             if self.store.take_over(run.id, run.owner, owner=owner):
                 self._start("resume", run, owner)
 
@@ -277,13 +277,17 @@ class Server:
             self._ended()
         self._ended()
         for runner in self.pool.busy():
-            assert runner.assignment is not None
             self.pool.stop(runner)
-            handed = self.store.hand_back(runner.assignment.run_id, runner.owner)
+            run_id = runner.assignment.run_id
+            handed = any(
+                self.store.hand_back(run_id, owner)
+                for owner in (runner.owner, runner.assignment.claimed_by)
+                if owner is not None
+            )
             self.log(
                 "run_handed_back",
                 level="warning",
-                run=runner.assignment.run_id,
+                run=run_id,
                 job=runner.assignment.job_id,
                 resumable=handed,
             )

@@ -1,5 +1,5 @@
-"""The runners: at most ``max_runs`` runs at once, each in its own process group, with a
-spare runner always warm so that a due run starts without a Python start-up."""
+"""The runners: at most ``max_runs`` runs at once, each in its own process, forked by a
+warm fork server (``server/child.py``) so that a due run starts in milliseconds."""
 
 from __future__ import annotations
 
@@ -20,114 +20,137 @@ __all__ = ["Assignment", "Runner", "RunnerPool"]
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """The run a runner is given: ``run`` a queued run of a job, or ``resume`` one whose
-    engine died or was handed back."""
+    engine died or was handed back. ``claimed_by`` is the owner the server claimed the
+    run for (the fork server); the runner takes it over from there."""
 
     action: str
     run_id: str
     job_id: str | None
     workers: int
     log: str
+    claimed_by: str
 
 
 @dataclass(slots=True)
 class Runner:
-    proc: subprocess.Popen[bytes]
-    owner: str  # host:pid, as the store names the run's owner
-    assignment: Assignment | None = None
-    started_at: float = 0.0
+    assignment: Assignment
+    started_at: float
+    pid: int | None = None  # known once forked
     returncode: int | None = None
+
+    @property
+    def owner(self) -> str | None:
+        return None if self.pid is None else f"{os.uname().nodename}:{self.pid}"
 
 
 class RunnerPool:
-    """Starts runners, hands each one run, and says when they end (``on_exit``)."""
+    """Hands runs to the fork server and follows its runners (``on_exit`` is called when
+    one ends, or when the fork server itself is gone)."""
 
     def __init__(self, max_runs: int, on_exit: Callable[[], None], env: dict[str, str]) -> None:
         self.max_runs = max_runs
         self._on_exit = on_exit
         self._env = env
-        self._spare: Runner | None = None
-        self._busy: dict[str, Runner] = {}
         self._lock = threading.Lock()
-        self._host = os.uname().nodename
+        self._runs: dict[str, Runner] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = threading.Event()
 
-    def _spawn(self) -> Runner:
-        proc = subprocess.Popen(
+    # -- the fork server ---------------------------------------------------------------------
+    def warm(self) -> None:
+        """Start the fork server, if it is not running."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._ready.clear()
+        self._proc = subprocess.Popen(
             [sys.executable, "-m", "dagmill.server.child"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=None,  # until it is given a run (then its run's log): the server's stderr
-            start_new_session=True,  # its own process group: stopped as one
+            stdout=subprocess.PIPE,
+            stderr=None,  # its own errors go to the server's stderr
+            start_new_session=True,  # a terminal's Ctrl-C reaches the server alone
             env=self._env,
         )
-        runner = Runner(proc, f"{self._host}:{proc.pid}")
-        threading.Thread(target=self._watch, args=(runner,), daemon=True).start()
-        return runner
+        threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
 
-    def _watch(self, runner: Runner) -> None:
-        runner.returncode = runner.proc.wait()
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            with self._lock:
+                runner = self._runs.get(event.get("run_id", ""))
+                if event["event"] == "ready":
+                    self._ready.set()
+                elif runner is not None and event["event"] == "forked":
+                    runner.pid = event["pid"]
+                elif runner is not None and event["event"] == "exited":
+                    runner.returncode = event["code"]
+            if event["event"] == "exited":
+                self._on_exit()
+        proc.wait()
+        with self._lock:  # the fork server is gone, and its runners with it
+            for runner in self._runs.values():
+                if runner.returncode is None:
+                    runner.returncode = -signal.SIGKILL
         self._on_exit()
 
-    def warm(self) -> None:
-        """Keep one runner ready while there is room for another run."""
-        with self._lock:
-            spare = self._spare
-            if spare is not None and spare.returncode is not None:
-                self._spare = spare = None  # died while waiting (killed by hand)
-            if spare is None and len(self._busy) < self.max_runs:
-                self._spare = self._spawn()
-
-    def free(self) -> int:
-        return self.max_runs - len(self._busy)
-
-    def next_owner(self) -> str:
-        """The owner the next run will have (the spare runner's): claim runs for it."""
+    def owner(self) -> str:
+        """The owner to claim runs for: the fork server, until its runner takes over."""
         self.warm()
-        assert self._spare is not None, "no room for another run"
-        return self._spare.owner
+        assert self._proc is not None
+        return f"{os.uname().nodename}:{self._proc.pid}"
+
+    # -- runs --------------------------------------------------------------------------------
+    def free(self) -> int:
+        with self._lock:
+            return self.max_runs - len(self._runs)
 
     def start(self, assignment: Assignment) -> Runner:
-        """Hand ``assignment`` to the spare runner (claimed for it with ``next_owner``)."""
+        """Fork a runner for ``assignment`` (claimed for :meth:`owner`)."""
         self.warm()
+        assert self._proc is not None and self._proc.stdin is not None
+        runner = Runner(assignment, time.time())
         with self._lock:
-            runner, self._spare = self._spare, None
-        assert runner is not None and runner.proc.stdin is not None
-        runner.assignment = assignment
-        runner.started_at = time.time()
-        runner.proc.stdin.write(json.dumps(asdict(assignment)).encode() + b"\n")
-        runner.proc.stdin.flush()  # the pipe stays open: closing it stops the runner
-        with self._lock:
-            self._busy[assignment.run_id] = runner
-        self.warm()
+            self._runs[assignment.run_id] = runner
+        self._proc.stdin.write(json.dumps(asdict(assignment)).encode() + b"\n")
+        self._proc.stdin.flush()
         return runner
 
     def finished(self) -> list[Runner]:
-        """Runners whose run ended since the last call."""
+        """Runners that ended since the last call."""
         with self._lock:
-            done = [r for r in self._busy.values() if r.returncode is not None]
+            done = [r for r in self._runs.values() if r.returncode is not None]
             for r in done:
-                assert r.assignment is not None
-                del self._busy[r.assignment.run_id]
-                if r.proc.stdin is not None:
-                    r.proc.stdin.close()
+                del self._runs[r.assignment.run_id]
         return done
 
     def busy(self) -> list[Runner]:
         with self._lock:
-            return list(self._busy.values())
+            return list(self._runs.values())
 
-    def stop(self, runner: Runner) -> None:
-        """Stop a runner now (its run is handed back): closing its pipe makes it kill its
-        own process group; SIGKILL the group too, in case it is stuck."""
-        if runner.proc.stdin is not None and not runner.proc.stdin.closed:
-            with contextlib.suppress(OSError):
-                runner.proc.stdin.close()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(runner.proc.pid, signal.SIGKILL)
-        runner.proc.wait()
+    def stop(self, runner: Runner, wait: float = 5.0) -> None:
+        """Stop a runner and what it started, now (its run is handed back)."""
+        deadline = time.monotonic() + wait
+        while runner.pid is None and runner.returncode is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # not forked yet: its pid is on its way
+        if runner.pid is not None and runner.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(runner.pid, signal.SIGKILL)
+            while runner.returncode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     def close(self) -> None:
-        """Stop the spare (it has no run)."""
-        with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            self.stop(spare)
+        """Stop the fork server (it stops whatever runners are left)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
