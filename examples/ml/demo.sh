@@ -29,3 +29,24 @@ echo "job $job started run $run"
 "$dagmill" runs logs "$run" --follow
 "$dagmill" jobs list
 printf '\nreports: %s\n' "$(ls "$data"/Evaluate/*.json | tr '\n' ' ')"
+
+step "7. schedule it: every 5 seconds, fired by \`dagmill server\` (Ctrl-C or SIGTERM drains it)"
+sjob=$("$dagmill" jobs build "$target" --data "$data" -p model=forest -p seed=2 \
+  --every 5s --start "2020-01-01 00:00")
+"$dagmill" jobs next "$sjob"
+log=$(mktemp)
+"$dagmill" server --max-runs 1 2>"$log" &
+server=$!
+python=$(dirname "$dagmill")/python
+ended() {  # how many scheduled runs of the job have ended
+  "$dagmill" runs list --json --limit 50 | "$python" -c "import json, sys
+print(sum(r['job_id'] == sys.argv[1] and r['scheduled_for'] is not None
+          and r['status'] in ('SUCCESS', 'FAILED') for r in json.load(sys.stdin)))" "$sjob"
+}
+for _ in $(seq 1 120); do [ "$(ended)" -ge 2 ] && break; sleep 0.5; done
+kill -TERM "$server"
+wait "$server"
+cat "$log"
+rm -f "$log"
+"$dagmill" jobs list
+"$dagmill" runs list --limit 4
