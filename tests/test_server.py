@@ -122,7 +122,8 @@ def test_a_job_every_second_runs_once_a_second_and_a_slow_one_skips_slots(
     seconds = sorted(d.scheduled_for for d in decided)
     assert seconds == [seconds[0] + k for k in range(len(seconds))]
     assert overlaps(list(slow_runs.values())) == []
-    assert len(ticks(slow_log)) == len(_succeeded(list(slow_runs.values())))
+    # the module logs as it ends, so a run ending just now may have logged already
+    assert len(_succeeded(list(slow_runs.values()))) <= len(ticks(slow_log)) <= len(slow_runs)
 
 
 # -- 2. overlap queue and allow, changed while the server runs ------------------------------
