@@ -299,7 +299,7 @@ def test_a_killed_server_s_run_resumes_in_the_next_without_redoing_or_refiring(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="server/child.py:23 and server/runners.py:124 SIGKILL the runner's whole process"
+    reason="server/child.py:22 and server/runners.py:125 SIGKILL the runner's whole process"
     " group, the run's reaper (executors/procs.py, spawned into that group) with it; the"
     " processor module runs in a session of its own (frontends/pipeline/action.py:87), so"
     " nothing stops it: the killed or handed-back attempt runs on beside the resumed one",
