@@ -297,13 +297,6 @@ def test_a_killed_server_s_run_resumes_in_the_next_without_redoing_or_refiring(
     assert project.servers[1].has_logged("run_resumed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/child.py:22 and server/runners.py:125 SIGKILL the runner's whole process"
-    " group, the run's reaper (executors/procs.py, spawned into that group) with it; the"
-    " processor module runs in a session of its own (frontends/pipeline/action.py:87), so"
-    " nothing stops it: the killed or handed-back attempt runs on beside the resumed one",
-)
 @pytest.mark.parametrize("how", ["kill", "hand_back"])
 def test_a_stopped_runner_leaves_no_task_process_behind(project: Project, how: str) -> None:
     log, marker = project.root / "tick.log", project.root / "started"

@@ -10,8 +10,9 @@ own session (process group: stopped as one), its run's log as stdout and stderr,
 own store connection; it first takes the run over from this process (the server claimed
 it in this process's name), so a runner that dies leaves a run owned by a process that is
 gone, which the server resumes. Runners die with this process (``PR_SET_PDEATHSIG``), and
-this process, when its stdin closes (the server stopped or died), stops its runners'
-process groups and exits.
+this process, when its stdin closes (the server stopped or died), kills its runners
+(each run's reaper then stops what the run started: modules run in sessions of their
+own) and exits.
 """
 
 from __future__ import annotations
@@ -150,10 +151,11 @@ def main() -> int:
                         )
                 continue
             data = os.read(0, 65536)
-            if not data:  # the server stopped or died: so do the runners
+            if not data:  # the server stopped or died: so do the runners (their engines;
+                # each engine's reaper stops what its run started)
                 for pid in runners:
                     with contextlib.suppress(OSError):
-                        os.killpg(pid, signal.SIGKILL)
+                        os.kill(pid, signal.SIGKILL)
                 return 0
             pending += data
             while b"\n" in pending:

@@ -131,13 +131,15 @@ class RunnerPool:
             return list(self._runs.values())
 
     def stop(self, runner: Runner, wait: float = 5.0) -> None:
-        """Stop a runner and what it started, now (its run is handed back)."""
+        """Stop a runner, now (its run is handed back), and so what it started."""
         deadline = time.monotonic() + wait
         while runner.pid is None and runner.returncode is None and time.monotonic() < deadline:
             time.sleep(0.01)  # not forked yet: its pid is on its way
         if runner.pid is not None and runner.returncode is None:
+            # the engine alone, as a crash would: its reaper then stops every process of
+            # the run (modules run in sessions of their own, out of the runner's group)
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(runner.pid, signal.SIGKILL)
+                os.kill(runner.pid, signal.SIGKILL)
             while runner.returncode is None and time.monotonic() < deadline:
                 time.sleep(0.01)
 
