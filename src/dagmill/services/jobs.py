@@ -341,8 +341,14 @@ def _runnable_job(store: Store, job_id: str) -> JobInfo:
     return job
 
 
-def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult | None:
-    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`).
+def run_job(
+    job_id: str,
+    run_id: str | None = None,
+    params: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> RunResult | None:
+    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`); ``params``
+    override its parameters for this run (not with ``run_id``: a queued run has its own).
 
     With ``run_id``, run that queued run: as its target says (its slot, its parameters
     for this run), whether this process claims it now or a server claimed it for this
@@ -350,8 +356,12 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
     store = open_store()
     target: RunTarget | None = None
     try:
+        if params and run_id is not None:
+            raise DefinitionError(f"run {run_id} was queued with its parameters: no -p")
         try:
             job = _runnable_job(store, job_id)
+            if params:
+                target = _with_params(job, params)
         except DefinitionError as e:
             if run_id is not None:
                 _fail_unstarted(run_id, str(e))
