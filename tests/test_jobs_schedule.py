@@ -270,7 +270,7 @@ def test_a_skipped_slot_is_shown_with_its_reason(flow: str) -> None:
     shown = ok("jobs", "show", job_id)
     assert "skipped slots" in shown and reason in shown
     assert "overlap skip, catchup latest" in shown
-    assert json.loads(ok("jobs", "show", job_id, "--json"))["skipped"][0]["reason"] == reason
+    assert json.loads(ok("jobs", "show", job_id, "--json"))["skipped_slots"][0]["reason"] == reason
 
 
 # -- backfill ---------------------------------------------------------------------------------
@@ -353,6 +353,14 @@ def test_jobs_run_p_overrides_a_param_for_one_run(flow: str, tmp_path: Path) -> 
     assert dagmill.runs.get_run(run["id"]).status == "SUCCESS"
     assert the_job()["status"] == "SUCCESS"
     assert the_job()["params"] == {}  # the job itself is unchanged
+
+
+def test_jobs_run_wait_p_runs_here_with_the_override(flow: str, tmp_path: Path) -> None:
+    job_id = build(f"{flow}:Numbers", "-p", "n=2", "--data", os.fspath(tmp_path / "out"))
+    result = json.loads(ok("jobs", "run", job_id, "-p", "n=4", "--wait", "--json"))
+    assert result["status"] == "SUCCESS"
+    assert [t["params"] for t in result["tasks"]] == [{"n": "4"}]
+    assert dagmill.runs.get_run(result["id"]).target.params == {"n": "4"}  # type: ignore[union-attr]
 
 
 def test_jobs_run_p_with_an_unknown_or_bad_param_exits_2(flow: str) -> None:

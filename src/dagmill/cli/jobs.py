@@ -182,7 +182,11 @@ def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
 
         from dagmill.cli.jsonout import job_view_json, to_json
 
-        out = {"job": job_view_json(view), "runs": to_json(recent), "skipped": to_json(skipped)}
+        out = {
+            "job": job_view_json(view),
+            "runs": to_json(recent),
+            "skipped_slots": to_json(skipped),
+        }
         click.echo(json.dumps(out, indent=2))
         return
     from dagmill.cli.render import job_detail
