@@ -4,7 +4,8 @@ PAUSED, ENDED, SUCCESS), `jobs next`, pause/resume, backfill (once per slot), `j
 -p` overrides, and the slot in `runs list`.
 
 The CLI runs in-process through click's CliRunner (the store is the test's own SQLite
-file, from the `isolated` fixture); only `jobs run` without a server starts a process.
+file, from the `isolated` fixture, and for the tests that take `database_url` a fresh
+PostgreSQL database too); only `jobs run` without a server starts a process.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def test_jobs_next_of_a_manual_job_exits_2(flow: str) -> None:
     assert out.exit_code == 2 and "has no schedule" in out.output
 
 
-def test_pause_and_resume_show_in_jobs_list(flow: str) -> None:
+def test_pause_and_resume_show_in_jobs_list(database_url: str, flow: str) -> None:
     job_id = build(f"{flow}:Numbers", "--cron", "*/5 * * * *")
     assert "paused job" in ok("jobs", "pause", job_id)
     job = the_job()
@@ -262,7 +263,7 @@ def test_pause_of_a_manual_job_exits_2(flow: str) -> None:
     assert out.exit_code == 2 and "has no schedule: nothing to pause" in out.output
 
 
-def test_a_skipped_slot_is_shown_with_its_reason(flow: str) -> None:
+def test_a_skipped_slot_is_shown_with_its_reason(database_url: str, flow: str) -> None:
     job_id = build(f"{flow}:Numbers", "--cron", "5 10 * * *")
     reason = "slot 2026-12-02 10:05 skipped: run 20261202-100000-abcdef still RUNNING"
     with open_store() as store:
@@ -274,7 +275,7 @@ def test_a_skipped_slot_is_shown_with_its_reason(flow: str) -> None:
 
 
 # -- backfill ---------------------------------------------------------------------------------
-def test_backfill_queues_one_run_per_slot_once(flow: str) -> None:
+def test_backfill_queues_one_run_per_slot_once(database_url: str, flow: str) -> None:
     job_id = build(
         f"{flow}:Daily", "--cron", "0 2 * * *", "--timezone", "Europe/Paris",
         "--slot-param", "day",
@@ -372,7 +373,9 @@ def test_jobs_run_p_with_an_unknown_or_bad_param_exits_2(flow: str) -> None:
     assert json.loads(ok("runs", "list", "--json")) == []
 
 
-def test_with_a_live_server_jobs_run_only_queues(flow: str, tmp_path: Path) -> None:
+def test_with_a_live_server_jobs_run_only_queues(
+    database_url: str, flow: str, tmp_path: Path
+) -> None:
     job_id = build(f"{flow}:Numbers")
     with open_store() as store:
         store.register_server("s-test", 2)  # this process, alive: as a server would
