@@ -255,6 +255,10 @@ def test_resume_drops_the_slots_missed_while_paused(flow: str) -> None:
     # the scheduler counts from the last slot decided: 12:00, so 12:00 and earlier are over
     assert resumed.last_slot_at == datetime(2040, 1, 1, 12, 0, tzinfo=UTC).timestamp()
     assert not resumed.paused
+    # a job that is not paused keeps its missed slots for its catch-up policy
+    later = datetime(2040, 1, 1, 18, 30, tzinfo=UTC).timestamp()
+    assert resume_job(job.id, now=later).last_slot_at == resumed.last_slot_at
+    assert "is not paused: nothing to resume" in ok("jobs", "resume", job.id)
 
 
 def test_pause_of_a_manual_job_exits_2(flow: str) -> None:

@@ -243,8 +243,11 @@ def jobs_pause(job_id: str) -> None:
 @guard
 def jobs_resume(job_id: str) -> None:
     """Resume a paused job's schedule from now on (the slots it missed are not run)."""
-    from dagmill.services.jobs import next_fires, resume_job
+    from dagmill.services.jobs import get_job, next_fires, resume_job
 
+    if not get_job(job_id).paused:
+        click.echo(f"job {get_job(job_id).id} is not paused: nothing to resume")
+        return
     job = resume_job(job_id)
     assert job.schedule is not None
     fires = next_fires(job.id, 1)
@@ -320,7 +323,13 @@ def jobs_backfill(job_id: str, start: str, end: str, yes: bool, as_json: bool) -
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="For this run only."
 )
 @click.option("--wait", is_flag=True, help="Run here and wait (default: in the background).")
-@click.option("-w", "--workers", default=1, show_default=True)
+@click.option(
+    "-w",
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Tasks at once (a run queued to a server gets the server's --workers).",
+)
 @click.option("--run-id", hidden=True, help="Take over this queued run (used by `jobs run`).")
 @click.option("-q", "--quiet", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)

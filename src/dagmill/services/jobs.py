@@ -525,11 +525,15 @@ def pause_job(job_id: str) -> JobInfo:
 def resume_job(job_id: str, now: float | None = None) -> JobInfo:
     """Resume a paused job's schedule from now on: the slots it missed while paused are
     dropped, not run (Airflow's unpause with catchup=False; :func:`backfill_job` runs them
-    if they are wanted)."""
+    if they are wanted). A job that is not paused is returned as it is."""
     now = time.time() if now is None else now
     with open_store() as store:
         job = _scheduled_job(store, job_id, "resume")
         assert job.schedule is not None
+        if not job.paused:
+            # nothing to resume: its missed slots (a server was down) are left to its
+            # catch-up policy, not dropped
+            return job
         latest = make_trigger(job.schedule).latest_at_or_before(now)
         if latest is not None:
             # before unpausing: a scheduler that reloads on the unpause sees them over
