@@ -225,8 +225,8 @@ def test_jobs_next_in_europe_paris_across_the_change_to_summer_time(flow: str) -
         "2030-03-30T10:05:00+01:00",
         "2030-03-31T10:05:00+02:00",
     ]
-    assert shown["next"][2]["at_iso"] == "2030-03-31T08:05:00.000+00:00"
-    assert shown["next"][2]["at"] == datetime(2030, 3, 31, 8, 5, tzinfo=UTC).timestamp()
+    assert shown["next"][2]["fires_at_iso"] == "2030-03-31T08:05:00.000+00:00"
+    assert shown["next"][2]["fires_at"] == datetime(2030, 3, 31, 8, 5, tzinfo=UTC).timestamp()
 
 
 def test_jobs_next_of_a_manual_job_exits_2(flow: str) -> None:

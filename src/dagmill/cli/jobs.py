@@ -218,7 +218,9 @@ def jobs_next(job_id: str, count: int, as_json: bool) -> None:
             "job_id": job.id,
             "timezone": tz,
             "paused": job.paused,
-            "next": [{"at": t, "at_iso": iso(t), "local": format_slot(t, tz)} for t in fires],
+            "next": [
+                {"fires_at": t, "fires_at_iso": iso(t), "local": format_slot(t, tz)} for t in fires
+            ],
         }
         click.echo(json.dumps(out, indent=2))
         return
