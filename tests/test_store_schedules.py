@@ -367,6 +367,22 @@ def test_active_runs_are_the_jobs_pending_and_running_ones(store: Store) -> None
     assert store.active_runs("nope") == []
 
 
+def test_job_activity_counts_each_jobs_running_and_queued_runs(store: Store) -> None:
+    make_job(store)
+    make_job(store, "j2")
+    make_job(store, "idle")
+    store.queue_run("done", "d", "j1")
+    store.claim_run("done")
+    store.finish_run("done", "SUCCESS")
+    store.queue_run("adhoc", "a")  # a run of no job: not counted
+    assert store.decide_slot("j1", T0, "run", run_id="running")
+    assert store.claim_queued("running", "a:1")
+    assert store.decide_slot("j1", T0 + 60, "run", run_id="pending")
+    assert store.decide_slot("j1", T0 + 120, "run", run_id="pending2")
+    assert store.decide_slot("j2", T0, "run", run_id="other")
+    assert store.job_activity() == {"j1": (1, 2), "j2": (0, 1)}
+
+
 def test_deleting_a_job_deletes_its_slots(store: Store) -> None:
     make_job(store)
     assert store.decide_slot("j1", T0, "run", run_id="r1")

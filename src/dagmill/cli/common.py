@@ -23,15 +23,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(code)
 
 
-def confirm(question: str, yes: bool) -> None:
+def confirm(question: str, yes: bool, doing: str = "delete") -> None:
     """Go on if ``yes`` or the user agrees; without a terminal to ask on, refuse (exit 2)
-    rather than take silence for a no (click's "Aborted!")."""
+    rather than take silence for a no (click's "Aborted!"). ``doing`` names the act in
+    the messages ("delete", "queue runs")."""
     if yes:
         return
     if not sys.stdin.isatty():
-        fail(f"no terminal to ask {question!r}: pass -y/--yes to delete without a terminal")
+        fail(f"no terminal to ask {question!r}: pass -y/--yes to {doing} without a terminal")
     if not click.confirm(question):
-        click.echo("nothing deleted", err=True)
+        click.echo("nothing deleted" if doing == "delete" else "nothing done", err=True)
         sys.exit(EXIT_FAILED)
 
 

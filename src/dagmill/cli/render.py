@@ -14,11 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from dagmill.model.runs import JobInfo, RunInfo, RunTaskInfo
+from dagmill.model.schedules import SlotInfo
 from dagmill.model.states import TaskRunStatus
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
     from dagmill.plan.planner import Plan
+    from dagmill.services.jobs import JobView
 
 S = TaskRunStatus
 _STYLE = {
@@ -215,17 +217,38 @@ def _tasks_cell(counts: Mapping[str, int]) -> str:
     return f"{total} ok"
 
 
+def _slot_cell(run: RunInfo, wide: bool) -> str:
+    """The slot a scheduled run was made for, as its schedule names it: the wall-clock
+    time in the job's timezone (``12-02 10:05`` for "5 10 * * *" in Europe/Paris,
+    wherever this machine is), the full ISO time with its offset with --wide. A run
+    without a recorded slot string shows this machine's local time of its instant."""
+    if run.scheduled_for is None:
+        return "-"
+    text = run.target.slot if run.target is not None else None
+    if text is None:
+        return _when(run.scheduled_for)
+    if wide:
+        return text
+    return f"{text[5:10]} {text[11:16]}"  # 2022-03-01T10:05:00+01:00 -> 03-01 10:05
+
+
 def runs_table(runs: Sequence[RunInfo], wide: bool = False) -> None:
+    """STARTED is this machine's local time; SLOT (shown when a listed run has one) the
+    slot in its job's timezone (see ``_slot_cell``)."""
     console = _console(wide)
     if not runs:
         console.print("no runs yet: start one with `dagmill run MODULE:TASK`")
         return
     ids = [[r.id for r in runs]]
+    slots = any(r.scheduled_for is not None for r in runs)
     if wide:
-        table = _table("RUN", "STATUS", "STARTED", "TOOK", "JOB", "NAME", "TASKS", ids=ids)
+        columns = ["RUN", "STATUS", "STARTED", "TOOK", "JOB", "NAME", "TASKS"]
+        if slots:
+            columns[2:2] = ["SLOT"]
+        table = _table(*columns, ids=ids)
         for r in runs:
             counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r.counts.items()))
-            table.add_row(
+            row = [
                 r.id,
                 _styled(r.status),
                 _when(r.started_at, seconds=True),
@@ -233,18 +256,27 @@ def runs_table(runs: Sequence[RunInfo], wide: bool = False) -> None:
                 r.job_id or "-",
                 r.name,
                 counts,
-            )
+            ]
+            if slots:
+                row[2:2] = [_slot_cell(r, wide)]
+            table.add_row(*row)
     else:
-        table = _table("RUN", "STATUS", "STARTED", "TOOK", "TASKS", "NAME", ids=ids)
+        columns = ["RUN", "STATUS", "STARTED", "TOOK", "TASKS", "NAME"]
+        if slots:
+            columns[2:2] = ["SLOT"]
+        table = _table(*columns, ids=ids)
         for r in runs:
-            table.add_row(
+            row = [
                 r.id,
                 _styled(r.status),
                 _when(r.started_at),
                 _dur(r.started_at, r.ended_at),
                 _tasks_cell(r.counts),
                 r.name,
-            )
+            ]
+            if slots:
+                row[2:2] = [_slot_cell(r, wide)]
+            table.add_row(*row)
     console.print(table)
 
 
@@ -299,22 +331,88 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) 
             )
 
 
-def jobs_table(jobs: Sequence[JobInfo], wide: bool = False) -> None:
+def local_and_utc(t: float, tz: str) -> str:
+    """``2030-01-01 10:05 CET (09:05 UTC)``: a slot as its schedule names it, and in UTC."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(t, ZoneInfo(tz))
+    utc = datetime.fromtimestamp(t, UTC)
+    fmt = "%Y-%m-%d %H:%M" if local.second == 0 else "%Y-%m-%d %H:%M:%S"
+    same_day = local.date() == utc.date()
+    return (
+        f"{local.strftime(fmt)} {local.tzname()} ({utc.strftime(fmt[9:] if same_day else fmt)} UTC)"
+    )
+
+
+def _next_cell(view: JobView, wide: bool) -> str:
+    """The next slot in the job's timezone, as its cron reads ("0 2 * * *" -> 02:00)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if view.job.schedule is None:
+        return "-"
+    if view.next_run_at is None:
+        return "paused" if view.status == "PAUSED" else "never"
+    local = datetime.fromtimestamp(view.next_run_at, ZoneInfo(view.job.schedule.timezone))
+    return local.strftime("%Y-%m-%d %H:%M %Z" if wide else "%m-%d %H:%M")
+
+
+def jobs_table(views: Sequence[JobView], wide: bool = False) -> None:
+    """KIND is manual or scheduled; NEXT RUN is the next slot in the job's own timezone
+    (as its cron reads; `dagmill jobs next JOB` shows it in UTC too), CREATED this
+    machine's local time."""
     console = _console(wide)
-    if not jobs:
+    if not views:
         console.print("no jobs yet: build one with `dagmill jobs build MODULE:TASK`")
         return
-    ids = [[j.id for j in jobs], [], [], [j.last_run or "-" for j in jobs]]
-    columns = ["JOB", "STATUS", "CREATED", "LAST RUN", "NAME"]
+    ids = [[v.job.id for v in views], [], [], [v.last_run_id or "-" for v in views]]
+    columns = ["JOB", "KIND", "STATUS", "LAST RUN", "NEXT RUN", "NAME"]
     if wide:
-        columns.append("RUNS")
+        columns[-1:-1] = ["CREATED"]
+        columns += ["SCHEDULE", "RUNS"]
     table = _table(*columns, ids=ids)
-    for j in jobs:
-        row = [j.id, _styled(j.status), _when(j.created_at), j.last_run or "-", escape(j.name)]
+    for v in views:
+        j = v.job
+        row = [
+            j.id,
+            v.trigger,
+            _styled(v.status),
+            v.last_run_id or "-",
+            _next_cell(v, wide),
+            escape(j.name),
+        ]
         if wide:
-            params = " ".join(f"-p {k}={v}" for k, v in j.params.items())
+            row[-1:-1] = [_when(j.created_at)]
+            params = " ".join(f"-p {k}={val}" for k, val in j.params.items())
+            row.append(escape(j.schedule.describe()) if j.schedule else "-")
             row.append(escape(f"{j.ref} {params}".strip()))
         table.add_row(*row)
+    console.print(table)
+
+
+def next_table(job: JobInfo, fires: Sequence[float]) -> None:
+    """A job's next slots: in its schedule's timezone and in UTC."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    assert job.schedule is not None
+    console = Console()
+    tz = job.schedule.timezone
+    head = f"[bold]job {job.id}[/] {escape(job.name)}: {escape(job.schedule.describe())}"
+    if job.paused:
+        head += " [yellow](paused: these fire once it is resumed)[/]"
+    console.print(head)
+    if not fires:
+        console.print("no slot after now: the schedule has ended")
+        return
+    table = _table(f"LOCAL ({tz})", "UTC")
+    for t in fires:
+        local = datetime.fromtimestamp(t, ZoneInfo(tz))
+        table.add_row(
+            local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
 
 
@@ -329,17 +427,39 @@ def _ttl(ttl: Mapping[str, int | None]) -> str:
     return ", ".join(f"{v} after {words[k]}" for k, v in kept.items())
 
 
-def job_detail(job: JobInfo, recent: Sequence[RunInfo], wide: bool = False) -> None:
+def job_detail(
+    view: JobView,
+    recent: Sequence[RunInfo],
+    skipped: Sequence[SlotInfo] = (),
+    wide: bool = False,
+) -> None:
+    job = view.job
     console = _console(wide)
     params = " ".join(f"-p {k}={v}" for k, v in job.params.items())
-    console.print(f"[bold]job {job.id}[/] {escape(job.name)}: {_styled(job.status)}")
+    console.print(f"[bold]job {job.id}[/] {escape(job.name)}: {_styled(view.status)}")
     console.print(escape(f"  runs     {job.ref} {params}".rstrip()), soft_wrap=True)
     console.print(escape(f"  pinned   {job.version}"), soft_wrap=True)
     console.print(escape(f"  data     {job.data_dir}"), soft_wrap=True)
     if job.schedule:
+        tz = job.schedule.timezone
         console.print(escape(f"  schedule {job.schedule.describe()}"), soft_wrap=True)
+        policy = f"overlap {job.policy.overlap}, catchup {job.policy.catchup}"
+        if job.policy.slot_param:
+            policy += f", slot -> parameter {job.policy.slot_param}"
+        console.print(escape(f"  policy   {policy}"), soft_wrap=True)
+        if job.paused:
+            nxt = "paused (`dagmill jobs resume` to go on)"
+        elif view.next_run_at is None:
+            nxt = "never: the schedule has ended"
+        else:
+            nxt = local_and_utc(view.next_run_at, tz)
+        console.print(escape(f"  next     {nxt}"), soft_wrap=True)
     console.print(escape(f"  ttl      {_ttl(job.ttl)}"), soft_wrap=True)
     console.print(f"  created  {_when(job.created_at, seconds=True)}")
+    if skipped:
+        console.print("\n[bold]skipped slots[/]")
+        for slot in skipped:
+            console.print(escape(f"  {slot.reason or 'slot skipped'}"), soft_wrap=True)
     if recent:
         console.print()
         runs_table(recent, wide)

@@ -1,44 +1,108 @@
-"""Jobs: pipelines built once (validated, their definition's version pinned), run many times.
+"""Jobs: pipelines built once (validated, their definition's version pinned), run many times,
+by hand or on a schedule.
 
     job = build_job("flows.py:Train", {"lr": "0.1"}, data_dir="data")
     run_id = start_job(job.id)            # in the background; or run_job(job.id) to wait
+    job = build_job("flows.py:Daily", {}, schedule=ScheduleSpec(cron="0 2 * * *",
+                    timezone="Europe/Paris"), policy=JobPolicy(slot_param="day"))
+    pause_job(job.id); resume_job(job.id); next_fires(job.id); backfill_job(job.id, ...)
 
-A job's status is its latest run's: READY (never run), PENDING, RUNNING, SUCCESS, FAILED.
+**Statuses** (:func:`job_views`), as users know them. A manual job (no schedule) is READY
+(nothing run yet), RUNNING, SUCCESS or FAILED; a scheduled job is PENDING (waiting for its
+next slot), RUNNING, SUCCESS or FAILED, or PAUSED, or ENDED (its schedule fires no more:
+past its end date). The first that holds, in this order:
+
+1. PAUSED: a scheduled job whose schedule is paused (its queued runs still run);
+2. RUNNING: one of its runs is RUNNING;
+3. PENDING: one of its runs is queued (PENDING: waiting for a server, a runner, or the
+   job's running run) -- a manual job's queued run shows so too, for the moment between
+   ``jobs run`` and its start;
+4. ENDED: a scheduled job whose schedule has no slot after now;
+5. SUCCESS or FAILED: its latest run's;
+6. PENDING for a scheduled job, READY for a manual one (never run, or its latest run was
+   CANCELLED: nothing failed, the job waits for its next run).
+
+Why this order: what a user must act on, or wait for, first. A paused job stays PAUSED
+whatever its runs do (resume it to see the rest); a job at work is RUNNING even past its
+end date; an ended job is ENDED even though its last run succeeded (it will not run again).
+
+**Resuming** a paused job does not run the slots it missed while paused: they are
+dropped (``drop_slots`` up to now), as Airflow does when unpausing a DAG with
+catchup=False. Run them with :func:`backfill_job` if they are wanted.
+
+**Backfill** creates one run per past slot in a range (dates local to the job's
+timezone), each decided once with the scheduler's own row (``decide_slot``): a slot
+already decided, by the scheduler or an earlier backfill, is counted, not run twice. The
+runs are queued (PENDING); a server runs them in slot order, one at a time unless the
+job's overlap is ``allow``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
-from dagmill.errors import DefinitionError
+from dagmill.errors import DefinitionError, ParameterError
 from dagmill.executors.machine import machine_pool
-from dagmill.frontends.loader import module_file, target_task
+from dagmill.frontends.loader import load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
+from dagmill.io.owners import owner_gone
 from dagmill.model.runs import JobInfo, RunTarget
-from dagmill.model.schedules import ScheduleSpec
+from dagmill.model.schedules import JobPolicy, ScheduleSpec, SlotInfo
+from dagmill.model.servers import ServerInfo
+from dagmill.scheduler.loop import slot_target
+from dagmill.scheduler.triggers import (
+    ScheduleError,
+    Trigger,
+    format_slot,
+    local_to_epoch,
+    make_trigger,
+    parse_local_date,
+)
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.tasks import make_plan
+from dagmill.services.wake import wake_server
 from dagmill.store import Store, open_store
 
 __all__ = [
+    "BACKFILL_CAP",
     "DEFAULT_TTL",
+    "BackfillResult",
+    "JobView",
+    "backfill_job",
+    "backfill_slots",
     "build_job",
     "definition_version",
     "delete_job",
+    "file_schedule",
     "get_job",
+    "job_view",
+    "job_views",
     "list_jobs",
+    "live_server",
+    "next_fires",
+    "pause_job",
+    "resume_job",
     "run_job",
+    "skipped_slots",
     "start_job",
     "target_of",
 ]
+
+# one backfill queues at most this many runs: a wider range is refused, not cut short
+BACKFILL_CAP = 1000
 
 # CloudHarness's defaults (seconds); None keeps runs forever
 DEFAULT_TTL: dict[str, int | None] = {
@@ -69,11 +133,28 @@ def build_job(
     data_dir: str | None = None,
     name: str | None = None,
     ttl: Mapping[str, int | None] | None = None,
+    schedule: ScheduleSpec | None = None,
+    policy: JobPolicy | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
-    graph, resources, requirements) and record a job pinning its definition's version."""
+    graph, resources, requirements, schedule, slot parameter) and record a job pinning its
+    definition's version.
+
+    A pipeline file's own ``schedule:`` is kept, unless ``schedule`` is given: it replaces
+    it (:func:`file_schedule` tells what it replaced). Bad input raises DefinitionError
+    (ScheduleError for the schedule) before anything is written."""
     data = os.path.abspath(data_dir or "data")
-    schedule = None
+    policy = policy or JobPolicy()
+    if schedule is not None:
+        make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
+    if policy.slot_param is not None:
+        if is_pipeline_file(ref):
+            _check_slot_param(RunTarget("yaml", ref, {}, data), policy.slot_param)
+        if schedule is None:
+            raise DefinitionError(
+                f"--slot-param {policy.slot_param} needs a schedule (--cron or --every): "
+                "a job without one has no slot to give it"
+            )
     if is_pipeline_file(ref):
         if params:
             raise DefinitionError("a pipeline file takes no -p: put params in its process nodes")
@@ -82,11 +163,22 @@ def build_job(
         graph, kind, ref = compiled.graph, "yaml", compiled.file
         version, source = _pipeline_version(compiled), _read(ref)
         default_name = os.path.splitext(os.path.basename(ref))[0]
-        if compiled.spec.schedule is not None:
+        if schedule is None and compiled.spec.schedule is not None:
             schedule = ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
+            make_trigger(schedule)
     else:
         ref = _absolute(ref)
-        task = target_task(RunTarget("python", ref, dict(params), data))
+        target = RunTarget("python", ref, dict(params), data)
+        checked = target
+        if policy.slot_param is not None and schedule is not None:
+            _check_slot_param(target, policy.slot_param)
+            if policy.slot_param in params:
+                raise DefinitionError(
+                    f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
+                    f"slot gives {policy.slot_param} its value at each run; drop the -p"
+                )
+            checked = _sample_slot_target(target, schedule, policy.slot_param)
+        task = target_task(checked)
         plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
         graph, kind, default_name = plan.graph, "python", task.task_family
         version, python_source = definition_version(ref)
@@ -97,7 +189,7 @@ def build_job(
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
     with open_store() as s:
-        return s.create_job(
+        job = s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
             kind,
@@ -108,6 +200,51 @@ def build_job(
             definition=source,
             ttl=strategy,
             schedule=schedule,
+            policy=policy,
+        )
+    wake_server()
+    return job
+
+
+def file_schedule(ref: str) -> ScheduleSpec | None:
+    """The ``schedule:`` a pipeline file declares itself (None for a Python task, or a
+    file without one): what schedule flags given to ``jobs build`` replace."""
+    if not is_pipeline_file(ref):
+        return None
+    compiled = validate(ref)
+    if compiled.spec.schedule is None:
+        return None
+    return ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
+
+
+def _sample_slot_target(target: RunTarget, schedule: ScheduleSpec, name: str) -> RunTarget:
+    """``target`` as a run of one of its slots would have it (the slot bound to ``name``),
+    to validate the task with a slot parameter that has no default."""
+    trigger = make_trigger(schedule)
+    slot = trigger.next_after(time.time()) or trigger.latest_at_or_before(time.time())
+    when = format_slot(slot if slot is not None else time.time(), schedule.timezone)
+    return RunTarget(target.kind, target.ref, {**target.params, name: when}, target.data, slot=when)
+
+
+def _check_slot_param(job_target: RunTarget, name: str) -> None:
+    # MERGE (h-slot): replace this body by
+    #     from dagmill.frontends.loader import check_slot_param
+    #     check_slot_param(job_target, name)
+    # which also checks that the parameter can take the slot (its type, significance).
+    # Until then: only that the task has a parameter of that name.
+    if job_target.kind != "python":
+        raise DefinitionError(
+            f"{job_target.ref}: --slot-param {name}: a pipeline file gets its slot in its "
+            "modules (DAGMILL_SLOT), not as a parameter; --slot-param is for Python tasks"
+        )
+    cls = load_task(job_target.ref)
+    names = [n for n, _ in cls.get_params()]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ParameterError(
+            f"{cls.get_task_family()} has no parameter {name!r}{hint}; its parameters: "
+            f"{', '.join(names) or 'none'}"
         )
 
 
@@ -178,7 +315,8 @@ def get_job(job_id: str) -> JobInfo:
 
 
 def list_jobs() -> list[JobInfo]:
-    """The jobs, with their status (their latest run's)."""
+    """The jobs as recorded (``status`` is their latest run's; :func:`job_views` gives
+    the statuses users see)."""
     with open_store() as store:
         return store.list_jobs()
 
@@ -203,8 +341,14 @@ def _runnable_job(store: Store, job_id: str) -> JobInfo:
     return job
 
 
-def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult | None:
-    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`).
+def run_job(
+    job_id: str,
+    run_id: str | None = None,
+    params: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> RunResult | None:
+    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`); ``params``
+    override its parameters for this run (not with ``run_id``: a queued run has its own).
 
     With ``run_id``, run that queued run: as its target says (its slot, its parameters
     for this run), whether this process claims it now or a server claimed it for this
@@ -212,8 +356,12 @@ def run_job(job_id: str, run_id: str | None = None, **kwargs: Any) -> RunResult 
     store = open_store()
     target: RunTarget | None = None
     try:
+        if params and run_id is not None:
+            raise DefinitionError(f"run {run_id} was queued with its parameters: no -p")
         try:
             job = _runnable_job(store, job_id)
+            if params:
+                target = _with_params(job, params)
         except DefinitionError as e:
             if run_id is not None:
                 _fail_unstarted(run_id, str(e))
@@ -253,15 +401,27 @@ def _fail_unstarted(run_id: str, error: str) -> None:
         store.close()
 
 
-def start_job(job_id: str, workers: int = 1) -> str:
-    """Queue a run of the job and start it in a background process; returns the run id."""
+def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int = 1) -> str:
+    """Queue a run of the job and have it started; returns the run id.
+
+    ``params`` override the job's parameters for this run only (checked here: an unknown
+    one is refused, with a did-you-mean). If a server serves this run record, the run
+    is left in its queue (and the server woken); otherwise a background process of this
+    host starts it with ``workers`` (a server runs it with its own ``--workers``)."""
     store = open_store()
     try:
         job = _runnable_job(store, job_id)
+        target = _with_params(job, params or {})
         run_id = new_run_id()
-        store.queue_run(run_id, job.name, job.id, job.target())
+        store.queue_run(run_id, job.name, job.id, target)
+        server = _live_server(store)
+        if server is not None:
+            store.bump_jobs()  # a server on PostgreSQL, maybe on another host: NOTIFY
     finally:
         store.close()
+    if server is not None:
+        wake_server()
+        return run_id
     log_dir = settings.logs_dir(run_id)
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, "engine.log"), "ab") as out:
@@ -289,6 +449,292 @@ def start_job(job_id: str, workers: int = 1) -> str:
     return run_id
 
 
+def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
+    """The job's target with ``params`` overriding its own, validated as a run would
+    load it (an unknown parameter or a bad value raises here, not in the background)."""
+    target = job.target()
+    if not params:
+        return target
+    if job.kind != "python":
+        raise DefinitionError(
+            f"job {job.id} runs the pipeline file {job.ref}: it takes no -p (put params in "
+            "its process nodes)"
+        )
+    merged = RunTarget(
+        target.kind, target.ref, {**target.params, **params}, target.data, target.slot
+    )
+    names = [n for n, _ in load_task(job.ref).get_params()]
+    for key in params:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParameterError(
+                f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; its "
+                f"parameters: {', '.join(names) or 'none'}"
+            )
+    target_task(merged)  # bad values: raise with the task and parameter named
+    return merged
+
+
+def live_server() -> ServerInfo | None:
+    """A server that serves this run record now (the oldest), or None: its queued runs
+    are started by it. For SQLite only a server of this host whose process lives counts
+    (one killed without stopping leaves a row that looks alive for a while)."""
+    with open_store() as store:
+        return _live_server(store)
+
+
+def _live_server(store: Store) -> ServerInfo | None:
+    sqlite = not store.display_url.startswith("postgresql")
+    for server in store.live_servers():
+        if server.status != "running":
+            continue  # draining: it takes no new runs
+        if sqlite and (
+            server.host != os.uname().nodename or owner_gone(f"{server.host}:{server.pid}")
+        ):
+            continue
+        return server
+    return None
+
+
+# -- schedules -----------------------------------------------------------------------------
+
+
+def _scheduled_job(store: Store, job_id: str, doing: str) -> JobInfo:
+    job = _get_job(store, job_id)
+    if job.schedule is None:
+        raise DefinitionError(
+            f"job {job.id} has no schedule: nothing to {doing} (build a job with --cron or "
+            "--every to run it on a schedule)"
+        )
+    return job
+
+
+def pause_job(job_id: str) -> JobInfo:
+    """Pause a job's schedule: no slot of it fires until it is resumed. Its runs already
+    queued or running go on (cancel them with ``dagmill runs cancel``), and it still runs
+    by hand."""
+    with open_store() as store:
+        job = _scheduled_job(store, job_id, "pause")
+        store.set_job_paused(job.id, True)
+        paused = _get_job(store, job.id)
+    wake_server()
+    return paused
+
+
+def resume_job(job_id: str, now: float | None = None) -> JobInfo:
+    """Resume a paused job's schedule from now on: the slots it missed while paused are
+    dropped, not run (Airflow's unpause with catchup=False; :func:`backfill_job` runs them
+    if they are wanted). A job that is not paused is returned as it is."""
+    now = time.time() if now is None else now
+    with open_store() as store:
+        job = _scheduled_job(store, job_id, "resume")
+        assert job.schedule is not None
+        if not job.paused:
+            # nothing to resume: its missed slots (a server was down) are left to its
+            # catch-up policy, not dropped
+            return job
+        latest = make_trigger(job.schedule).latest_at_or_before(now)
+        if latest is not None:
+            # before unpausing: a scheduler that reloads on the unpause sees them over
+            store.drop_slots(job.id, latest)
+        store.set_job_paused(job.id, False)
+        resumed = _get_job(store, job.id)
+    wake_server()
+    return resumed
+
+
+def next_fires(job_id: str, count: int = 5, now: float | None = None) -> list[float]:
+    """The next ``count`` slots of a job's schedule after ``now`` (epoch seconds; fewer if
+    it ends before), whether or not it is paused; [] for a job without a schedule."""
+    job = get_job(job_id)
+    if job.schedule is None:
+        return []
+    return _upcoming(make_trigger(job.schedule), job, count, time.time() if now is None else now)
+
+
+def _upcoming(trigger: Trigger, job: JobInfo, count: int, now: float) -> list[float]:
+    after = max(now, job.last_slot_at or now)
+    out: list[float] = []
+    while len(out) < count:
+        slot = trigger.next_after(after)
+        if slot is None:
+            break
+        out.append(slot)
+        after = slot
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as users see it: ``status`` as the module docstring says, ``trigger``
+    (``manual`` or ``scheduled``; the job's ``kind`` is its front door, python or yaml),
+    its next slot (None: manual, paused or ended), its latest run, and how many of its runs
+    are running and queued."""
+
+    job: JobInfo
+    status: str
+    trigger: str
+    next_run_at: float | None
+    last_run_id: str | None
+    running: int = 0
+    queued: int = 0
+
+
+def job_views(now: float | None = None) -> list[JobView]:
+    """Every job (newest first) with its status and next run."""
+    now = time.time() if now is None else now
+    with open_store() as store:
+        jobs = store.list_jobs()
+        activity = store.job_activity()
+    return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
+
+
+def job_view(job_id: str, now: float | None = None) -> JobView:
+    """One job (by id or unique prefix) with its status and next run."""
+    now = time.time() if now is None else now
+    with open_store() as store:
+        job = _get_job(store, job_id)
+        activity = store.job_activity()
+    return _view(job, activity.get(job.id, (0, 0)), now)
+
+
+def _view(job: JobInfo, activity: tuple[int, int], now: float) -> JobView:
+    running, queued = activity
+    next_at: float | None = None
+    ended = False
+    if job.schedule is not None:
+        try:
+            upcoming = _upcoming(make_trigger(job.schedule), job, 1, now)
+        except ScheduleError:  # validated when built: a row edited by hand
+            upcoming = []
+        next_at = upcoming[0] if upcoming else None
+        ended = next_at is None
+    if job.schedule is not None and job.paused:
+        status = "PAUSED"
+    elif running:
+        status = "RUNNING"
+    elif queued:
+        status = "PENDING"
+    elif ended:
+        status = "ENDED"
+    elif job.status in ("SUCCESS", "FAILED"):
+        status = job.status
+    else:
+        status = "READY" if job.schedule is None else "PENDING"
+    return JobView(
+        job=job,
+        status=status,
+        trigger="manual" if job.schedule is None else "scheduled",
+        next_run_at=None if job.paused else next_at,
+        last_run_id=job.last_run,
+        running=running,
+        queued=queued,
+    )
+
+
+def skipped_slots(job_id: str, limit: int = 5) -> list[SlotInfo]:
+    """The job's latest skipped slots, newest first, each with its reason ("slot
+    2026-12-02 10:05 skipped: run R still RUNNING")."""
+    with open_store() as store:
+        job = _get_job(store, job_id)
+        return store.job_slots(job.id, limit=limit, outcome="skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    """What a backfill did: ``queued`` the runs it made (one per slot, oldest first),
+    ``already`` the slots in the range decided before (by the scheduler or an earlier
+    backfill); ``until`` the end it used (``clamped`` if the range reached past now)."""
+
+    job_id: str
+    slots: tuple[float, ...]
+    queued: tuple[str, ...]
+    already: int
+    until: float
+    clamped: bool
+
+
+def _backfill_range(job: JobInfo, start: str, end: str, now: float) -> tuple[float, float, bool]:
+    assert job.schedule is not None
+    trigger = make_trigger(job.schedule)
+    try:
+        lo = parse_local_date(start, trigger.tz).timestamp()
+    except ScheduleError as e:
+        raise ScheduleError(f"{e} for --from") from None
+    try:
+        hi_local = parse_local_date(end, trigger.tz)
+    except ScheduleError as e:
+        raise ScheduleError(f"{e} for --to") from None
+    hi = hi_local.timestamp()
+    if len(end.strip()) <= 10:  # a date alone: all of that day
+        naive = hi_local.replace(tzinfo=None)
+        hi = local_to_epoch(naive + timedelta(days=1), trigger.tz) - 1
+    if hi < lo:
+        raise DefinitionError(f"--to {end} is before --from {start}: swap them")
+    clamped = hi > now
+    return lo, min(hi, math.floor(now)), clamped
+
+
+def backfill_slots(
+    job_id: str, start: str, end: str, now: float | None = None
+) -> tuple[list[float], float, bool]:
+    """The job's slots in [start, end] (``YYYY-MM-DD[ HH:MM[:SS]]`` local to its timezone;
+    a date alone as ``end`` means all of that day), up to now: (slots, end used, clamped).
+    More than :data:`BACKFILL_CAP` slots is an error saying to narrow the range."""
+    now = time.time() if now is None else now
+    job = get_job(job_id)
+    if job.schedule is None:
+        raise DefinitionError(
+            f"job {job.id} has no schedule: it has no slots to backfill (run it with "
+            f"`dagmill jobs run {job.id}`)"
+        )
+    lo, hi, clamped = _backfill_range(job, start, end, now)
+    trigger = make_trigger(job.schedule)
+    slots: list[float] = []
+    for slot in trigger.slots(lo - 1, hi):
+        slots.append(slot)
+        if len(slots) > BACKFILL_CAP:
+            raise DefinitionError(
+                f"job {job.id}: more than {BACKFILL_CAP} slots from {start} to {end}; "
+                "backfill a narrower range at a time"
+            )
+    return slots, hi, clamped
+
+
+def backfill_job(job_id: str, start: str, end: str, now: float | None = None) -> BackfillResult:
+    """Queue one run per slot of the job in [start, end] (see :func:`backfill_slots`),
+    each bound to its slot as a scheduled run is; slots already decided are counted in
+    ``already``, not run twice. A paused job can be backfilled (pausing stops the
+    schedule, not runs asked for)."""
+    now = time.time() if now is None else now
+    slots, hi, clamped = backfill_slots(job_id, start, end, now)
+    queued: list[str] = []
+    already = 0
+    with open_store() as store:
+        job = _runnable_job(store, job_id)
+        assert job.schedule is not None
+        for slot in slots:
+            run_id = new_run_id()
+            target = slot_target(job, slot)
+            if store.decide_slot(job.id, slot, "run", run_id=run_id, name=job.name, target=target):
+                queued.append(run_id)
+            else:
+                already += 1
+        if job.last_slot_at is None and make_trigger(job.schedule).period is None:
+            # a brand-new cron job counts its slots from its creation: deciding older
+            # ones moved its mark back before it, which would make the slots between the
+            # backfill and its creation "missed"; they are not
+            before = make_trigger(job.schedule).latest_at_or_before(job.created_at)
+            if before is not None:
+                store.drop_slots(job.id, before)
+        if queued:
+            store.bump_jobs()  # a server on PostgreSQL: NOTIFY
+    if queued:
+        wake_server()
+    return BackfillResult(job.id, tuple(slots), tuple(queued), already, hi, clamped)
+
+
 def delete_job(job_id: str) -> list[str]:
     """Delete a job, its runs and their logs (the data the runs wrote stays)."""
     import shutil
@@ -310,6 +756,7 @@ def delete_job(job_id: str) -> list[str]:
         store.close()
     for run_id in gone:
         shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
+    wake_server()
     return gone
 
 

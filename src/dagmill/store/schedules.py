@@ -193,6 +193,17 @@ class JobSchedules:
         ]
 
     # -- the run queue -------------------------------------------------------------------
+    def job_activity(self: _Backend) -> dict[str, tuple[int, int]]:
+        """``{job_id: (running, queued)}``: how many RUNNING and PENDING runs each job has,
+        for the jobs that have any (one query over the runs in progress, for the jobs'
+        statuses: a job whose latest run is queued may still have one running)."""
+        sql = (
+            "SELECT job_id, SUM(CASE WHEN status = 'RUNNING' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END) FROM runs"
+            " WHERE status IN ('PENDING', 'RUNNING') AND job_id IS NOT NULL GROUP BY job_id"
+        )
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in self._execute(sql)}
+
     def active_runs(self: _Backend, job_id: str) -> list[RunInfo]:
         """The job's PENDING and RUNNING runs, oldest first (what overlap looks at)."""
         sql = (
