@@ -55,7 +55,7 @@ from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError, ParameterError
 from dagmill.executors.machine import machine_pool
-from dagmill.frontends.loader import load_task, module_file, target_task
+from dagmill.frontends.loader import check_slot_param, load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.io.owners import owner_gone
@@ -149,7 +149,7 @@ def build_job(
         make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
     if policy.slot_param is not None:
         if is_pipeline_file(ref):
-            _check_slot_param(RunTarget("yaml", ref, {}, data), policy.slot_param)
+            check_slot_param(RunTarget("yaml", ref, {}, data), policy.slot_param)
         if schedule is None:
             raise DefinitionError(
                 f"--slot-param {policy.slot_param} needs a schedule (--cron or --every): "
@@ -171,12 +171,12 @@ def build_job(
         target = RunTarget("python", ref, dict(params), data)
         checked = target
         if policy.slot_param is not None and schedule is not None:
-            _check_slot_param(target, policy.slot_param)
             if policy.slot_param in params:
                 raise DefinitionError(
                     f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
                     f"slot gives {policy.slot_param} its value at each run; drop the -p"
                 )
+            check_slot_param(target, policy.slot_param)
             checked = _sample_slot_target(target, schedule, policy.slot_param)
         task = target_task(checked)
         plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
@@ -224,28 +224,6 @@ def _sample_slot_target(target: RunTarget, schedule: ScheduleSpec, name: str) ->
     slot = trigger.next_after(time.time()) or trigger.latest_at_or_before(time.time())
     when = format_slot(slot if slot is not None else time.time(), schedule.timezone)
     return RunTarget(target.kind, target.ref, {**target.params, name: when}, target.data, slot=when)
-
-
-def _check_slot_param(job_target: RunTarget, name: str) -> None:
-    # MERGE (h-slot): replace this body by
-    #     from dagmill.frontends.loader import check_slot_param
-    #     check_slot_param(job_target, name)
-    # which also checks that the parameter can take the slot (its type, significance).
-    # Until then: only that the task has a parameter of that name.
-    if job_target.kind != "python":
-        raise DefinitionError(
-            f"{job_target.ref}: --slot-param {name}: a pipeline file gets its slot in its "
-            "modules (DAGMILL_SLOT), not as a parameter; --slot-param is for Python tasks"
-        )
-    cls = load_task(job_target.ref)
-    names = [n for n, _ in cls.get_params()]
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ParameterError(
-            f"{cls.get_task_family()} has no parameter {name!r}{hint}; its parameters: "
-            f"{', '.join(names) or 'none'}"
-        )
 
 
 def _read(path: str) -> str:
