@@ -21,11 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagmill import settings
-from dagmill.engine import Reporter, RunResult
+from dagmill.engine import RunResult
 from dagmill.errors import DefinitionError, FlowError, ParameterError
-from dagmill.executors.base import Executor
 from dagmill.frontends.classes import Task, build_graph, flatten
-from dagmill.model.runs import RunTarget
 from dagmill.services.execution import ask
 from dagmill.services.tasks import make_plan, preview_text, run_tasks, set_dir
 
@@ -60,53 +58,8 @@ def preview(
     print("\n ===== Execution Preview ===== \n")
 
 
-def run(
-    tasks: Any,
-    forced: Any = None,
-    forced_all: bool = False,
-    forced_all_upstream: bool = False,
-    confirm: bool = False,
-    workers: int = 1,
-    abort: bool = True,
-    execution_summary: bool | None = None,
-    *,
-    pool: Any = None,
-    record: bool | None = None,
-    reporter: Reporter | None = None,
-    executor: Executor | None = None,
-    name: str | None = None,
-    run_id: str | None = None,
-    job_id: str | None = None,
-    target: RunTarget | None = None,
-    attempts: Mapping[str, int] | None = None,
-) -> RunResult | None:
-    """Run ``tasks`` and whatever they need that is not complete.
-
-    ``forced``: tasks to rerun (with their downstream); ``forced_all``: rerun the given
-    tasks; ``forced_all_upstream``: rerun everything. ``workers=N`` runs N tasks at once
-    in worker processes. ``pool`` is the resource pool (``{"cpu": 4, "memory": "8Gi"}``;
-    default: this machine). ``abort=True`` raises :class:`RunFailed` if a task failed.
-    Returns the run's result, or None if ``confirm`` was declined.
-    """
-    return run_tasks(
-        tasks,
-        forced,
-        forced_all,
-        forced_all_upstream,
-        confirm,
-        workers,
-        abort,
-        execution_summary,
-        pool=pool,
-        record=record,
-        reporter=reporter,
-        executor=executor,
-        name=name,
-        run_id=run_id,
-        job_id=job_id,
-        target=target,
-        attempts=attempts,
-    )
+# dagmill.run: the d6tflow entry point is the service itself
+run = run_tasks
 
 
 show = preview

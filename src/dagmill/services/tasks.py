@@ -134,8 +134,15 @@ def run_tasks(
     target: RunTarget | None = None,
     attempts: Mapping[str, int] | None = None,
 ) -> RunResult | None:
-    """Run ``tasks`` and whatever they need that is not complete (see :func:`dagmill.run`;
-    the run's name defaults to the tasks' families)."""
+    """Run ``tasks`` and whatever they need that is not complete.
+
+    ``forced``: tasks to rerun (with their downstream); ``forced_all``: rerun the given
+    tasks; ``forced_all_upstream``: rerun everything. ``workers=N`` runs N tasks at once
+    in worker processes. ``pool`` is the resource pool (``{"cpu": 4, "memory": "8Gi"}``;
+    default: this machine). ``abort=True`` raises :class:`RunFailed` if a task failed.
+    Returns the run's result, or None if ``confirm`` was declined. The run's name
+    defaults to the tasks' families.
+    """
     check_workers(workers)
     roots = task_list(tasks)
     the_plan, _ = make_plan(roots, forced, forced_all, forced_all_upstream)
