@@ -16,6 +16,7 @@ hands back at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -127,18 +128,35 @@ class Server:
         finally:
             if sock is not None:
                 sock.close()
-            if listener is not None:
-                listener.close()
             self.pool.close()
 
     def _listen(self, listener: Any) -> None:
+        """Wake the loop on NOTIFY; a dropped connection (PostgreSQL restarted) is opened
+        again, with backoff, and meanwhile the loop re-reads the change counter."""
+        backoff = 0.5
         while not self.draining:
             try:
+                if listener is None:
+                    # its own connection: safe beside the loop's
+                    listener = self.store.jobs_listener()
+                    self.wake.set()  # changes may have been missed while it was away
+                    self.log("listening_again")
+                    self._poll, backoff = 30.0, 0.5
                 if listener.wait(1.0):
                     self.wake.set()
-            except Exception:  # the listener's connection dropped: the poll still runs
-                self.log("listen_failed", level="warning")
-                return
+            except Exception as e:
+                if self.draining:
+                    break
+                self.log("listen_failed", level="warning", error=str(e), retry_in=backoff)
+                with contextlib.suppress(Exception):
+                    listener.close()
+                listener = None
+                self._poll = _SQLITE_POLL_SECONDS  # until it listens again
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                listener.close()
 
     def _sleep(self, now: float, last_poll: float) -> float:
         until = [self._next_beat, last_poll + self._poll]
