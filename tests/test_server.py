@@ -426,3 +426,50 @@ def test_server_help_shows_the_systemd_unit(tmp_path: Path) -> None:
     for needle in ("[Unit]", "[Service]", "ExecStart=", "dagmill server", "KillSignal=SIGTERM"):
         assert needle in text, needle
     assert "--grace" in text and "--log-json" in text
+
+
+# -- wake-ups ------------------------------------------------------------------------------
+def _drop_listeners(database_url: str) -> int:
+    """Close the server's LISTEN connection from the database side (a restart would)."""
+    import psycopg
+
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_job_built_while_the_server_runs_fires_within_a_second(project: Project) -> None:
+    """Built from the CLI, a job whose `every` started in the past fires at once: the
+    CLI wakes the server (a datagram on SQLite, NOTIFY on PostgreSQL, also after the
+    listening connection was dropped), which does not wait for a poll."""
+    server = project.server("--log-json")
+    if project.database_url.startswith("postgresql"):
+        assert _drop_listeners(project.database_url) == 1
+        wait_for(lambda: server.has_logged("listening_again"), 10, "the listener back")
+    log = project.root / "tick.log"
+    built_at = time.time()
+    job = project.build(project.pipeline("new", tick_pipeline(log, every="1h")))
+    wait_for(lambda: len(project.runs(job)) == 1, 10, "the job's first run")
+    fired = next(e for e in server.events() if e["event"] == "slot_fired")
+    # the CLI's own start-up (about 0.3 s) is in this figure; a poll would add up to 30 s
+    assert fired["at"] - built_at < 3.0, fired
+
+
+def test_jobs_run_queues_to_a_live_server_which_starts_it(project: Project) -> None:
+    log = project.root / "tick.log"
+    job = project.build(project.pipeline("manual", tick_pipeline(log, every="1d")))
+    server = project.server("--log-json")
+    wait_for(lambda: len(project.ended_runs(job)) == 1, 20, "the scheduled run")
+    out = project.dagmill("jobs", "run", job)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    wait_for(lambda: run_id in {r.id for r in project.ended_runs(job)}, 20, "the manual run")
+    started = [e for e in server.events() if e["event"] == "run_started"]
+    assert run_id in {e.get("run") for e in started}, "started by the server, not by the CLI"
+    [run] = [r for r in project.runs(job) if r.id == run_id]
+    assert run.status == "SUCCESS" and run.scheduled_for is None
