@@ -15,15 +15,15 @@ Figures (targets from issue 8; peers measured on this machine, one job, SQLite, 
    runner: job version check, plan, engine). Target: median <= 0.05 s, max <= 0.25 s
    (Prefect 3.8: 0.25 s / p90 0.53 s / max 2.0 s; Airflow 3.3: 1.66 s / max 2.1 s).
 2. Idle: a server with 1,000 jobs and nothing due for the whole window; after its
-   ``server_started`` line and its spare runner is warm (the runner's CPU time still for
-   0.5 s, at least 3 s after the start), utime+stime of the server and every descendant
+   ``server_started`` line and once its fork server (the runners' warm parent) is ready
+   (its CPU time still for 0.5 s, at least 3 s after the start), utime+stime of the server and every descendant
    (``/proc/PID/stat``) over ``--idle-seconds``, as % of one core; memory = RSS (and
    PSS, from ``/proc/PID/smaps_rollup``) of the server and its runners, summed.
    Target: <= 0.5 % of a core, <= 150 MB (Prefect: 2.4 %, 340 MB; Airflow: 3.7 %, > 1 GB).
 3. Start-up with 1,000 jobs: spawn of ``dagmill server`` -> its ``server_started`` line
-   (median of --starts fresh starts), and -> its spare runner warm.
+   (median of --starts fresh starts), and -> its fork server warm.
 4. Also: the CPU of the server and its runners while slots come due (% of one core, and
-   CPU seconds per run: one runner process per run), and what a change to the jobs
+   CPU seconds per run: one runner forked per run), and what a change to the jobs
    costs the server's loop (``scheduled_jobs()`` + ``Scheduler.load`` of 1,000 jobs,
    in-process). Runs still queued at the end and slots skipped (overlap) are counted
    apart: they are not in the latency figures.
@@ -39,7 +39,7 @@ Choices:
   definition (a Python ``Tick`` task with a ``slot`` parameter, writing a small pickle);
   it stays unscheduled, as the template. (Not a YAML pipeline: its process node would be
   found complete after the first slot, and a run with nothing to run has no task start
-  to time; the slot is not handed to YAML nodes on this branch.) The 1,000 scheduled
+  to time, unless its sources name the slot.) The 1,000 scheduled
   jobs are made through the store (``create_job``) with the template's name, kind, ref,
   version, params and data folder, so they share its pipeline row and pass the runner's
   version check exactly as a built job does. 1,000 - probes of them have yearly cron
@@ -50,7 +50,7 @@ Choices:
   by then), and only slots due after it was warm count. The probes bind the slot to
   the task's ``slot`` parameter (``JobPolicy(slot_param="slot")``): each slot is a new
   task that really runs, instead of being found complete. ``--gap 4`` shows what the
-  latency is when the spare runner has time to warm up between slots.
+  latency is when runs have more room between slots.
 - The source is byte-compiled once (``compileall``) and the server runs WITHOUT
   PYTHONDONTWRITEBYTECODE (set in this environment), as a normal install would: otherwise
   every start recompiles dagmill's modules and the start-up and runner figures would
