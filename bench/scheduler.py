@@ -16,7 +16,8 @@ Figures (targets from issue 8; peers measured on this machine, one job, SQLite, 
    (Prefect 3.8: 0.25 s / p90 0.53 s / max 2.0 s; Airflow 3.3: 1.66 s / max 2.1 s).
 2. Idle: a server with 1,000 jobs and nothing due for the whole window; after its
    ``server_started`` line and once its fork server (the runners' warm parent) is ready
-   (its CPU time still for 0.5 s, at least 3 s after the start), utime+stime of the server and every descendant
+   (its CPU time still for 0.5 s, at least 3 s after the start), utime+stime of the
+   server and every descendant
    (``/proc/PID/stat``) over ``--idle-seconds``, as % of one core; memory = RSS (and
    PSS, from ``/proc/PID/smaps_rollup``) of the server and its runners, summed.
    Target: <= 0.5 % of a core, <= 150 MB (Prefect: 2.4 %, 340 MB; Airflow: 3.7 %, > 1 GB).
