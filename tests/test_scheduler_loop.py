@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,59 @@ def test_the_slot_is_bound_to_the_slot_parameter(store: Store) -> None:
     assert target.slot == "2022-03-01T10:05:00+01:00"
     assert target.params["day"] == target.slot
     assert now > 0
+
+
+PARIS_PIPELINE = """\
+processNodes:
+  report:
+    processor: report
+schedule:
+  schedule_interval: "5 10 * * *"
+  start_date: "2022-01-01 00:00"
+  end_date: "2022-12-31 00:00"
+  timezone: "Europe/Paris"
+"""
+
+
+def _utc(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_the_documented_yaml_schedule_fires_at_the_right_utc_instants(
+    store: Store, tmp_path: Path
+) -> None:
+    """The README's `schedule:` block, read by the YAML front door and run through the
+    scheduler with an injected clock: 10:05 Paris is 09:05 UTC in winter, 08:05 UTC in
+    summer; DST days included; nothing after the end date."""
+    from dagmill.frontends.pipeline.compile import compile_pipeline
+    from dagmill.scheduler.triggers import make_trigger
+
+    (tmp_path / "pipeline.yaml").write_text(PARIS_PIPELINE)
+    (tmp_path / "report.py").write_text("from dagmill import processor\n")
+    compiled = compile_pipeline(str(tmp_path / "pipeline.yaml"), str(tmp_path / "data"))
+    assert compiled.spec.schedule is not None
+    spec = ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
+    slots = list(make_trigger(spec).slots(_utc("2021-12-31 00:00"), _utc("2023-06-01 00:00")))
+    assert slots[0] == _utc("2022-01-01 09:05")
+    assert len(slots) == 364 and slots[-1] == _utc("2022-12-30 09:05")  # the end is 00:00
+    assert _utc("2022-03-26 09:05") in slots and _utc("2022-03-27 08:05") in slots
+    assert _utc("2022-10-29 08:05") in slots and _utc("2022-10-30 09:05") in slots
+
+    store.create_job(
+        "jparis", "paris", "yaml", compiled.file, "v1", {}, str(tmp_path / "data"),
+        schedule=spec, policy=JobPolicy(catchup="all"),
+    )  # fmt: skip
+    store.drop_slots("jparis", _utc("2022-03-25 09:05"))  # as if it ran until then
+    s = Scheduler(store)
+    now = _utc("2022-03-27 12:00")  # the server was down over the spring-forward night
+    s.load(store.scheduled_jobs(), now)
+    fired = [d.scheduled_for for d in s.tick(now)]
+    assert fired == [_utc("2022-03-26 09:05"), _utc("2022-03-27 08:05")]
+    assert s.next_due() == _utc("2022-03-28 08:05")
+    [first, second] = store.queued_runs()
+    assert first.target is not None and first.target.slot == "2022-03-26T10:05:00+01:00"
+    assert second.target is not None and second.target.slot == "2022-03-27T10:05:00+02:00"
+    s.tick(_utc("2023-01-01 00:00"))
+    assert s.next_due() is None  # past the end date
