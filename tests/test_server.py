@@ -473,3 +473,70 @@ def test_jobs_run_queues_to_a_live_server_which_starts_it(project: Project) -> N
     assert run_id in {e.get("run") for e in started}, "started by the server, not by the CLI"
     [run] = [r for r in project.runs(job) if r.id == run_id]
     assert run.status == "SUCCESS" and run.scheduled_for is None
+
+
+# -- the slot reaches the tasks -----------------------------------------------------------
+PARTITIONS = """\
+import dagmill
+
+
+class Part(dagmill.tasks.TaskJson):
+    at = dagmill.DateSecondParameter()
+
+    def run(self):
+        self.save({"at": self.at.isoformat()})
+"""
+
+YAML_PARTITIONS = """\
+dataNodes:
+  part: {source: "parts/{slot:%Y%m%dT%H%M%S}.json"}
+processNodes:
+  write:
+    output: [part]
+    processor: write
+schedule: {every: 1s, start_date: "2020-01-01 00:00", timezone: Europe/Paris}
+"""
+
+WRITE = """\
+from dagmill import processor
+
+processor.save("part", {"slot": processor.slot().isoformat()})
+"""
+
+
+def test_each_scheduled_run_computes_its_own_partition(project: Project) -> None:
+    """A Python job binds its slot to a date-time parameter (--slot-param), a YAML
+    pipeline names it in a source: each slot's run writes its own partition."""
+    (project.root / "flows.py").write_text(PARTITIONS)
+    built = project.dagmill(
+        "jobs", "build", "flows.py:Part", "--data", "pdata", "--every", "1s",
+        "--start", "2020-01-01 00:00", "--timezone", "Europe/Paris", "--slot-param", "at",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    python_job = built.stdout.split()[-1]
+    yaml_job = project.build(project.pipeline("yaml", YAML_PARTITIONS, {"write": WRITE}))
+    server = project.server()
+    for job in (python_job, yaml_job):
+        wait_for(lambda job=job: len(project.ended_runs(job)) >= 3, 30, f"3 runs of {job}")
+    assert server.stop() == 0
+    python_runs = [r for r in project.ended_runs(python_job) if r.status == "SUCCESS"]
+    yaml_runs = [r for r in project.ended_runs(yaml_job) if r.status == "SUCCESS"]
+    assert len(python_runs) >= 3 and len(yaml_runs) >= 3
+    # each run's partition: named by its own slot, in the job's timezone
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    made = {
+        json.loads(p.read_text())["data"]["at"] for p in (project.root / "pdata").rglob("*.json")
+    }
+    for run in python_runs:
+        assert run.scheduled_for is not None
+        local = datetime.fromtimestamp(run.scheduled_for, paris).replace(tzinfo=None)
+        assert local.isoformat() in made, (local, made)
+    parts = project.root / "yaml/d/parts"
+    for run in yaml_runs:
+        assert run.scheduled_for is not None
+        name = datetime.fromtimestamp(run.scheduled_for, paris).strftime("%Y%m%dT%H%M%S")
+        slot = json.loads((parts / f"{name}.json").read_text())["slot"]
+        assert datetime.fromisoformat(slot).timestamp() == run.scheduled_for
