@@ -364,6 +364,10 @@ def test_a_run_past_the_grace_is_handed_back_and_resumed_by_the_next_server(
     assert server.has_logged("server_stopped")
     run = _only_run(project, job)
     assert (run.status, run.owner) == ("RUNNING", None)
+    # a handed-back run waits for a server: `runs ...` commands do not resume it themselves
+    assert project.dagmill("runs", "list").returncode == 0
+    time.sleep(0.5)  # what a background resume would need to take it over
+    assert _only_run(project, job).owner is None
 
     nxt = project.server()
     wait_for(lambda: _only_run(project, job).status in ENDED, 30, "the handed-back run to end")
@@ -519,6 +523,9 @@ def test_each_scheduled_run_computes_its_own_partition(project: Project) -> None
     for job in (python_job, yaml_job):
         wait_for(lambda job=job: len(project.ended_runs(job)) >= 3, 30, f"3 runs of {job}")
     assert server.stop() == 0
+    # by hand, the job gets now as its slot
+    by_hand = project.dagmill("jobs", "run", python_job, "--wait", "--json")
+    assert by_hand.returncode == 0, by_hand.stderr
     python_runs = [r for r in project.ended_runs(python_job) if r.status == "SUCCESS"]
     yaml_runs = [r for r in project.ended_runs(yaml_job) if r.status == "SUCCESS"]
     assert len(python_runs) >= 3 and len(yaml_runs) >= 3
@@ -531,7 +538,9 @@ def test_each_scheduled_run_computes_its_own_partition(project: Project) -> None
         json.loads(p.read_text())["data"]["at"] for p in (project.root / "pdata").rglob("*.json")
     }
     for run in python_runs:
-        assert run.scheduled_for is not None
+        if run.scheduled_for is None:  # the run by hand: its slot is in its target
+            assert run.target is not None and run.target.slot is not None
+            continue
         local = datetime.fromtimestamp(run.scheduled_for, paris).replace(tzinfo=None)
         assert local.isoformat() in made, (local, made)
     parts = project.root / "yaml/d/parts"

@@ -135,7 +135,7 @@ def test_check_slot_param_names_a_missing_parameter(flows: str) -> None:
 
 def test_check_slot_param_refuses_a_type_that_cannot_take_a_date(flows: str) -> None:
     with pytest.raises(
-        ParameterError, match=r"Hourly: parameter 'n' is a int parameter .*cannot take the slot"
+        ParameterError, match=r"Hourly: parameter 'n' is an int parameter .*cannot take the slot"
     ):
         check_slot_param(RunTarget("python", f"{flows}:Hourly"), "n")
 

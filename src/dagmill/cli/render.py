@@ -339,6 +339,8 @@ def local_and_utc(t: float, tz: str) -> str:
     local = datetime.fromtimestamp(t, ZoneInfo(tz))
     utc = datetime.fromtimestamp(t, UTC)
     fmt = "%Y-%m-%d %H:%M" if local.second == 0 else "%Y-%m-%d %H:%M:%S"
+    if local.utcoffset() == utc.utcoffset() and local.tzname() in ("UTC", "GMT"):
+        return f"{utc.strftime(fmt)} UTC"  # not "07:00 UTC (07:00 UTC)"
     same_day = local.date() == utc.date()
     return (
         f"{local.strftime(fmt)} {local.tzname()} ({utc.strftime(fmt[9:] if same_day else fmt)} UTC)"

@@ -28,6 +28,7 @@ Under systemd (/etc/systemd/system/dagmill.service):
   User=dagmill
   WorkingDirectory=/srv/dagmill
   Environment=DAGMILL_HOME=/srv/dagmill/.dagmill
+  Environment=DAGMILL_DATABASE_URL=postgresql+psycopg://dagmill@localhost/dagmill
   ExecStart=/srv/dagmill/.venv/bin/dagmill server --log-json
   KillSignal=SIGTERM
   TimeoutStopSec=60

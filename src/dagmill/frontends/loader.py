@@ -167,7 +167,8 @@ def check_slot_param(target: RunTarget, name: str) -> None:
         param.from_slot(_SAMPLE_SLOT)
     except ParameterValueError:
         raise ParameterError(
-            f"{family}: parameter {name!r} is a {param.type_name} parameter "
+            f"{family}: parameter {name!r} is "
+            f"{'an' if param.type_name[:1] in 'aeiou' else 'a'} {param.type_name} parameter "
             f"({type(param).__name__}): it cannot take the slot, a date-time like "
             f"{_SAMPLE_SLOT}; bind a DateParameter (the slot's local date), a "
             "DateTimeParameter or DateHourParameter (its local time), or a plain Parameter "

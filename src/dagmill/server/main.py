@@ -254,6 +254,7 @@ class Server:
                 status=status,
                 seconds=f"{self.clock() - runner.started_at:.3f}",
                 exit=runner.returncode,
+                error=run.error if run is not None and status == "FAILED" else None,
             )
             if run is not None and run.status in ("RUNNING", "PENDING"):
                 self._next_beat = 0.0  # its runner died: resume it in this round

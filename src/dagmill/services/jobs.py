@@ -58,7 +58,6 @@ from dagmill.executors.machine import machine_pool
 from dagmill.frontends.loader import check_slot_param, load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
-from dagmill.io.owners import owner_gone
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.model.schedules import JobPolicy, ScheduleSpec, SlotInfo
 from dagmill.model.servers import ServerInfo
@@ -72,6 +71,7 @@ from dagmill.scheduler.triggers import (
     parse_local_date,
 )
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
+from dagmill.services.runs import server_of
 from dagmill.services.tasks import make_plan
 from dagmill.services.wake import wake_server
 from dagmill.store import Store, open_store
@@ -283,6 +283,14 @@ def _build_command(job: JobInfo) -> str:
         words += ["-p", f"{key}={value}"]
     if job.data_dir:
         words += ["--data", job.data_dir]
+    if job.schedule is not None and job.kind == "python":  # a pipeline file keeps its own
+        spec = job.schedule
+        words += ["--cron", spec.cron] if spec.cron else ["--every", str(spec.every)]
+        words += ["--timezone", spec.timezone]
+        words += ["--start", spec.start_date] if spec.start_date else []
+        words += ["--end", spec.end_date] if spec.end_date else []
+        words += ["--overlap", job.policy.overlap, "--catchup", job.policy.catchup]
+        words += ["--slot-param", job.policy.slot_param] if job.policy.slot_param else []
     return shlex.join(words)
 
 
@@ -338,8 +346,8 @@ def run_job(
             raise DefinitionError(f"run {run_id} was queued with its parameters: no -p")
         try:
             job = _runnable_job(store, job_id)
-            if params:
-                target = _with_params(job, params)
+            if params or (run_id is None and job.policy.slot_param):
+                target = _with_params(job, params or {})
         except DefinitionError as e:
             if run_id is not None:
                 _fail_unstarted(run_id, str(e))
@@ -392,7 +400,7 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
         target = _with_params(job, params or {})
         run_id = new_run_id()
         store.queue_run(run_id, job.name, job.id, target)
-        server = _live_server(store)
+        server = server_of(store)
         if server is not None:
             store.bump_jobs()  # a server on PostgreSQL, maybe on another host: NOTIFY
     finally:
@@ -431,6 +439,9 @@ def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
     """The job's target with ``params`` overriding its own, validated as a run would
     load it (an unknown parameter or a bad value raises here, not in the background)."""
     target = job.target()
+    if job.policy.slot_param is not None and job.policy.slot_param not in params:
+        # a run by hand has a slot too: now, as Airflow gives a manual run its trigger time
+        target = slot_target(job, float(int(time.time())))
     if not params:
         return target
     if job.kind != "python":
@@ -459,20 +470,7 @@ def live_server() -> ServerInfo | None:
     are started by it. For SQLite only a server of this host whose process lives counts
     (one killed without stopping leaves a row that looks alive for a while)."""
     with open_store() as store:
-        return _live_server(store)
-
-
-def _live_server(store: Store) -> ServerInfo | None:
-    sqlite = not store.display_url.startswith("postgresql")
-    for server in store.live_servers():
-        if server.status != "running":
-            continue  # draining: it takes no new runs
-        if sqlite and (
-            server.host != os.uname().nodename or owner_gone(f"{server.host}:{server.pid}")
-        ):
-            continue
-        return server
-    return None
+        return server_of(store)
 
 
 # -- schedules -----------------------------------------------------------------------------

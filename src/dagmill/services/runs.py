@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from dagmill import settings
 from dagmill.errors import DefinitionError
+from dagmill.io.owners import owner_gone
 from dagmill.logs import LogChunk, follow, run_logs
 from dagmill.model.runs import RunInfo, RunTaskInfo
-from dagmill.store import open_store
+from dagmill.model.servers import ServerInfo
+from dagmill.store import Store, open_store
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
@@ -161,12 +163,36 @@ def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:
     now = time.time()
     with open_store() as s:
         runs = s.open_runs()
+        served = server_of(s) is not None
     return [
         r
         for r in runs
-        if _alive(r.owner) is False
-        or (_alive(r.owner) is None and now - (r.heartbeat_at or 0) > stale_after)
+        # handed back by a stopping server (no owner): the next server resumes it; and
+        # while a server serves this record, job runs are its to resume
+        if r.owner is not None
+        and not (served and r.job_id is not None)
+        and (
+            _alive(r.owner) is False
+            or (_alive(r.owner) is None and now - (r.heartbeat_at or 0) > stale_after)
+        )
     ]
+
+
+def server_of(store: Store) -> ServerInfo | None:
+    """A server that serves this run record now (the oldest), or None: its job runs (queued,
+    handed back, orphaned) are started and resumed by it. For SQLite only a server of this
+    host whose process lives counts (one killed without stopping leaves a row that looks
+    alive for a while)."""
+    sqlite = not store.display_url.startswith("postgresql")
+    for server in store.live_servers():
+        if server.status != "running":
+            continue  # draining: it takes no new runs
+        if sqlite and (
+            server.host != os.uname().nodename or owner_gone(f"{server.host}:{server.pid}")
+        ):
+            continue
+        return server
+    return None
 
 
 def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
@@ -198,7 +224,10 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
         if not s.take_over(info.id, info.owner):
             raise DefinitionError(f"run {info.id} was taken over by another process")
         attempts = s.abandon_attempts(
-            info.id, f"EngineDied: the engine running this attempt ({info.owner}) died"
+            info.id,
+            f"EngineDied: the engine running this attempt ({info.owner}) died"
+            if info.owner
+            else "HandedBack: its server stopped before the attempt finished",
         )
     try:
         return run_target(
