@@ -195,25 +195,24 @@ class Server:
     def _start_queued(self) -> None:
         if self.pool.free() <= 0:
             return
-        started_jobs: set[str] = set()
+        seen: set[str] = set()  # jobs whose oldest queued run was looked at this round
         for run in self.store.queued_runs(limit=100):
             if self.pool.free() <= 0:
                 return
             job = self._job(run.job_id) if run.job_id else None
             if run.job_id is not None and job is None:
                 continue  # its job was deleted meanwhile
-            if (
-                job is not None
-                and job.policy.overlap != "allow"
-                and (run.job_id in started_jobs or self._job_busy(run))
-            ):
-                continue  # waits for the job's running run
+            if job is not None and job.policy.overlap != "allow":
+                # only a job's oldest queued run may start, and only once its running one
+                # ended: a later slot never overtakes an earlier one
+                first = job.id not in seen
+                seen.add(job.id)
+                if not first or self._job_busy(run):
+                    continue
             owner = self.pool.owner()
             if not self.store.claim_queued(run.id, owner):
                 continue  # another server took it
             self._start("run", run, owner)
-            if run.job_id is not None:
-                started_jobs.add(run.job_id)
 
     def _job_busy(self, run: RunInfo) -> bool:
         assert run.job_id is not None
