@@ -33,6 +33,7 @@ from dagmill.scheduler.loop import Scheduler
 from dagmill.server.log import ServerLog
 from dagmill.server.runners import Assignment, RunnerPool
 from dagmill.server.wake import WakeSocket
+from dagmill.services.runs import server_of
 from dagmill.store import Store, open_store
 
 __all__ = ["Server", "ServerOptions", "default_max_runs", "serve"]
@@ -316,9 +317,8 @@ class Server:
     def _refuse_second_sqlite_server(self) -> None:
         if not self._sqlite:
             return
-        for other in self.store.live_servers():
-            if other.host == self._host and owner_gone(f"{other.host}:{other.pid}"):
-                continue  # killed without stopping: its row is stale
+        other = server_of(self.store, draining_too=True)
+        if other is not None:
             raise DefinitionError(
                 f"another server (pid {other.pid} on {other.host}, {other.id}) serves "
                 f"{self.store.display_url}: SQLite serves one server at a time; stop it, "

@@ -178,18 +178,16 @@ def orphaned_runs(stale_after: float = 60.0) -> list[RunInfo]:
     ]
 
 
-def server_of(store: Store) -> ServerInfo | None:
+def server_of(store: Store, draining_too: bool = False) -> ServerInfo | None:
     """A server that serves this run record now (the oldest), or None: its job runs (queued,
-    handed back, orphaned) are started and resumed by it. For SQLite only a server of this
-    host whose process lives counts (one killed without stopping leaves a row that looks
-    alive for a while)."""
-    sqlite = not store.display_url.startswith("postgresql")
+    handed back, orphaned) are started and resumed by it (a draining one takes no new
+    runs, so it counts only with ``draining_too``). A server of this host whose process
+    is gone does not count: killed without stopping, it leaves a row that looks alive
+    until its heartbeat goes stale."""
     for server in store.live_servers():
-        if server.status != "running":
-            continue  # draining: it takes no new runs
-        if sqlite and (
-            server.host != os.uname().nodename or owner_gone(f"{server.host}:{server.pid}")
-        ):
+        if server.status != "running" and not draining_too:
+            continue
+        if owner_gone(f"{server.host}:{server.pid}"):
             continue
         return server
     return None
