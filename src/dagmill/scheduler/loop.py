@@ -82,7 +82,6 @@ class Scheduler:
         self._log = log or (lambda event, **fields: None)
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, str]] = []
-        self.decisions = 0
 
     def load(self, jobs: list[JobInfo], now: float) -> None:
         """(Re)build the entries from the jobs as the store has them now: built, edited,
@@ -178,7 +177,6 @@ class Scheduler:
                 decision = Decision(job.id, slot, "run", run_id=run_id, late=now - slot)
             if decided:
                 decisions.append(decision)
-                self.decisions += 1
                 self._log(
                     "slot_" + ("fired" if decision.outcome == "run" else "skipped"),
                     job=job.id,

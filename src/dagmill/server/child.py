@@ -2,7 +2,7 @@
 imported the engine and waits for work. For each run it is given (a JSON line on stdin,
 see :class:`~dagmill.server.runners.Assignment`) it forks a runner, which is ready in
 milliseconds instead of a Python start-up and an engine import (about 0.5 s of CPU), and
-reports on stdout, one JSON line per event: ``ready``, ``forked`` (run and pid) and
+reports on stdout, one JSON line per event: ``forked`` (run and pid) and
 ``exited`` (run, pid and exit code).
 
 It has no threads and no database connection, so forking it is safe. A runner gets its
@@ -128,7 +128,6 @@ def main() -> int:
     sel.register(wake_r, selectors.EVENT_READ)
     runners: dict[int, str] = {}
     pending = b""
-    _say(event="ready", pid=os.getpid())
     while True:
         for key, _ in sel.select():
             if key.fd == wake_r:

@@ -54,14 +54,12 @@ class RunnerPool:
         self._lock = threading.Lock()
         self._runs: dict[str, Runner] = {}
         self._proc: subprocess.Popen[bytes] | None = None
-        self._ready = threading.Event()
 
     # -- the fork server ---------------------------------------------------------------------
     def warm(self) -> None:
         """Start the fork server, if it is not running."""
         if self._proc is not None and self._proc.poll() is None:
             return
-        self._ready.clear()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "dagmill.server.child"],
             stdin=subprocess.PIPE,
@@ -72,18 +70,13 @@ class RunnerPool:
         )
         threading.Thread(target=self._read, args=(self._proc,), daemon=True).start()
 
-    def wait_ready(self, timeout: float) -> bool:
-        return self._ready.wait(timeout)
-
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             event = json.loads(line)
             with self._lock:
                 runner = self._runs.get(event.get("run_id", ""))
-                if event["event"] == "ready":
-                    self._ready.set()
-                elif runner is not None and event["event"] == "forked":
+                if runner is not None and event["event"] == "forked":
                     runner.pid = event["pid"]
                 elif runner is not None and event["event"] == "exited":
                     runner.returncode = event["code"]
