@@ -257,7 +257,9 @@ def test_a_killed_engine_takes_its_module_along_and_the_resume_cleans_up(
         strays,
     ):
         pid_file = tmp_path / "slow.pid"
-        assert wait_for(lambda: pid_file.exists() or proc.poll() is not None, timeout=30)
+        # written, not just created: the module writes its pid after opening the file
+        written = lambda: pid_file.exists() and pid_file.read_text().strip()  # noqa: E731
+        assert wait_for(lambda: written() or proc.poll() is not None, timeout=30)
         assert proc.poll() is None, _engine_log(tmp_path)
         module = int(pid_file.read_text())
         strays.append(module)
