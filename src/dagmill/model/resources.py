@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Resources", "format_bytes", "parse_cpu", "parse_memory"]
+__all__ = ["NO_RESOURCES", "Resources", "format_bytes", "format_cpu", "parse_cpu", "parse_memory"]
 
 _MEM_UNITS = {
     "": 1,
@@ -70,7 +70,7 @@ def format_bytes(n: int) -> str:
     return f"{n}"
 
 
-def _format_cpu(milli: int) -> str:
+def format_cpu(milli: int) -> str:
     return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"
 
 
@@ -117,7 +117,7 @@ class Resources:
         """What this request wants beyond ``capacity`` (empty when it fits)."""
         out = []
         if self.cpu_milli > capacity.cpu_milli:
-            out.append(f"cpu {_format_cpu(self.cpu_milli)} > {_format_cpu(capacity.cpu_milli)}")
+            out.append(f"cpu {format_cpu(self.cpu_milli)} > {format_cpu(capacity.cpu_milli)}")
         if self.memory_bytes > capacity.memory_bytes:
             out.append(
                 f"memory {format_bytes(self.memory_bytes)} > {format_bytes(capacity.memory_bytes)}"
@@ -129,7 +129,7 @@ class Resources:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.cpu_milli:
-            d["cpu"] = _format_cpu(self.cpu_milli)
+            d["cpu"] = format_cpu(self.cpu_milli)
         if self.memory_bytes:
             d["memory"] = format_bytes(self.memory_bytes)
         if self.gpu:

@@ -82,6 +82,7 @@ class RunInfo:
     target: RunTarget | None = None
     heartbeat_at: float | None = None
     scheduled_for: float | None = None  # the slot a scheduled run was made for
+    server_id: str | None = None  # the server whose runner runs it
 
     @property
     def duration(self) -> float | None:
@@ -105,6 +106,7 @@ class TaskAttempt:
     log_path: str | None = None  # this attempt's lines are bytes [log_start, log_end)
     log_start: int | None = None
     log_end: int | None = None  # None while it runs: up to the end of the file
+    waited: float | None = None  # seconds it waited for resources before it started
 
 
 @dataclass(frozen=True, slots=True)

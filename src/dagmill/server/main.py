@@ -28,11 +28,11 @@ from typing import Any
 from dagmill import settings
 from dagmill.errors import DefinitionError
 from dagmill.io.owners import owner_gone
+from dagmill.io.wake import WakeSocket
 from dagmill.model.runs import JobInfo, RunInfo
 from dagmill.scheduler.loop import Scheduler
 from dagmill.server.log import ServerLog
 from dagmill.server.runners import Assignment, RunnerPool
-from dagmill.server.wake import WakeSocket
 from dagmill.services.runs import server_of
 from dagmill.store import Store, open_store
 

@@ -9,9 +9,9 @@ change counter and NOTIFY do this across hosts, and this is a harmless no-op.
 from __future__ import annotations
 
 import os
-import socket
 
 from dagmill import settings
+from dagmill.io.wake import poke
 
 __all__ = ["wake_server"]
 
@@ -21,12 +21,4 @@ def wake_server() -> bool:
     was sent. No server listening (no socket, or a socket left by a dead server) is
     fine: the change is in the store, and the next server reads it as it starts."""
     path = settings.server_socket()
-    if not os.path.exists(path):
-        return False
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)  # a full queue already holds a wake-up: never wait
-            sock.sendto(b"w", path)
-    except OSError:
-        return False
-    return True
+    return os.path.exists(path) and poke(path)

@@ -22,6 +22,7 @@ from dagmill.io.jsonenc import encoder
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
 from dagmill.store.claims import TaskClaims
+from dagmill.store.ledger import ProjectLedger
 from dagmill.store.migrate import LATEST, upgrade
 from dagmill.store.rows import JOB_COLS, RUN_COLS, job_row, run_row
 from dagmill.store.schedules import JobSchedules
@@ -82,7 +83,7 @@ class _Outage:
     gave_up: bool = False
 
 
-class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
+class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -91,6 +92,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
     """
 
     url: str
+    _for_update = ""  # how a SELECT locks the rows it reads (SQLite: its writers queue)
 
     def __init__(self) -> None:
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -116,7 +118,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
-    def _notify(self, channel: str) -> None:
+    def _notify(self, channel: str, payload: str = "") -> None:
         """Wake the listeners of ``channel`` when the current transaction commits
         (PostgreSQL's NOTIFY; a backend without it does nothing: SQLite serves one server,
         which wakes itself)."""
@@ -152,9 +154,12 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
         options: dict[str, Any] | None = None,
         job_id: str | None = None,
         target: RunTarget | None = None,
+        project: str = "default",
+        server_id: str | None = None,
     ) -> None:
-        """Record a RUNNING run and the graph it runs, in one transaction (a run queued
-        with ``queue_run`` is taken over)."""
+        """Record a RUNNING run of ``project`` and the graph it runs, in one transaction
+        (a run queued with ``queue_run`` is taken over; ``server_id``: the server whose
+        runner runs it)."""
         now = time.time()
         rows = [
             (
@@ -177,8 +182,10 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
             with self._tx():
                 self._execute(
                     "INSERT INTO runs (id, job_id, name, status, options, owner, heartbeat_at,"
-                    " created_at, started_at, target) VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?)"
+                    " created_at, started_at, target, project, server_id)"
+                    " VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (id) DO UPDATE SET status = 'RUNNING', owner = excluded.owner,"
+                    " project = excluded.project, server_id = excluded.server_id,"
                     " heartbeat_at = excluded.heartbeat_at,"
                     " started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = NULL,"
                     " options = excluded.options, name = excluded.name,"
@@ -194,6 +201,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
                         now,
                         now,
                         json.dumps(target.to_json()) if target else None,
+                        project,
+                        server_id,
                     ),
                 )
                 self._executemany(
@@ -236,10 +245,12 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
         error_location: str | None = None,
         traceback: str | None = None,
         log: tuple[str, int, int | None] | None = None,
+        waited: float | None = None,
     ) -> None:
         """Buffer one attempt's state (a TaskRun); the latest state per attempt wins.
 
-        ``log`` is (file, start, end) of the attempt's lines; end None while it runs."""
+        ``log`` is (file, start, end) of the attempt's lines; end None while it runs.
+        ``waited``: seconds the attempt waited for resources before it started."""
         key = (run_id, task_id, attempt)
         prev = self._attempts.get(key)
         if prev is not None:
@@ -247,6 +258,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
                 started_at = prev[5]
             if log is None and prev[10] is not None:
                 log = (prev[10], prev[11], prev[12])
+            if waited is None:
+                waited = prev[13]
         self._attempts[key] = (
             run_id,
             task_id,
@@ -259,6 +272,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
             error_location,
             traceback,
             *(log or (None, None, None)),
+            waited,
         )
         self._heartbeats.add(run_id)
 
@@ -315,7 +329,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
                 self._executemany(
                     "INSERT INTO task_runs (run_id, task_id, attempt, status, waiting_for,"
                     " started_at, ended_at, error, error_location, traceback, log_path,"
-                    " log_start, log_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " log_start, log_end, waited)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (run_id, task_id, attempt) DO UPDATE SET"
                     " status = excluded.status, waiting_for = excluded.waiting_for,"
                     " started_at = COALESCE(excluded.started_at, task_runs.started_at),"
@@ -323,7 +338,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
                     " error_location = excluded.error_location, traceback = excluded.traceback,"
                     " log_path = COALESCE(excluded.log_path, task_runs.log_path),"
                     " log_start = COALESCE(excluded.log_start, task_runs.log_start),"
-                    " log_end = COALESCE(excluded.log_end, task_runs.log_end)",
+                    " log_end = COALESCE(excluded.log_end, task_runs.log_end),"
+                    " waited = COALESCE(excluded.waited, task_runs.waited)",
                     list(attempts.values()),
                 )
             if statuses:
@@ -549,7 +565,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ABC):
         history: dict[str, list[TaskAttempt]] = {}
         for r in self._execute(
             "SELECT task_id, attempt, status, started_at, ended_at, waiting_for, error,"
-            " error_location, traceback, log_path, log_start, log_end FROM task_runs"
+            " error_location, traceback, log_path, log_start, log_end, waited FROM task_runs"
             " WHERE run_id = ?"
             " ORDER BY task_id, attempt",
             (run_id,),

@@ -15,6 +15,7 @@ from typing import Any
 
 from dagmill.errors import StoreError
 from dagmill.store.base import Store
+from dagmill.store.ledger import LEDGER_CHANNEL
 from dagmill.store.migrate import LATEST
 from dagmill.store.schedules import JOBS_CHANNEL
 
@@ -25,6 +26,8 @@ _MIGRATION_LOCK = 0x6461676D  # "dagm": one migrator at a time, any number of da
 
 class PostgresStore(Store):
     """The repository over one PostgreSQL database (psycopg 3)."""
+
+    _for_update = " FOR UPDATE"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -104,18 +107,25 @@ class PostgresStore(Store):
     def _close(self) -> None:
         self._conn.close()
 
-    def _notify(self, channel: str) -> None:
+    def _notify(self, channel: str, payload: str = "") -> None:
         # sent when the caller's transaction commits, not before (PostgreSQL holds it)
-        self._conn.execute(f"NOTIFY {channel}")
+        self._conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def jobs_listener(self) -> _Listener:
         """A LISTEN on ``dagmill_jobs`` over a connection of its own (autocommit: a
         notification is delivered between transactions, and this one runs none)."""
+        return self._listen(JOBS_CHANNEL, "job changes")
+
+    def ledger_listener(self) -> _Listener:
+        """A LISTEN on ``dagmill_ledger``: resources of some project were released."""
+        return self._listen(LEDGER_CHANNEL, "released resources")
+
+    def _listen(self, channel: str, what: str) -> _Listener:
         try:
             conn = self._connect()
         except self._psycopg.Error as e:
-            raise StoreError(f"cannot listen for job changes at {_safe(self.url)}: {e}") from e
-        conn.execute(f"LISTEN {JOBS_CHANNEL}")
+            raise StoreError(f"cannot listen for {what} at {_safe(self.url)}: {e}") from e
+        conn.execute(f"LISTEN {channel}")
         return _Listener(conn)
 
 

@@ -14,7 +14,7 @@ __all__ = ["JOB_COLS", "RUN_COLS", "job_row", "run_row"]
 
 RUN_COLS = (
     "id, name, status, created_at, started_at, ended_at, job_id, project, owner, error, "
-    "counts, options, target, heartbeat_at, scheduled_for"
+    "counts, options, target, heartbeat_at, scheduled_for, server_id"
 )
 
 
@@ -35,6 +35,7 @@ def run_row(r: Sequence[Any]) -> RunInfo:
         target=RunTarget.from_json(json.loads(r[12])) if r[12] else None,
         heartbeat_at=r[13],
         scheduled_for=r[14],
+        server_id=r[15],
     )
 
 
