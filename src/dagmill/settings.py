@@ -47,3 +47,13 @@ def logs_dir(run_id: str) -> str:
 def server_socket() -> str:
     """Where a local server listens for wake-ups (jobs changed, a run queued)."""
     return os.path.join(home(), "server.sock")
+
+
+def project() -> str:
+    """The project runs belong to unless told: $DAGMILL_PROJECT, or ``default``."""
+    return os.environ.get("DAGMILL_PROJECT") or "default"
+
+
+def server_id() -> str | None:
+    """The server whose runner this process is ($DAGMILL_SERVER_ID, set by the server)."""
+    return os.environ.get("DAGMILL_SERVER_ID") or None

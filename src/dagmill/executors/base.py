@@ -94,6 +94,12 @@ class Executor(ABC):
     def wait(self, timeout: float | None) -> list[TaskResult]:
         """Block until at least one result is ready (or ``timeout`` passes); return them."""
 
+    def watch(self, wakeup: Any) -> bool:
+        """Also return from ``wait`` (with no results) when ``wakeup`` (an object with
+        ``fileno()``) becomes readable; the caller drains it. False if this executor
+        cannot: its ``wait`` never blocks while a task runs (tasks run inside submit)."""
+        return False
+
     @abstractmethod
     def cancel(self) -> None:
         """Stop everything that runs now, with its whole process group."""

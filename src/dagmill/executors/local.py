@@ -189,6 +189,10 @@ class LocalExecutor(Executor):
         w.conn.send((sub.task_id, sub.attempt, action, env, sub.timeout))
         self._busy.add(w)
 
+    def watch(self, wakeup: Any) -> bool:
+        self._sel.register(wakeup, selectors.EVENT_READ, None)
+        return True
+
     def wait(self, timeout: float | None) -> list[TaskResult]:
         if self._late:
             late, self._late = self._late, []
@@ -197,7 +201,9 @@ class LocalExecutor(Executor):
             return []
         results: list[TaskResult] = []
         for key, _ in self._sel.select(timeout):
-            w: _Worker = key.data
+            w: _Worker | None = key.data
+            if w is None:
+                continue  # a watched wake-up: the caller drains it
             if w.sub is None or w not in self._busy:
                 continue  # its pipe and its sentinel both fired; already handled
             sub = w.sub

@@ -10,7 +10,7 @@ import re
 from dagmill.executors.quotas import ResourcePool
 from dagmill.model.resources import Resources
 
-__all__ = ["machine_pool"]
+__all__ = ["machine_capacity", "machine_pool"]
 
 
 def _gpu_ids() -> list[int]:
@@ -41,3 +41,8 @@ def machine_pool() -> ResourcePool:
         _capacity.cache_clear()
     cap, gpus = _capacity()
     return ResourcePool(cap, gpus)
+
+
+def machine_capacity() -> Resources:
+    """This machine's CPUs, memory and GPUs (the default project's quota)."""
+    return _capacity()[0]

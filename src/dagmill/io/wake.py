@@ -11,17 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 
 __all__ = ["WakeSocket", "Waker", "poke"]
 
 
+def _sockaddr(address: str) -> str:
+    # "@name" is Linux's abstract namespace: no file to make, to clean up, or to outgrow
+    # the 108 bytes of a socket path
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
 def poke(path: str) -> bool:
-    """Write a byte to the wake socket at ``path``; False if nobody listens there."""
+    """Write a byte to the wake socket at ``path`` (a file, or ``@name`` in Linux's
+    abstract namespace); False if nobody listens there."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         s.setblocking(False)
-        s.sendto(b"!", path)
+        s.sendto(b"!", _sockaddr(path))
         return True
     except OSError:  # gone, or its buffer is full: it is awake already
         return False
@@ -40,8 +48,14 @@ class Waker:
         self._sock.setblocking(False)
         self.address: str | None = None
         self._pair: socket.socket | None = None
+        name = f"{os.getpid()}-{os.urandom(6).hex()}"
+        if sys.platform == "linux":
+            folder = None
+            with contextlib.suppress(OSError):
+                self._sock.bind(_sockaddr(f"@dagmill-wake-{name}"))
+                self.address = f"@dagmill-wake-{name}"
         if folder is not None:
-            path = os.path.join(folder, f"{os.getpid()}-{os.urandom(4).hex()}.sock")
+            path = os.path.join(folder, f"{name}.sock")
             try:
                 os.makedirs(folder, exist_ok=True)
                 self._sock.bind(path)
@@ -80,7 +94,7 @@ class Waker:
         self._sock.close()
         if self._pair is not None:
             self._pair.close()
-        if self.address is not None:
+        if self.address is not None and not self.address.startswith("@"):
             with contextlib.suppress(OSError):
                 os.unlink(self.address)
 

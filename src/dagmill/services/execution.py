@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagmill import settings
@@ -22,17 +22,20 @@ from dagmill.executors.base import Executor
 from dagmill.executors.capture import secret_values
 from dagmill.executors.inline import InlineExecutor
 from dagmill.executors.local import LocalExecutor
-from dagmill.executors.machine import machine_pool
+from dagmill.executors.machine import machine_capacity, machine_pool
 from dagmill.executors.quotas import ResourcePool
 from dagmill.io.records import RecordBook
 from dagmill.model.graph import Graph
+from dagmill.model.projects import DEFAULT_PROJECT
 from dagmill.model.resources import Resources
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import TaskRunStatus
+from dagmill.model.task import TaskSpec
 from dagmill.plan.planner import Plan
+from dagmill.store import Store
 from dagmill.summary import summary_text
 
-__all__ = ["ask", "check_workers", "execute_plan"]
+__all__ = ["ask", "check_quota", "check_workers", "execute_plan"]
 
 log = logging.getLogger("dagmill")
 
@@ -123,6 +126,35 @@ def _pool(pool: Any) -> ResourcePool:
         raise ResourceError(f"resource pool {pool!r}: {e}") from None
 
 
+def check_quota(
+    store: Store, project: str, tasks: Sequence[TaskSpec], machine: Resources | None = None
+) -> None:
+    """Refuse a project that does not exist, and a task that asks for more than its
+    project's whole quota (it could never start): DefinitionError, naming the task and
+    the resource. ``machine``: what the default project's quota leaves unlimited is
+    (this machine's capacity, or a run's pool)."""
+    info = store.get_project(project)
+    if info is None:
+        raise DefinitionError(
+            f"project {project!r} does not exist: create it with "
+            f"`dagmill projects create {project} --cpu N --memory SIZE`, or run in another "
+            "(--project, DAGMILL_PROJECT)"
+        )
+    if project == DEFAULT_PROJECT:
+        limits = info.quota.over(machine or machine_capacity())
+    else:
+        limits = info.quota
+    for spec in tasks:
+        over = limits.too_big(spec.resources)
+        if over:
+            where = "this machine's capacity" if project == DEFAULT_PROJECT else "its quota"
+            raise ResourceError(
+                f"{spec.label} requests more than project {project}'s whole quota "
+                f"({', '.join(over)}; the project's limit is {where}): lower the task's "
+                f"resources, or raise the quota with `dagmill projects set {project} ...`"
+            )
+
+
 def execute_plan(
     the_plan: Plan,
     name: str,
@@ -139,10 +171,13 @@ def execute_plan(
     job_id: str | None = None,
     target: RunTarget | None = None,
     attempts: Mapping[str, int] | None = None,
+    project: str | None = None,
 ) -> RunResult | None:
     """Run a plan from any front door: check it can run, record it, capture its output,
     print the summary. Nothing is written if the plan cannot run (missing inputs,
-    resources larger than the pool). Returns None if ``confirm`` was declined."""
+    resources larger than the pool or than the project's whole quota). The run belongs
+    to ``project`` (default: ``settings.project()``). Returns None if ``confirm`` was
+    declined."""
     check_workers(workers)
     logging.getLogger("dagmill").setLevel(settings.log_level.upper())
     graph = the_plan.graph
@@ -169,10 +204,18 @@ def execute_plan(
     log_dir = None
     secrets: list[str] = []
     run_id = run_id or new_run_id()
+    project = project or settings.project()
     if settings.record if record is None else record:
         from dagmill.store import open_store
 
         store = open_store()
+        try:
+            check_quota(
+                store, project, [graph.tasks[t] for t in the_plan.to_run], the_pool.capacity
+            )
+        except DefinitionError:
+            store.close()
+            raise
         if settings.capture_logs:
             log_dir = settings.logs_dir(run_id)
             secrets = secret_values()
@@ -192,6 +235,8 @@ def execute_plan(
             log_dir=log_dir,
             secrets=secrets,
             attempts=attempts,
+            project=project,
+            server_id=settings.server_id(),
         )
     finally:
         if store is not None:

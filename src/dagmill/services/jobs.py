@@ -368,7 +368,12 @@ def run_job(
         store.close()
     try:
         return run_target(
-            target or job.target(), run_id=run_id, job_id=job.id, name=job.name, **kwargs
+            target or job.target(),
+            run_id=run_id,
+            job_id=job.id,
+            name=job.name,
+            project=job.project,
+            **kwargs,
         )
     except DefinitionError as e:
         if run_id is not None:

@@ -234,6 +234,7 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
             job_id=info.job_id,
             attempts=attempts,
             name=info.name,
+            project=info.project,
             **kwargs,
         )
     except DefinitionError as e:  # taken over, so ended here: not resumed again and again

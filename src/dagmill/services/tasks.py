@@ -133,13 +133,16 @@ def run_tasks(
     job_id: str | None = None,
     target: RunTarget | None = None,
     attempts: Mapping[str, int] | None = None,
+    project: str | None = None,
 ) -> RunResult | None:
     """Run ``tasks`` and whatever they need that is not complete.
 
     ``forced``: tasks to rerun (with their downstream); ``forced_all``: rerun the given
     tasks; ``forced_all_upstream``: rerun everything. ``workers=N`` runs N tasks at once
     in worker processes. ``pool`` is the resource pool (``{"cpu": 4, "memory": "8Gi"}``;
-    default: this machine). ``abort=True`` raises :class:`RunFailed` if a task failed.
+    default: this machine); tasks that declare resources also share their ``project``'s
+    quota with every run of the project (default: $DAGMILL_PROJECT, else ``default``:
+    this machine's capacity). ``abort=True`` raises :class:`RunFailed` if a task failed.
     Returns the run's result, or None if ``confirm`` was declined. The run's name
     defaults to the tasks' families.
     """
@@ -163,6 +166,7 @@ def run_tasks(
         job_id=job_id,
         target=target,
         attempts=attempts,
+        project=project,
     )
 
 

@@ -23,6 +23,7 @@ import heapq
 import logging
 import os
 import secrets
+import select
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from dagmill.engine.admission import Admission
 from dagmill.errors import StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
@@ -42,6 +44,8 @@ from dagmill.io.records import (
     output_version,
     versions_before,
 )
+from dagmill.model.projects import DEFAULT_PROJECT
+from dagmill.model.resources import Resources
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.model.task import TaskSpec
@@ -133,11 +137,16 @@ def run_plan(
     log_dir: str | None = None,
     secrets: Sequence[str] = (),
     attempts: Mapping[str, int] | None = None,
+    project: str = DEFAULT_PROJECT,
+    server_id: str | None = None,
 ) -> RunResult:
     """Run every task of ``plan`` that is not complete; return what happened.
 
-    ``log_dir``: capture each attempt's output there (masking ``secrets``). Raises
-    KeyboardInterrupt after recording a cancelled run if interrupted.
+    ``log_dir``: capture each attempt's output there (masking ``secrets``). With a
+    ``store``, the run belongs to ``project`` (its tasks that declare resources are
+    admitted against the project's quota) and to the server ``server_id`` if a server's
+    runner runs it. Raises KeyboardInterrupt after recording a cancelled run if
+    interrupted.
     """
     graph = plan.graph
     state = RunState(graph, plan.to_run)
@@ -172,11 +181,19 @@ def run_plan(
             dict(options or {}),
             job_id=job_id,
             target=target,
+            project=project,
+            server_id=server_id,
         )
     if reporter is not None:
         reporter.run_started(run_id, plan)
     loop = _Loop(plan, state, executor, pool, records, store, reporter, result)
     loop.log_dir, loop.secrets = log_dir, secrets
+    if store is not None and any(not graph.tasks[t].resources.empty for t in plan.to_run):
+        # the default project's quota is this machine's capacity (or the run's --pool)
+        loop.admission = Admission(store, project, run_id, pool.capacity, server_id)
+        loop.admission.open()
+        if loop.admission.waker is not None:
+            executor.watch(loop.admission.waker)
     if store is not None:
         loop.claim_start()
     beat = _Heartbeat(loop) if store is not None else None
@@ -221,6 +238,8 @@ def run_plan(
             result.status = RunStatus.FAILED
         else:
             result.status = RunStatus.SUCCESS
+        if loop.admission is not None:
+            loop.admission.close()
         if store is not None and not lost:
             first = next(iter(result.errors.values()), None)
             store.finish_run(run_id, result.status.value, str(first) if first else None)
@@ -286,6 +305,9 @@ class _Heartbeat(threading.Thread):
                         # lease is many beats long
                         with contextlib.suppress(Exception):
                             store.heartbeat_claims(loop.result.run_id)
+                    if loop.admission is not None and loop.admission.busy:
+                        with contextlib.suppress(Exception):
+                            store.heartbeat_leases(loop.result.run_id)
                     last_beat = now
                 if store.buffered or store.beating:
                     loop.flush_store()
@@ -343,6 +365,8 @@ class _Loop:
         self.made_at = plan.made_at
         self.marks: dict[str, Record] = {}  # records written as tasks started (running)
         self.suspect: set[str] = set()  # recorded since the plan: made by another run?
+        self.admission: Admission | None = None  # the project's ledger (with a store)
+        self.pending_since: dict[str, float] = {}  # when a task began to wait for resources
 
     def hold(self) -> None:
         if not self.holding:
@@ -371,6 +395,11 @@ class _Loop:
             if self.parked and now >= self.recheck_at:
                 ready.extend(self.recheck_claims())
             blocked: list[str] = []
+            adm = self.admission
+            # the ledger is asked again for tasks it refused only after a release (or a
+            # recheck); in one pass, not for a request as large as one it just refused
+            retry_ledger = adm is not None and adm.woken()
+            refused: list[Resources] = []
             while ready and self.ex.can_submit():
                 tid = ready.popleft()
                 if tid in self.elsewhere:
@@ -381,23 +410,37 @@ class _Loop:
                     if self.skip_if_made(tid, "another run"):
                         ready.extend(self.state.take_ready())
                         continue
-                alloc = self.pool.try_acquire(self.graph.tasks[tid].resources)
+                request = self.graph.tasks[tid].resources
+                alloc = self.pool.try_acquire(request)
                 if isinstance(alloc, str):
                     blocked.append(tid)
-                    if self.waiting_for.get(tid) != alloc:
-                        self.waiting_for[tid] = alloc
-                        self.state.pending(tid)
-                        self.set_status(tid, S.PENDING, alloc)
-                        self.attempt(
-                            tid, self.result.attempts.get(tid, 0) + 1, S.PENDING, waiting_for=alloc
-                        )
+                    self.wait_resources(tid, alloc)
                     continue
+                if adm is not None and not request.empty:
+                    why = None
+                    if tid in adm.waiting and (
+                        not retry_ledger or any(_covers(request, r) for r in refused)
+                    ):
+                        why = self.waiting_for.get(tid, "")
+                    else:
+                        why = adm.admit(tid, self.result.attempts.get(tid, 0) + 1, request)
+                        if why is not None:
+                            refused.append(request)
+                    if why is not None:
+                        self.pool.release(alloc)
+                        blocked.append(tid)
+                        self.wait_resources(tid, why)
+                        continue
                 self.submit(tid, alloc)
+            if adm is not None:
+                adm.fresh = False
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
             wake = self.retries[0][0] if self.retries else None
             if self.parked and (wake is None or self.recheck_at < wake):
                 wake = self.recheck_at
+            if adm is not None and adm.waiting and (wake is None or adm.recheck_at < wake):
+                wake = adm.recheck_at
             if self.running:
                 # block until an event, a due retry or a look at the claims waited on;
                 # meanwhile the heartbeat writes
@@ -413,7 +456,11 @@ class _Loop:
             elif wake is not None:
                 self.let_go()  # the heartbeat keeps the run and its claims alive meanwhile
                 try:
-                    time.sleep(max(0.0, wake - time.monotonic()))
+                    left = max(0.0, wake - time.monotonic())
+                    if adm is not None and adm.waker is not None:
+                        select.select([adm.waker], [], [], left)  # or a release wakes it
+                    else:
+                        time.sleep(left)
                 finally:
                     self.hold()
             elif ready:
@@ -421,6 +468,15 @@ class _Loop:
                     f"{len(ready)} tasks wait for resources while nothing runs: "
                     + self.waiting_for.get(ready[0], "")
                 )
+
+    def wait_resources(self, tid: str, why: str) -> None:
+        """PENDING, and why (the record's attempt says it too), since it first waited."""
+        self.pending_since.setdefault(tid, time.time())
+        if self.waiting_for.get(tid) != why:
+            self.waiting_for[tid] = why
+            self.state.pending(tid)
+            self.set_status(tid, S.PENDING, why)
+            self.attempt(tid, self.result.attempts.get(tid, 0) + 1, S.PENDING, waiting_for=why)
 
     def start_executor(self) -> None:
         self.ex.start(
@@ -439,12 +495,15 @@ class _Loop:
         self.waiting_for.pop(tid, None)
         self.state.running(tid)
         self.set_status(tid, S.RUNNING)
+        now = time.time()
+        since = self.pending_since.pop(tid, None)
         self.attempt(
             tid,
             att,
             S.RUNNING,
-            started=time.time(),
+            started=now,
             log=(where[0], where[1], None) if where else None,
+            waited=None if since is None else now - since,
         )
         if spec.complete_check is None and spec.outputs:
             before = versions_before(spec.outputs)
@@ -474,6 +533,8 @@ class _Loop:
         alloc, inputs, att, where = self.running.pop(tid)
         log = (where[0], where[1], r.log_end) if where else None
         self.pool.release(alloc)
+        if self.admission is not None:
+            self.admission.release(tid)
         spec = self.graph.tasks[tid]
         error = r.error
         if error is not None and self.secrets:
@@ -595,6 +656,7 @@ class _Loop:
         waiting_for: str | None = None,
         error: TaskError | None = None,
         log: tuple[str, int, int | None] | None = None,
+        waited: float | None = None,
     ) -> None:
         if self.store is None:
             return
@@ -610,6 +672,7 @@ class _Loop:
             error_location=error.location if error else None,
             traceback=error.traceback if error else None,
             log=log,
+            waited=waited,
         )
 
     # -- claims ------------------------------------------------------------------------
@@ -763,6 +826,15 @@ class _Loop:
                 database=self.store.display_url,
                 reason=type(e).__name__,
             )
+
+
+def _covers(request: Resources, refused: Resources) -> bool:
+    """Whether ``request`` asks for at least what ``refused`` did, of every resource."""
+    return (
+        request.cpu_milli >= refused.cpu_milli
+        and request.memory_bytes >= refused.memory_bytes
+        and request.gpu >= refused.gpu
+    )
 
 
 def _claim_key(spec: TaskSpec) -> str | None:

@@ -1,0 +1,133 @@
+"""Admission of a run's tasks that declare resources against their project's quota.
+
+The quota is shared by every run of the project, in every process and server, so it is
+kept in the store (``store/ledger.py``): admitting is one short transaction, and a task
+that does not fit waits PENDING with the reason the ledger gives ("project ml: cpu 2 of 2
+in use by R1 Train"). It is tried again when resources of the project are released: by
+this run (at once), or by another process, which wakes this one through its wake socket
+(same host) or PostgreSQL's NOTIFY (any host). A look every ``RECHECK_SECONDS`` covers
+what sends no wake-up: a lease that expired because its holder died.
+
+Tasks without resources never get here: a laptop run pays nothing for the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+from dagmill import settings
+from dagmill.io.wake import Waker
+from dagmill.model.resources import Resources
+from dagmill.store.base import Store
+
+__all__ = ["RECHECK_SECONDS", "Admission"]
+
+RECHECK_SECONDS = 5.0
+
+
+class Admission:
+    """One run's gate to its project's ledger. Called with the engine's lock held (the
+    store's connection is the engine's), except ``close``."""
+
+    def __init__(
+        self,
+        store: Store,
+        project: str,
+        run_id: str,
+        machine: Resources,
+        server_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.project = project
+        self.run_id = run_id
+        self.machine = machine
+        self.server_id = server_id
+        self.held: set[str] = set()  # tasks holding a lease
+        self.waiting: set[str] = set()  # tasks the ledger refused, not yet admitted
+        self.fresh = True  # something was released since the ledger last refused
+        self.recheck_at = 0.0
+        self.waker: Waker | None = None
+        self._listener: Any = None
+        self._stop = threading.Event()
+
+    def admit(self, tid: str, attempt: int, request: Resources) -> str | None:
+        """None if ``tid`` was admitted (it holds a lease now), or why it waits."""
+        got = self.store.admit(
+            self.project,
+            self.run_id,
+            tid,
+            attempt,
+            request,
+            machine=self.machine,
+            server_id=self.server_id,
+            wake=self.waker.address if self.waker is not None else None,
+        )
+        if isinstance(got, str):
+            self.waiting.add(tid)
+            self.recheck_at = time.monotonic() + RECHECK_SECONDS
+            return got
+        self.waiting.discard(tid)
+        self.held.add(tid)
+        return None
+
+    def release(self, tid: str) -> None:
+        """``tid`` ended: its lease goes, which wakes the project's waiters (this run's
+        too: they are tried again in the engine's next pass)."""
+        if tid in self.held:
+            self.held.discard(tid)
+            self.store.release_lease(self.run_id, tid)
+            self.fresh = True
+
+    def woken(self) -> bool:
+        """Whether the tasks the ledger refused are worth trying again now: a release
+        happened (here, or signalled by another process), or the recheck is due."""
+        if self.waker is not None and self.waker.drain():
+            self.fresh = True
+        if not self.fresh and self.waiting and time.monotonic() >= self.recheck_at:
+            self.fresh = True
+        return self.fresh
+
+    @property
+    def busy(self) -> bool:
+        """Whether it holds or waits for anything (its rows heartbeat with the run)."""
+        return bool(self.held or self.waiting)
+
+    def open(self) -> None:
+        """Set up the wake-ups before the first refusal can be noted, so that a release
+        between the refusal and the wait is not missed."""
+        import os
+
+        self.waker = Waker(os.path.join(settings.home(), "wake"))
+        listener = self.store.ledger_listener()
+        if listener is not None:  # PostgreSQL: releases on other hosts NOTIFY
+            self._listener = listener
+            threading.Thread(target=self._forward, name="dagmill-ledger", daemon=True).start()
+
+    def _forward(self) -> None:
+        listener, waker = self._listener, self.waker
+        assert waker is not None
+        while not self._stop.is_set():
+            try:
+                if listener.wait(1.0):
+                    waker.poke()
+            except Exception:
+                # the connection dropped: the recheck covers it until the run ends
+                return
+
+    def close(self) -> None:
+        """The run ended: free what it holds or waits for (after a kill -9 the leases
+        expire instead), and stop listening."""
+        self._stop.set()
+        if self.held or self.waiting:
+            with contextlib.suppress(Exception):
+                self.store.release_run_leases(self.run_id)
+            self.held.clear()
+            self.waiting.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                self._listener.close()
+        if self.waker is not None:
+            self.waker.close()
