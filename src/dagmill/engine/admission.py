@@ -47,6 +47,7 @@ class Admission:
         self.server_id = server_id
         self.held: set[str] = set()  # tasks holding a lease
         self.waiting: set[str] = set()  # tasks the ledger refused, not yet admitted
+        self.unreleased: set[str] = set()  # ended, but the record was away to say so
         self.fresh = True  # something was released since the ledger last refused
         self.recheck_at = 0.0
         self.waker: Waker | None = None
@@ -55,16 +56,21 @@ class Admission:
 
     def admit(self, tid: str, attempt: int, request: Resources) -> str | None:
         """None if ``tid`` was admitted (it holds a lease now), or why it waits."""
-        got = self.store.admit(
-            self.project,
-            self.run_id,
-            tid,
-            attempt,
-            request,
-            machine=self.machine,
-            server_id=self.server_id,
-            wake=self.waker.address if self.waker is not None else None,
-        )
+        try:
+            got = self.store.admit(
+                self.project,
+                self.run_id,
+                tid,
+                attempt,
+                request,
+                machine=self.machine,
+                server_id=self.server_id,
+                wake=self.waker.address if self.waker is not None else None,
+            )
+        except Exception as e:
+            # the record is away (or locked past its patience): the task waits and is
+            # tried again at the recheck; a lasting outage stops the run via its flushes
+            got = f"waiting for the run record to admit it: {type(e).__name__}: {e}"
         if isinstance(got, str):
             self.waiting.add(tid)
             self.recheck_at = time.monotonic() + RECHECK_SECONDS
@@ -78,14 +84,21 @@ class Admission:
         too: they are tried again in the engine's next pass)."""
         if tid in self.held:
             self.held.discard(tid)
-            self.store.release_lease(self.run_id, tid)
             self.fresh = True
+            try:
+                self.store.release_lease(self.run_id, tid)
+            except Exception:
+                self.unreleased.add(tid)  # let go at the next pass, or as the run ends
 
     def woken(self) -> bool:
         """Whether the tasks the ledger refused are worth trying again now: a release
         happened (here, or signalled by another process), or the recheck is due."""
         if self.waker is not None and self.waker.drain():
             self.fresh = True
+        for tid in list(self.unreleased):
+            with contextlib.suppress(Exception):
+                self.store.release_lease(self.run_id, tid)
+                self.unreleased.discard(tid)
         if not self.fresh and self.waiting and time.monotonic() >= self.recheck_at:
             self.fresh = True
         return self.fresh
@@ -93,7 +106,7 @@ class Admission:
     @property
     def busy(self) -> bool:
         """Whether it holds or waits for anything (its rows heartbeat with the run)."""
-        return bool(self.held or self.waiting)
+        return bool(self.held or self.waiting or self.unreleased)
 
     def open(self) -> None:
         """Set up the wake-ups before the first refusal can be noted, so that a release
@@ -121,11 +134,12 @@ class Admission:
         """The run ended: free what it holds or waits for (after a kill -9 the leases
         expire instead), and stop listening."""
         self._stop.set()
-        if self.held or self.waiting:
+        if self.held or self.waiting or self.unreleased:
             with contextlib.suppress(Exception):
                 self.store.release_run_leases(self.run_id)
             self.held.clear()
             self.waiting.clear()
+            self.unreleased.clear()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 self._listener.close()
