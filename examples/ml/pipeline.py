@@ -65,6 +65,8 @@ class Train(dagmill.tasks.TaskPickle):
 
     model = dagmill.Parameter(default="logreg", description="logreg or forest")
     seed = dagmill.IntParameter(default=0)
+    # admitted against its project's quota (make demo's last step shows one waiting)
+    resources = {"cpu": 1, "memory": "512Mi"}
 
     def run(self) -> None:
         from sklearn.ensemble import RandomForestClassifier
