@@ -14,12 +14,14 @@ Tasks without resources never get here: a laptop run pays nothing for the ledger
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import Any
 
 from dagmill import settings
 from dagmill.io.wake import Waker
+from dagmill.model.projects import Lease
 from dagmill.model.resources import Resources
 from dagmill.store.base import Store
 
@@ -52,12 +54,27 @@ class Admission:
         self.recheck_at = 0.0
         self.waker: Waker | None = None
         self._listener: Any = None
+        self._listening = False
         self._stop = threading.Event()
 
     def admit(self, tid: str, attempt: int, request: Resources) -> str | None:
         """None if ``tid`` was admitted (it holds a lease now), or why it waits."""
+        got = self._admit(tid, attempt, request)
+        if isinstance(got, str) and not self._listening and self._listen():
+            # listening from now on: a release between the refusal and the LISTEN would
+            # be missed, so ask once more
+            got = self._admit(tid, attempt, request)
+        if isinstance(got, str):
+            self.waiting.add(tid)
+            self.recheck_at = time.monotonic() + RECHECK_SECONDS
+            return got
+        self.waiting.discard(tid)
+        self.held.add(tid)
+        return None
+
+    def _admit(self, tid: str, attempt: int, request: Resources) -> Lease | str:
         try:
-            got = self.store.admit(
+            return self.store.admit(
                 self.project,
                 self.run_id,
                 tid,
@@ -70,14 +87,7 @@ class Admission:
         except Exception as e:
             # the record is away (or locked past its patience): the task waits and is
             # tried again at the recheck; a lasting outage stops the run via its flushes
-            got = f"waiting for the run record to admit it: {type(e).__name__}: {e}"
-        if isinstance(got, str):
-            self.waiting.add(tid)
-            self.recheck_at = time.monotonic() + RECHECK_SECONDS
-            return got
-        self.waiting.discard(tid)
-        self.held.add(tid)
-        return None
+            return f"waiting for the run record to admit it: {type(e).__name__}: {e}"
 
     def release(self, tid: str) -> None:
         """``tid`` ended: its lease goes, which wakes the project's waiters (this run's
@@ -109,15 +119,23 @@ class Admission:
         return bool(self.held or self.waiting or self.unreleased)
 
     def open(self) -> None:
-        """Set up the wake-ups before the first refusal can be noted, so that a release
-        between the refusal and the wait is not missed."""
-        import os
-
+        """The wake socket, named in every refusal's row (so a release on this host that
+        commits after the refusal finds it)."""
         self.waker = Waker(os.path.join(settings.home(), "wake"))
-        listener = self.store.ledger_listener()
-        if listener is not None:  # PostgreSQL: releases on other hosts NOTIFY
-            self._listener = listener
-            threading.Thread(target=self._forward, name="dagmill-ledger", daemon=True).start()
+
+    def _listen(self) -> bool:
+        """On PostgreSQL, LISTEN for releases from any host (a connection of its own,
+        opened at the first refusal only); False where the store cannot notify."""
+        self._listening = True  # asked once per run
+        try:
+            listener = self.store.ledger_listener()
+        except Exception:
+            return False  # the recheck covers it
+        if listener is None:
+            return False
+        self._listener = listener
+        threading.Thread(target=self._forward, name="dagmill-ledger", daemon=True).start()
+        return True
 
     def _forward(self) -> None:
         listener, waker = self._listener, self.waker
