@@ -432,8 +432,8 @@ class _Loop:
                         self.wait_resources(tid, why)
                         continue
                 self.submit(tid, alloc)
-            if adm is not None:
-                adm.fresh = False
+            if adm is not None and not ready:
+                adm.fresh = False  # every ready task had its look (none left for a slot)
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
             wake = self.retries[0][0] if self.retries else None
