@@ -51,6 +51,13 @@ _CATCHUP = ["latest", "all", "none"]
     help="Slots missed while no server ran: run the latest (default), all, or none.",
 )
 @click.option("--slot-param", metavar="NAME", help="The task parameter that gets the slot.")
+@click.option(
+    "--project",
+    metavar="NAME",
+    envvar="DAGMILL_PROJECT",
+    show_envvar=True,
+    help="The project the job belongs to: its runs share its quota (default: default).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def jobs_build(
@@ -66,6 +73,7 @@ def jobs_build(
     overlap: str | None,
     catchup: str | None,
     slot_param: str | None,
+    project: str | None,
     as_json: bool,
 ) -> None:
     """Validate a pipeline and record it as a job; prints the job id.
@@ -88,7 +96,15 @@ def jobs_build(
         which = "--overlap" if overlap else "--catchup"
         raise DefinitionError(f"{which} is a policy of a schedule: add --cron or --every")
     replaced = file_schedule(target) if schedule is not None else None
-    job = build_job(target, parse_params(params), data_dir, name, schedule=schedule, policy=policy)
+    job = build_job(
+        target,
+        parse_params(params),
+        data_dir,
+        name,
+        schedule=schedule,
+        policy=policy,
+        project=project or None,
+    )
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -137,10 +153,11 @@ def _schedule(
 
 
 @jobs.command("list")
+@click.option("--project", metavar="NAME", help="Only the jobs of this project.")
 @click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
-def jobs_list(wide: bool, as_json: bool) -> None:
+def jobs_list(project: str | None, wide: bool, as_json: bool) -> None:
     """List jobs: kind (manual or scheduled), status, last run, next run (the next slot,
     in the job's timezone).
 
@@ -150,7 +167,11 @@ def jobs_list(wide: bool, as_json: bool) -> None:
     """
     from dagmill.services.jobs import job_views
 
-    views = job_views()
+    if project is not None:
+        from dagmill.services.projects import get_project
+
+        get_project(project)  # a typo lists nothing, silently: say there is no such project
+    views = job_views(project=project)
     if as_json:
         import json
 

@@ -8,7 +8,12 @@
   (with ``scheduled_for_iso``), the name the run record and the scheduler give it;
 - a job in ``jobs list``/``jobs show`` is its record's keys (``kind`` is its front door:
   python or yaml) with the status users see, ``trigger`` (manual or scheduled) and
-  ``next_run_at``/``next_run_at_iso`` (null: manual, paused or ended).
+  ``next_run_at``/``next_run_at_iso`` (null: manual, paused or ended);
+- a project (``projects list/show``) is named by ``name`` (what jobs' and runs'
+  ``project`` holds); quantities are strings as the quota takes them (``"500m"``,
+  ``"16Gi"``; GPUs a number), an unlimited resource null; its running tasks hold
+  ``request`` since ``admitted_at``, its pending ones wait with ``reason`` since
+  ``since_at`` (``waited``: seconds until now, as a run's attempt records it).
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dagmill.model.projects import Quota
+    from dagmill.model.resources import Resources
     from dagmill.services.jobs import JobView
+    from dagmill.services.projects import ProjectView
 
-__all__ = ["dumps", "iso", "job_view_json", "to_json"]
+__all__ = ["dumps", "iso", "job_view_json", "project_json", "to_json"]
 
 # fields named otherwise in the Python API, renamed to follow the scheme above
 _RENAMED = {"task_id": "id", "last_run": "last_run_id"}
@@ -76,3 +84,74 @@ def job_view_json(view: JobView) -> dict[str, Any]:
     out["running"] = view.running
     out["queued"] = view.queued
     return out
+
+
+def _quantities(res: Resources | Quota) -> dict[str, Any]:
+    """cpu, memory, gpu as the quota spells them; null for a limit not set."""
+    from dagmill.model.resources import format_bytes, format_cpu
+
+    cpu, mem, gpu = res.cpu_milli, res.memory_bytes, res.gpu
+    return {
+        "cpu": None if cpu is None else format_cpu(cpu),
+        "memory": None if mem is None else format_bytes(mem),
+        "gpu": gpu,
+    }
+
+
+def project_json(view: ProjectView, now: float | None = None) -> dict[str, Any]:
+    """A project with its use now, as ``projects list/show --json`` print it: ``quota``
+    as set, ``limits`` as enforced (the default project's unset limits are this
+    machine's), ``used``, the counts, and its ``running_tasks`` and ``pending_tasks``."""
+    import time
+
+    now = time.time() if now is None else now
+    usage, info = view.usage, view.info
+    return {
+        "name": info.name,
+        "description": info.description,
+        "quota": info.quota.to_dict(),
+        "limits": _quantities(usage.limits),
+        "used": _quantities(usage.used),
+        "jobs": view.jobs,
+        "open_runs": view.open_runs,
+        "running": len(usage.leases),
+        "pending": len(usage.waits),
+        "created_at": info.created_at or None,
+        "created_at_iso": iso(info.created_at),
+        "updated_at": info.updated_at,
+        "updated_at_iso": iso(info.updated_at),
+        "running_tasks": [
+            {
+                "run_id": x.run_id,
+                "run_name": x.run_name,
+                "task_id": x.task_id,
+                "attempt": x.attempt,
+                "request": x.request.to_dict(),
+                "owner": x.owner,
+                "server_id": x.server_id,
+                "admitted_at": x.admitted_at,
+                "admitted_at_iso": iso(x.admitted_at),
+                "heartbeat_at": x.heartbeat_at,
+                "heartbeat_at_iso": iso(x.heartbeat_at),
+            }
+            for x in usage.leases
+        ],
+        "pending_tasks": [
+            {
+                "run_id": w.run_id,
+                "run_name": w.run_name,
+                "task_id": w.task_id,
+                "attempt": w.attempt,
+                "request": w.request.to_dict(),
+                "reason": w.reason,
+                "owner": w.owner,
+                "server_id": w.server_id,
+                "since_at": w.since,
+                "since_at_iso": iso(w.since),
+                "waited": max(0.0, now - w.since),
+                "heartbeat_at": w.heartbeat_at,
+                "heartbeat_at_iso": iso(w.heartbeat_at),
+            }
+            for w in usage.waits
+        ],
+    }

@@ -138,6 +138,13 @@ def preview(
 @click.option("--force", is_flag=True, help="Rerun the task even if it is complete.")
 @click.option("--force-all", is_flag=True, help="Rerun the task and everything upstream.")
 @click.option("--pool", metavar="cpu=N,memory=Q,gpu=N", help="Resource pool (default: machine).")
+@click.option(
+    "--project",
+    metavar="NAME",
+    envvar="DAGMILL_PROJECT",
+    show_envvar=True,
+    help="The project the run belongs to: its tasks share its quota (default: default).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @guard
@@ -150,11 +157,14 @@ def run(
     force: bool,
     force_all: bool,
     pool: str | None,
+    project: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Run a task (or a pipeline file) and whatever it needs that is not complete."""
     pool_spec = _parse_pool(pool) if pool else None
+    if project:
+        _check_project(project)
     if is_pipeline_file(target):
         from dagmill.services.pipelines import run_pipeline
 
@@ -167,6 +177,7 @@ def run(
             as_json,
             workers=workers,
             pool=pool_spec,
+            project=project or None,
         )
         return
     if nodes:
@@ -184,6 +195,7 @@ def run(
         workers=workers,
         pool=pool_spec,
         target=target_of(target, parse_params(params), data_dir),
+        project=project or None,
     )
 
 
@@ -228,6 +240,18 @@ def reset(
     for t in victims:
         t.reset(confirm=False)
     click.echo(f"reset {len(victims)} tasks")
+
+
+def _check_project(name: str) -> None:
+    """A project name that is not one: said before the target is loaded (an unknown
+    project is said by the run's own check, with how to create it)."""
+    from dagmill.errors import DefinitionError
+    from dagmill.model.projects import check_project_name
+
+    try:
+        check_project_name(name)
+    except ValueError as e:
+        raise DefinitionError(f"--project: {e}") from None
 
 
 def _parse_pool(text: str) -> dict[str, str]:
@@ -317,11 +341,13 @@ def gc(dry_run: bool) -> None:
 
 def _register() -> None:
     from dagmill.cli.jobs import jobs
+    from dagmill.cli.projects import projects
     from dagmill.cli.runs import runs
     from dagmill.cli.server import server
 
     cli.add_command(runs)
     cli.add_command(jobs)
+    cli.add_command(projects)
     cli.add_command(server)
 
 

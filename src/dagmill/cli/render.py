@@ -19,8 +19,10 @@ from dagmill.model.states import TaskRunStatus
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
+    from dagmill.model.projects import ProjectUsage
     from dagmill.plan.planner import Plan
     from dagmill.services.jobs import JobView
+    from dagmill.services.projects import ProjectView
 
 S = TaskRunStatus
 _STYLE = {
@@ -284,7 +286,14 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) -> None:
+def run_detail(
+    info: RunInfo,
+    tasks: Sequence[RunTaskInfo],
+    wide: bool = False,
+    pending_since: Mapping[str, float] | None = None,
+) -> None:
+    """``pending_since``: since when each task PENDING on its project's quota waits
+    (from the ledger; its attempt records the wait once it starts)."""
     console = _console(wide)
     console.print(
         f"[bold]run {info.id}[/] {escape(info.name)}: {_styled(info.status)}, "
@@ -306,6 +315,11 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) 
         detail = "made by another run" if made else ""
         if last is not None:
             detail = last.waiting_for or (_first_line(last.error) if last.error else detail)
+            if last.waited and not last.waiting_for:
+                # it ran once its project had room: how long that took matters (a slow
+                # run that only waited is not slow code)
+                waited = f"waited {_seconds(last.waited)} for resources"
+                detail = f"{waited}; {detail}" if detail else waited
         row = [
             t.task_id,
             _styled(t.status),
@@ -317,6 +331,20 @@ def run_detail(info: RunInfo, tasks: Sequence[RunTaskInfo], wide: bool = False) 
             row[-1:-1] = [_when(last.started_at, seconds=True) if last else "-"]
         table.add_row(*row)
     console.print(table)
+    pending = [
+        (t, t.history[-1].waiting_for)
+        for t in tasks
+        if t.status == "PENDING" and t.history and t.history[-1].waiting_for
+    ]
+    if pending:
+        # in full, below the table: a reason cut to the DETAIL column lost the runs it
+        # names, which are what a user looks for
+        console.print("\n[bold]pending[/]")
+        now = time.time()
+        for t, why in pending:
+            since = (pending_since or {}).get(t.task_id)
+            waited = f" (waiting {_seconds(max(0.0, now - since))})" if since else ""
+            console.print(escape(f"  {t.task_id}: {why}{waited}"), soft_wrap=True)
     failed = [(t, a) for t in tasks for a in t.history if a.error]
     if failed:
         # every failed attempt, earlier ones included (a task that succeeded on a retry
@@ -442,6 +470,7 @@ def job_detail(
     console.print(escape(f"  runs     {job.ref} {params}".rstrip()), soft_wrap=True)
     console.print(escape(f"  pinned   {job.version}"), soft_wrap=True)
     console.print(escape(f"  data     {job.data_dir}"), soft_wrap=True)
+    console.print(escape(f"  project  {job.project}"), soft_wrap=True)
     if job.schedule:
         tz = job.schedule.timezone
         console.print(escape(f"  schedule {job.schedule.describe()}"), soft_wrap=True)
@@ -465,3 +494,123 @@ def job_detail(
     if recent:
         console.print()
         runs_table(recent, wide)
+
+
+def _seconds(d: float) -> str:
+    """A wait in seconds as people read it: 350ms, 4.2s, 3m10s, 2h05m."""
+    if d < 1:
+        return f"{d * 1000:.0f}ms"
+    if d < 60:
+        return f"{d:.1f}s"
+    if d < 3600:
+        return f"{int(d // 60)}m{int(d % 60):02d}s"
+    return f"{int(d // 3600)}h{int(d % 3600 // 60):02d}m"
+
+
+def _limit(used: int, limit: int | None, fmt: Any) -> str:
+    """``1.5/8``: in use of the limit (∞: no limit)."""
+    return f"{fmt(used)}/{'∞' if limit is None else fmt(limit)}"
+
+
+def _cpus(milli: int) -> str:
+    return f"{milli / 1000:g}"
+
+
+def _mem(n: int) -> str:
+    from dagmill.model.resources import format_bytes
+
+    return format_bytes(n)
+
+
+def quota_text(usage: ProjectUsage) -> str:
+    """``cpu 2 of 8, memory 0 of 16Gi, gpu 0 (no limit)``: use now against the limits."""
+    lim, used = usage.limits, usage.used
+    parts = []
+    for name, u, limit, fmt in (
+        ("cpu", used.cpu_milli, lim.cpu_milli, _cpus),
+        ("memory", used.memory_bytes, lim.memory_bytes, _mem),
+        ("gpu", used.gpu, lim.gpu, str),
+    ):
+        parts.append(f"{name} {fmt(u)} " + ("(no limit)" if limit is None else f"of {fmt(limit)}"))
+    return ", ".join(parts)
+
+
+def projects_table(views: Sequence[ProjectView], wide: bool = False) -> None:
+    """CPU, MEMORY and GPU are in use/limit (∞: no limit; the default project's limits
+    are this machine's unless set); RUNNING and PENDING count tasks holding part of the
+    quota and waiting for room."""
+    console = _console(wide)
+    if not views:  # the default project always exists: a store from before projects
+        console.print("no projects yet: create one with `dagmill projects create NAME`")
+        return
+    columns = ["PROJECT", "CPU", "MEMORY", "GPU", "RUNNING", "PENDING", "JOBS"]
+    if wide:
+        columns.append("DESCRIPTION")
+    table = _table(*columns, ids=[[v.info.name for v in views]])
+    for v in views:
+        lim, used = v.usage.limits, v.usage.used
+        row = [
+            v.info.name,
+            _limit(used.cpu_milli, lim.cpu_milli, _cpus),
+            _limit(used.memory_bytes, lim.memory_bytes, _mem),
+            _limit(used.gpu, lim.gpu, str),
+            str(len(v.usage.leases)),
+            str(len(v.usage.waits)),
+            str(v.jobs),
+        ]
+        if wide:
+            row.append(escape(v.info.description) or "-")
+        table.add_row(*row)
+    console.print(table)
+
+
+def project_detail(view: ProjectView, now: float | None = None) -> None:
+    """A project now: quota, use, the running tasks (with their runs and since when) and
+    the pending ones (with their reasons, in full, and how long they have waited)."""
+    console = Console()
+    now = time.time() if now is None else now
+    usage, info = view.usage, view.info
+    head = f"[bold]project {escape(info.name)}[/]"
+    if info.description:
+        head += f": {escape(info.description)}"
+    console.print(head)
+    quota = info.quota.to_dict()
+    unset = [k for k in ("cpu", "memory", "gpu") if k not in quota]
+    set_parts = [f"{k} {v}" for k, v in quota.items()]
+    if unset:
+        what = "this machine's" if info.name == "default" else "no limit"
+        set_parts.append(f"{', '.join(unset)}: {what}")
+    set_text = ", ".join(set_parts)
+    console.print(escape(f"  quota    {set_text}"), soft_wrap=True)
+    console.print(escape(f"  in use   {quota_text(usage)}"), soft_wrap=True)
+    console.print(f"  jobs     {view.jobs}; runs in progress {view.open_runs}")
+    console.print(f"\n[bold]running tasks[/] ({len(usage.leases)})")
+    if not usage.leases:
+        console.print("  none")
+    for x in usage.leases:
+        run = f"run {x.run_id} {x.run_name}".rstrip()
+        console.print(
+            escape(
+                f"  {x.task_id}  {run}: holds {_request(x.request)} since "
+                f"{_when(x.admitted_at, seconds=True)} ({_seconds(max(0.0, now - x.admitted_at))})"
+            ),
+            soft_wrap=True,
+        )
+    console.print(f"\n[bold]pending tasks[/] ({len(usage.waits)})")
+    if not usage.waits:
+        console.print("  none")
+    for w in usage.waits:
+        run = f"run {w.run_id} {w.run_name}".rstrip()
+        console.print(
+            escape(
+                f"  {w.task_id}  {run}: wants {_request(w.request)}, "
+                f"waiting {_seconds(max(0.0, now - w.since))}"
+            ),
+            soft_wrap=True,
+        )
+        console.print(escape(f"    {w.reason}"), soft_wrap=True)
+
+
+def _request(res: Any) -> str:
+    """``cpu 2, memory 4Gi``: what a task asks for."""
+    return ", ".join(f"{k} {v}" for k, v in res.to_dict().items()) or "nothing"

@@ -47,17 +47,27 @@ def recover() -> None:
 @runs.command("list")
 @click.option("--status", type=click.Choice(_STATUSES, case_sensitive=False))
 @click.option("--job", "job_id", help="Only the runs of this job.")
+@click.option("--project", help="Only the runs of this project.")
 @click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--wide", is_flag=True, help="Every column, nothing shortened.")
 @click.option("--json", "as_json", is_flag=True)
 @guard
 def runs_list(
-    status: str | None, job_id: str | None, limit: int, wide: bool, as_json: bool
+    status: str | None,
+    job_id: str | None,
+    project: str | None,
+    limit: int,
+    wide: bool,
+    as_json: bool,
 ) -> None:
     """List recent runs, newest first."""
     from dagmill.services.runs import get_runs
 
-    items = get_runs(status=status, limit=limit, job_id=job_id)
+    if project is not None:
+        from dagmill.services.projects import get_project
+
+        get_project(project)  # a typo lists nothing, silently: say there is no such project
+    items = get_runs(status=status, limit=limit, job_id=job_id, project=project)
     from dagmill.cli.jsonout import dumps
 
     if as_json:
@@ -86,7 +96,12 @@ def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
         return
     from dagmill.cli.render import run_detail
 
-    run_detail(info, tasks, wide)
+    since: dict[str, float] = {}
+    if any(t.status == "PENDING" for t in tasks):
+        from dagmill.services.projects import pending_since
+
+        since = pending_since(info.project, info.id)
+    run_detail(info, tasks, wide, since)
 
 
 @runs.command("logs")

@@ -7,6 +7,8 @@ functions with domain names over the run record and the engine.
     jobs        build a pipeline into a job once, run it many times, by hand or on a
                 schedule (pause, resume, next fires, backfill, statuses)
     runs        the run record: query, cancel, delete, resume, expire runs
+    projects    projects and their resource quotas: create, list, show (use now, what
+                runs and what waits), set, delete
     admin       the run record's database itself
     wake        nudge a local server after a change (a datagram to its socket)
 

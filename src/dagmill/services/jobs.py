@@ -55,12 +55,14 @@ from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError, ParameterError
 from dagmill.executors.machine import machine_pool
+from dagmill.frontends.classes import build_graph
 from dagmill.frontends.loader import check_slot_param, load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.model.schedules import JobPolicy, ScheduleSpec, SlotInfo
 from dagmill.model.servers import ServerInfo
+from dagmill.model.task import TaskSpec
 from dagmill.scheduler.loop import slot_target
 from dagmill.scheduler.triggers import (
     ScheduleError,
@@ -70,6 +72,7 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
+from dagmill.services.execution import check_quota
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.runs import server_of
 from dagmill.services.tasks import make_plan
@@ -135,16 +138,22 @@ def build_job(
     ttl: Mapping[str, int | None] | None = None,
     schedule: ScheduleSpec | None = None,
     policy: JobPolicy | None = None,
+    project: str | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
     graph, resources, requirements, schedule, slot parameter) and record a job pinning its
-    definition's version.
+    definition's version. The job belongs to ``project`` (default: $DAGMILL_PROJECT, else
+    ``default``), which must exist, and none of its tasks may ask for more than the
+    project's whole quota (it could never start).
 
     A pipeline file's own ``schedule:`` is kept, unless ``schedule`` is given: it replaces
     it (:func:`file_schedule` tells what it replaced). Bad input raises DefinitionError
     (ScheduleError for the schedule) before anything is written."""
     data = os.path.abspath(data_dir or "data")
     policy = policy or JobPolicy()
+    project = project or settings.project()
+    with open_store() as s:  # an unknown project: said first, before loading anything
+        check_quota(s, project, [])
     if schedule is not None:
         make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
     if policy.slot_param is not None:
@@ -189,6 +198,7 @@ def build_job(
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
     with open_store() as s:
+        check_quota(s, project, list(graph.tasks.values()))
         job = s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
@@ -201,6 +211,7 @@ def build_job(
             ttl=strategy,
             schedule=schedule,
             policy=policy,
+            project=project,
         )
     wake_server()
     return job
@@ -300,11 +311,11 @@ def get_job(job_id: str) -> JobInfo:
         return _get_job(store, job_id)
 
 
-def list_jobs() -> list[JobInfo]:
+def list_jobs(project: str | None = None) -> list[JobInfo]:
     """The jobs as recorded (``status`` is their latest run's; :func:`job_views` gives
-    the statuses users see)."""
+    the statuses users see); ``project``: only that project's."""
     with open_store() as store:
-        return store.list_jobs()
+        return store.list_jobs(project=project)
 
 
 def _get_job(store: Store, job_id: str) -> JobInfo:
@@ -403,8 +414,11 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
     try:
         job = _runnable_job(store, job_id)
         target = _with_params(job, params or {})
+        # refused here, not in the background: the project may have been deleted, or its
+        # quota lowered below a task's request, since the job was built
+        check_quota(store, job.project, _job_tasks(job, target))
         run_id = new_run_id()
-        store.queue_run(run_id, job.name, job.id, target)
+        store.queue_run(run_id, job.name, job.id, target, project=job.project)
         server = server_of(store)
         if server is not None:
             store.bump_jobs()  # a server on PostgreSQL, maybe on another host: NOTIFY
@@ -438,6 +452,15 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
             env={**os.environ, "DAGMILL_HOME": settings.home()},
         )
     return run_id
+
+
+def _job_tasks(job: JobInfo, target: RunTarget) -> list[TaskSpec]:
+    """The tasks a run of ``job`` with ``target`` has (their graph, not planned: nothing
+    is read but the definitions)."""
+    if job.kind == "yaml":
+        return list(validate(job.ref, job.data_dir).graph.tasks.values())
+    graph, _ = build_graph([target_task(target)])
+    return list(graph.tasks.values())
 
 
 def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
@@ -562,11 +585,12 @@ class JobView:
     queued: int = 0
 
 
-def job_views(now: float | None = None) -> list[JobView]:
-    """Every job (newest first) with its status and next run."""
+def job_views(now: float | None = None, project: str | None = None) -> list[JobView]:
+    """Every job (newest first; ``project``: only that project's) with its status and
+    next run."""
     now = time.time() if now is None else now
     with open_store() as store:
-        jobs = store.list_jobs()
+        jobs = store.list_jobs(project=project)
         activity = store.job_activity()
     return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
 

@@ -48,11 +48,15 @@ __all__ = [
 
 
 def get_runs(
-    status: str | None = None, limit: int = 20, job_id: str | None = None
+    status: str | None = None,
+    limit: int = 20,
+    job_id: str | None = None,
+    project: str | None = None,
 ) -> list[RunInfo]:
-    """The most recent runs first (``status``: PENDING, RUNNING, SUCCESS, FAILED, CANCELLED)."""
+    """The most recent runs first (``status``: PENDING, RUNNING, SUCCESS, FAILED, CANCELLED;
+    ``project``: only that project's)."""
     with open_store() as s:
-        return s.list_runs(status=status, limit=limit, job_id=job_id)
+        return s.list_runs(status=status, limit=limit, job_id=job_id, project=project)
 
 
 def find_run(run_id: str) -> RunInfo | None:

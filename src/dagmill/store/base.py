@@ -531,13 +531,17 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
         limit: int = 20,
         since: float | None = None,
         job_id: str | None = None,
+        project: str | None = None,
     ) -> list[RunInfo]:
-        """Most recent runs first."""
+        """Most recent runs first (``project``: only that project's)."""
         where: list[str] = []
         args: list[Any] = []
         if job_id:
             where.append("job_id = ?")
             args.append(job_id)
+        if project:
+            where.append("project = ?")
+            args.append(project)
         if status:
             where.append("status = ?")
             args.append(status.upper())
@@ -600,16 +604,19 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
         job_id: str | None = None,
         target: RunTarget | None = None,
         scheduled_for: float | None = None,
+        project: str = "default",
     ) -> None:
-        """Record a PENDING run that a process is about to start (``create_run`` takes it),
-        made for the slot ``scheduled_for`` if given (one run per job and slot)."""
+        """Record a PENDING run of ``project`` that a process is about to start
+        (``create_run`` takes it), made for the slot ``scheduled_for`` if given (one run
+        per job and slot)."""
         with self._tx():
             self._execute(
-                "INSERT INTO runs (id, job_id, name, status, created_at, target, scheduled_for)"
-                " VALUES (?, ?, ?, 'PENDING', ?, ?, ?)",
+                "INSERT INTO runs (id, job_id, project, name, status, created_at, target,"
+                " scheduled_for) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?)",
                 (
                     run_id,
                     job_id,
+                    project,
                     name,
                     time.time(),
                     json.dumps(target.to_json()) if target else None,
@@ -755,12 +762,15 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
             row = rows[0] if len(rows) == 1 else None
         return job_row(row) if row else None
 
-    def list_jobs(self, limit: int = 100) -> list[JobInfo]:
-        sql = (
-            f"SELECT {JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
-            " ORDER BY j.created_at DESC LIMIT ?"
-        )
-        return [job_row(r) for r in self._execute(sql, (limit,))]
+    def list_jobs(self, limit: int = 100, project: str | None = None) -> list[JobInfo]:
+        """Newest first (``project``: only that project's)."""
+        sql = f"SELECT {JOB_COLS} FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id"
+        args: list[Any] = []
+        if project:
+            sql += " WHERE j.project = ?"
+            args.append(project)
+        sql += " ORDER BY j.created_at DESC LIMIT ?"
+        return [job_row(r) for r in self._execute(sql, (*args, limit))]
 
     def delete_job(self, job_id: str) -> list[str]:
         """Delete a job, its runs and its slots' decisions; returns the ids of the runs
