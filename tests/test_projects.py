@@ -283,9 +283,10 @@ def _check_one_at_a_time(tmp_path: Path, url: str, runs: list[str]) -> None:
         f"project ml: cpu {CPUS} of {CPUS} in use by {holder.run_id} Hold"
     ), "the reason names the run that holds the quota"
     text = ok("projects", "show", "ml", cwd=tmp_path)
-    assert f"{holder.task_id}  run {holder.run_id} Hold: holds cpu {CPUS} since" in text
-    assert f"{waiter.task_id}  run {waiter.run_id} Hold: wants cpu {CPUS}, waiting" in text
-    assert f"    {pending['reason']}" in text
+    assert f"  {holder.task_id}  run {holder.run_id} Hold\n    holds cpu {CPUS} since" in text
+    assert f"  {waiter.task_id}  run {waiter.run_id} Hold\n    wants cpu {CPUS}, waiting" in text
+    assert f"s\n    {pending['reason']}\n" in text
+    assert max(map(len, text.splitlines())) <= 80
     listed = _projects(tmp_path)["ml"]
     assert (listed["running"], listed["pending"], listed["open_runs"]) == (1, 1, 2)
 

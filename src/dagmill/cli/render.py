@@ -587,12 +587,15 @@ def project_detail(view: ProjectView, now: float | None = None) -> None:
     console.print(f"\n[bold]running tasks[/] ({len(usage.leases)})")
     if not usage.leases:
         console.print("  none")
+    # two lines a task (three when pending): a task id and a run id are ~40 columns
+    # already; what it holds and why it waits go below, whole, within 80 columns
     for x in usage.leases:
-        run = f"run {x.run_id} {x.run_name}".rstrip()
+        console.print(escape(f"  {x.task_id}  run {x.run_id} {x.run_name}".rstrip()))
+        since = _seconds(max(0.0, now - x.admitted_at))
         console.print(
             escape(
-                f"  {x.task_id}  {run}: holds {_request(x.request)} since "
-                f"{_when(x.admitted_at, seconds=True)} ({_seconds(max(0.0, now - x.admitted_at))})"
+                f"    holds {_request(x.request)} since {_when(x.admitted_at, seconds=True)}"
+                f" ({since})"
             ),
             soft_wrap=True,
         )
@@ -600,14 +603,9 @@ def project_detail(view: ProjectView, now: float | None = None) -> None:
     if not usage.waits:
         console.print("  none")
     for w in usage.waits:
-        run = f"run {w.run_id} {w.run_name}".rstrip()
-        console.print(
-            escape(
-                f"  {w.task_id}  {run}: wants {_request(w.request)}, "
-                f"waiting {_seconds(max(0.0, now - w.since))}"
-            ),
-            soft_wrap=True,
-        )
+        console.print(escape(f"  {w.task_id}  run {w.run_id} {w.run_name}".rstrip()))
+        waited = _seconds(max(0.0, now - w.since))
+        console.print(escape(f"    wants {_request(w.request)}, waiting {waited}"), soft_wrap=True)
         console.print(escape(f"    {w.reason}"), soft_wrap=True)
 
 

@@ -415,8 +415,14 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
         job = _runnable_job(store, job_id)
         target = _with_params(job, params or {})
         # refused here, not in the background: the project may have been deleted, or its
-        # quota lowered below a task's request, since the job was built
-        check_quota(store, job.project, _job_tasks(job, target))
+        # quota lowered below a task's request, since the job was built. A project
+        # without limits set (the default one: this machine, as checked at build) cannot
+        # refuse: the flow is not imported here then, but in the background, as before
+        # (a slow import, torch or pandas, would hold the command up)
+        check_quota(store, job.project, [])
+        info = store.get_project(job.project)
+        if info is not None and not info.quota.unlimited:
+            check_quota(store, job.project, _job_tasks(job, target))
         run_id = new_run_id()
         store.queue_run(run_id, job.name, job.id, target, project=job.project)
         server = server_of(store)
