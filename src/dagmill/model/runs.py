@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagmill.model.resources import Resources
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
 
 __all__ = ["JobInfo", "RunInfo", "RunTarget", "RunTaskInfo", "TaskAttempt"]
@@ -58,6 +59,8 @@ class JobInfo:
     paused: bool = False
     # the latest slot decided for the job (fired, skipped or dropped), epoch seconds
     last_slot_at: float | None = None
+    # what its tasks that declare resources request, by task label (as built)
+    requests: Mapping[str, Resources] = field(default_factory=dict)
 
     def target(self) -> RunTarget:
         return RunTarget(self.kind, self.ref, self.params, self.data_dir)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dagmill import settings
@@ -35,7 +35,7 @@ from dagmill.plan.planner import Plan
 from dagmill.store import Store
 from dagmill.summary import summary_text
 
-__all__ = ["ask", "check_quota", "check_workers", "execute_plan"]
+__all__ = ["ask", "check_quota", "check_workers", "execute_plan", "named_requests"]
 
 log = logging.getLogger("dagmill")
 
@@ -126,13 +126,22 @@ def _pool(pool: Any) -> ResourcePool:
         raise ResourceError(f"resource pool {pool!r}: {e}") from None
 
 
+def named_requests(tasks: Iterable[TaskSpec]) -> dict[str, Resources]:
+    """What the tasks that declare resources request, by task label."""
+    return {s.label: s.resources for s in tasks if not s.resources.empty}
+
+
 def check_quota(
-    store: Store, project: str, tasks: Sequence[TaskSpec], machine: Resources | None = None
+    store: Store,
+    project: str,
+    requests: Iterable[tuple[str, Resources]],
+    machine: Resources | None = None,
 ) -> None:
     """Refuse a project that does not exist, and a task that asks for more than its
     project's whole quota (it could never start): DefinitionError, naming the task and
-    the resource. ``machine``: what the default project's quota leaves unlimited is
-    (this machine's capacity, or a run's pool)."""
+    the resource. ``requests``: (task label, request) pairs; ``machine``: what the
+    default project's quota leaves unlimited is (this machine's capacity, or a run's
+    pool)."""
     info = store.get_project(project)
     if info is None:
         raise DefinitionError(
@@ -144,12 +153,12 @@ def check_quota(
         limits = info.quota.over(machine or machine_capacity())
     else:
         limits = info.quota
-    for spec in tasks:
-        over = limits.too_big(spec.resources)
+    for label, request in requests:
+        over = limits.too_big(request)
         if over:
             where = "this machine's capacity" if project == DEFAULT_PROJECT else "its quota"
             raise ResourceError(
-                f"{spec.label} requests more than project {project}'s whole quota "
+                f"{label} requests more than project {project}'s whole quota "
                 f"({', '.join(over)}; the project's limit is {where}): lower the task's "
                 f"resources, or raise the quota with `dagmill projects set {project} ...`"
             )
@@ -210,9 +219,8 @@ def execute_plan(
 
         store = open_store()
         try:
-            check_quota(
-                store, project, [graph.tasks[t] for t in the_plan.to_run], the_pool.capacity
-            )
+            requests = named_requests(graph.tasks[t] for t in the_plan.to_run)
+            check_quota(store, project, requests.items(), the_pool.capacity)
         except DefinitionError:
             store.close()
             raise

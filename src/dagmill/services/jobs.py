@@ -55,14 +55,12 @@ from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError, ParameterError
 from dagmill.executors.machine import machine_pool
-from dagmill.frontends.classes import build_graph
 from dagmill.frontends.loader import check_slot_param, load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
 from dagmill.model.runs import JobInfo, RunTarget
 from dagmill.model.schedules import JobPolicy, ScheduleSpec, SlotInfo
 from dagmill.model.servers import ServerInfo
-from dagmill.model.task import TaskSpec
 from dagmill.scheduler.loop import slot_target
 from dagmill.scheduler.triggers import (
     ScheduleError,
@@ -72,7 +70,7 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
-from dagmill.services.execution import check_quota
+from dagmill.services.execution import check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.runs import server_of
 from dagmill.services.tasks import make_plan
@@ -197,8 +195,9 @@ def build_job(
         pool.check(spec.resources, spec.label)
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
+    requests = named_requests(graph.tasks.values())
     with open_store() as s:
-        check_quota(s, project, list(graph.tasks.values()))
+        check_quota(s, project, requests.items())
         job = s.create_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
@@ -212,6 +211,7 @@ def build_job(
             schedule=schedule,
             policy=policy,
             project=project,
+            requests=requests,
         )
     wake_server()
     return job
@@ -415,14 +415,10 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
         job = _runnable_job(store, job_id)
         target = _with_params(job, params or {})
         # refused here, not in the background: the project may have been deleted, or its
-        # quota lowered below a task's request, since the job was built. A project
-        # without limits set (the default one: this machine, as checked at build) cannot
-        # refuse: the flow is not imported here then, but in the background, as before
-        # (a slow import, torch or pandas, would hold the command up)
-        check_quota(store, job.project, [])
-        info = store.get_project(job.project)
-        if info is not None and not info.quota.unlimited:
-            check_quota(store, job.project, _job_tasks(job, target))
+        # quota lowered below a task's request, since the job was built (the requests
+        # were recorded then: the job's code is not imported here, a slow import would
+        # hold the command up)
+        check_quota(store, job.project, job.requests.items())
         run_id = new_run_id()
         store.queue_run(run_id, job.name, job.id, target, project=job.project)
         server = server_of(store)
@@ -458,15 +454,6 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
             env={**os.environ, "DAGMILL_HOME": settings.home()},
         )
     return run_id
-
-
-def _job_tasks(job: JobInfo, target: RunTarget) -> list[TaskSpec]:
-    """The tasks a run of ``job`` with ``target`` has (their graph, not planned: nothing
-    is read but the definitions)."""
-    if job.kind == "yaml":
-        return list(validate(job.ref, job.data_dir).graph.tasks.values())
-    graph, _ = build_graph([target_task(target)])
-    return list(graph.tasks.values())
 
 
 def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:

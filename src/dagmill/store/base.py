@@ -12,13 +12,14 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dagmill.errors import StoreError, StoreUnavailable
 from dagmill.io.jsonenc import encoder
+from dagmill.model.resources import Resources
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
 from dagmill.store.claims import TaskClaims
@@ -713,9 +714,11 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
         schedule: ScheduleSpec | None = None,
         policy: JobPolicy = _NO_POLICY,
         project: str = "default",
+        requests: Mapping[str, Resources] | None = None,
     ) -> JobInfo:
-        """Record a job and the pipeline version it pins (shared by jobs of one version);
-        the schedulers sharing the database learn of it (``jobs_changed``)."""
+        """Record a job and the pipeline version it pins (shared by jobs of one version),
+        with what its tasks request (``requests``, by task label); the schedulers sharing
+        the database learn of it (``jobs_changed``)."""
         now = time.time()
         with self._tx():
             row = self._execute(
@@ -731,8 +734,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
                 )
             self._execute(
                 "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
-                " ttl, created_at, overlap, catchup, slot_param)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ttl, created_at, overlap, catchup, slot_param, requests)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     project,
@@ -746,6 +749,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
                     policy.overlap,
                     policy.catchup,
                     policy.slot_param,
+                    json.dumps({k: r.to_dict() for k, r in (requests or {}).items()}),
                 ),
             )
             self._bump_jobs()

@@ -224,10 +224,17 @@ class ProjectLedger:
                     "DELETE FROM lease_waits WHERE run_id = ? AND task_id = ?", (run_id, task_id)
                 )
                 return Lease(project, run_id, task_id, attempt, request, self._owner, now, now)
-            reason = f"project {project}: {lacking} in use"
-            holders = self._lease_holders(leases)
-            if holders:
-                reason += f" by {holders}"
+            too_big = quota.too_big(request)
+            if too_big:  # the quota was lowered since the run was submitted
+                reason = (
+                    f"project {project}: asks for more than the whole quota "
+                    f"({', '.join(too_big)}): raise it with `dagmill projects set {project}`"
+                )
+            else:
+                reason = f"project {project}: {lacking} in use"
+                holders = self._lease_holders(leases)
+                if holders:
+                    reason += f" by {holders}"
             self._execute(
                 "INSERT INTO lease_waits (run_id, task_id, attempt, project, cpu_milli,"
                 " memory_bytes, gpu, owner, server_id, wake, reason, since, heartbeat_at)"

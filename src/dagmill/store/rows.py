@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from dagmill.model.resources import Resources
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
 
@@ -45,7 +46,7 @@ JOB_COLS = (
     " j.ttl, j.schedule,"
     " (SELECT r.status FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
     " (SELECT r.id FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
-    " j.overlap, j.catchup, j.slot_param, j.paused, j.last_slot_at"
+    " j.overlap, j.catchup, j.slot_param, j.paused, j.last_slot_at, j.requests"
 )
 
 
@@ -67,4 +68,5 @@ def job_row(r: Sequence[Any]) -> JobInfo:
         policy=JobPolicy(overlap=r[13], catchup=r[14], slot_param=r[15]),
         paused=bool(r[16]),
         last_slot_at=r[17],
+        requests={k: Resources.parse(v) for k, v in json.loads(r[18] or "{}").items()},
     )

@@ -53,6 +53,11 @@ CREATE TABLE lease_waits (
 );
 CREATE INDEX lease_waits_by_project ON lease_waits (project);
 
+-- What each task of a job requests ({"Train-{...}": {"cpu": "2"}}, tasks with resources
+-- only), recorded as the job is built: a run is checked against the project's quota as it
+-- is submitted without loading the job's code.
+ALTER TABLE jobs ADD COLUMN requests TEXT NOT NULL DEFAULT '{}';
+
 -- How long an attempt waited for resources before it started (seconds).
 ALTER TABLE task_runs ADD COLUMN waited DOUBLE PRECISION;
 
