@@ -50,3 +50,27 @@ cat "$log"
 rm -f "$log"
 "$dagmill" jobs list
 "$dagmill" runs list --limit 4
+
+step "8. projects share a quota: project demo has 1 CPU, two runs each train a forest wanting 1"
+"$dagmill" projects create demo --cpu 1 --memory 2Gi --description "make demo" --quiet 2>/dev/null \
+  || "$dagmill" projects set demo --cpu 1 --memory 2Gi --quiet
+for seed in 3 4; do
+  "$dagmill" run "$target" --data "$data" --project demo -p model=forest -p trees=1500 \
+    -p seed=$seed --quiet &
+done
+pending() {  # how many tasks of the project wait for room now
+  "$dagmill" projects show demo --json | "$python" -c "import json, sys
+print(len(json.load(sys.stdin)['pending_tasks']))"
+}
+for _ in $(seq 1 100); do [ "$(pending)" -ge 1 ] && break; sleep 0.2; done
+"$dagmill" projects show demo     # one Train runs, the other waits PENDING, saying why
+wait
+"$dagmill" projects show demo     # both done: nothing held, nothing waiting
+"$dagmill" runs list --limit 2
+waited=$("$dagmill" runs list --json --limit 2 | "$python" -c "import json, subprocess, sys
+for r in json.load(sys.stdin):
+    show = json.loads(subprocess.run([sys.argv[1], 'runs', 'show', r['id'], '--json'],
+                                     capture_output=True, text=True, check=True).stdout)
+    if any(a.get('waited') for t in show['tasks'] for a in t['history']):
+        print(r['id'])" "$dagmill" | head -1)
+[ -n "$waited" ] && "$dagmill" runs show "$waited"   # its Train: "waited ...s for resources"

@@ -65,6 +65,7 @@ class Train(dagmill.tasks.TaskPickle):
 
     model = dagmill.Parameter(default="logreg", description="logreg or forest")
     seed = dagmill.IntParameter(default=0)
+    trees = dagmill.IntParameter(default=200, description="trees of the forest")
     # admitted against its project's quota (make demo's last step shows one waiting)
     resources = {"cpu": 1, "memory": "512Mi"}
 
@@ -81,7 +82,7 @@ class Train(dagmill.tasks.TaskPickle):
         if self.model == "logreg":
             clf = LogisticRegression(max_iter=2000)
         elif self.model == "forest":
-            clf = RandomForestClassifier(n_estimators=200, random_state=self.seed)
+            clf = RandomForestClassifier(n_estimators=self.trees, random_state=self.seed)
         else:
             raise ValueError(f"unknown model {self.model!r}: use logreg or forest")
         print(f"training {self.model} on {len(x_train)} rows, {x_train.shape[1]} features")
