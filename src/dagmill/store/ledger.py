@@ -76,8 +76,19 @@ def _float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def _res(row: Sequence[Any]) -> Resources:
-    return Resources(int(row[3]), int(row[4]), int(row[5]))
+def _holder(project: str, r: Sequence[Any]) -> dict[str, Any]:
+    """The fields a lease and a wait share, from a row of ``_live_rows``."""
+    return {
+        "project": project,
+        "run_id": str(r[0]),
+        "task_id": str(r[1]),
+        "attempt": int(r[2]),
+        "request": Resources(int(r[3]), int(r[4]), int(r[5])),
+        "owner": str(r[6]),
+        "server_id": r[7],
+        "heartbeat_at": float(r[8]),
+        "run_name": str(r[9] or ""),
+    }
 
 
 class ProjectLedger:
@@ -352,44 +363,11 @@ class ProjectLedger:
         now = time.time()
         limits = info.quota.over(machine) if name == DEFAULT_PROJECT else info.quota
         rows, _ = self._live_rows("leases", ", x.admitted_at", name, now)
-        leases = sorted(
-            (
-                Lease(
-                    name,
-                    str(r[0]),
-                    str(r[1]),
-                    int(r[2]),
-                    _res(r),
-                    str(r[6]),
-                    float(r[14]),
-                    float(r[8]),
-                    r[7],
-                    str(r[9] or ""),
-                )
-                for r in rows
-            ),
-            key=lambda lease: lease.admitted_at,
-        )
+        leases = [Lease(**_holder(name, r), admitted_at=float(r[14])) for r in rows]
+        leases.sort(key=lambda lease: lease.admitted_at)
         rows, _ = self._live_rows("lease_waits", ", x.since, x.reason", name, now)
-        waits = sorted(
-            (
-                LeaseWait(
-                    name,
-                    str(r[0]),
-                    str(r[1]),
-                    int(r[2]),
-                    _res(r),
-                    str(r[6]),
-                    float(r[14]),
-                    str(r[15]),
-                    float(r[8]),
-                    r[7],
-                    str(r[9] or ""),
-                )
-                for r in rows
-            ),
-            key=lambda w: w.since,
-        )
+        waits = [LeaseWait(**_holder(name, r), since=float(r[14]), reason=str(r[15])) for r in rows]
+        waits.sort(key=lambda w: w.since)
         used = Resources(
             sum(x.request.cpu_milli for x in leases),
             sum(x.request.memory_bytes for x in leases),
