@@ -118,6 +118,17 @@ class Quota:
             return f"gpu {used.gpu} of {self.gpu}"
         return None
 
+    def to_record(self) -> dict[str, Any]:
+        """The limits set, exact, for storage (``to_dict`` rounds memory for people)."""
+        d: dict[str, Any] = {}
+        if self.cpu_milli is not None:
+            d["cpu"] = f"{self.cpu_milli}m"
+        if self.memory_bytes is not None:
+            d["memory"] = self.memory_bytes
+        if self.gpu is not None:
+            d["gpu"] = self.gpu
+        return d
+
     def to_dict(self) -> dict[str, Any]:
         """The limits set, as ``{"cpu": "4", "memory": "16Gi", "gpu": 1}``."""
         d: dict[str, Any] = {}

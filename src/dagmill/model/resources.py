@@ -126,6 +126,10 @@ class Resources:
             out.append(f"gpu {self.gpu} > {capacity.gpu}")
         return out
 
+    def to_record(self) -> dict[str, Any]:
+        """Exact, for storage (``to_dict`` rounds memory for people: 1.5Gi)."""
+        return {"cpu": f"{self.cpu_milli}m", "memory": self.memory_bytes, "gpu": self.gpu}
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
         if self.cpu_milli:

@@ -749,7 +749,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
                     policy.overlap,
                     policy.catchup,
                     policy.slot_param,
-                    json.dumps({k: r.to_dict() for k, r in (requests or {}).items()}),
+                    json.dumps({k: r.to_record() for k, r in (requests or {}).items()}),
                 ),
             )
             self._bump_jobs()

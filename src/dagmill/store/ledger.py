@@ -106,7 +106,7 @@ class ProjectLedger:
             cur = self._execute(
                 "INSERT INTO projects (name, quota, created_at, description, updated_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                (name, json.dumps(quota.to_dict()), now, description, now),
+                (name, json.dumps(quota.to_record()), now, description, now),
             )
             if cur.rowcount != 1:
                 return None
@@ -136,7 +136,7 @@ class ProjectLedger:
         args: list[Any] = [time.time()]
         if quota is not None:
             sets.append("quota = ?")
-            args.append(json.dumps(quota.to_dict()))
+            args.append(json.dumps(quota.to_record()))
         if description is not None:
             sets.append("description = ?")
             args.append(description)
