@@ -56,6 +56,14 @@ then: systemctl enable --now dagmill; journalctl -u dagmill -f
     show_default=True,
     help="Seconds running runs get to finish when stopping.",
 )
+@click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between heartbeats: a server silent for two is dead, and its runs "
+    "are resumed by another server of the database.",
+)
 @click.option("--log-json", is_flag=True, help="One JSON object per log line.")
 @click.option(
     "--log-level",
@@ -65,7 +73,12 @@ then: systemctl enable --now dagmill; journalctl -u dagmill -f
 )
 @guard
 def server(
-    max_runs: int | None, workers: int, grace: float, log_json: bool, log_level: str
+    max_runs: int | None,
+    workers: int,
+    grace: float,
+    heartbeat: float,
+    log_json: bool,
+    log_level: str,
 ) -> None:
     import sys
 
@@ -75,6 +88,7 @@ def server(
         max_runs=max_runs or default_max_runs(),
         workers=workers,
         grace=grace,
+        heartbeat=heartbeat,
         log_json=log_json,
         log_level=log_level,
     )

@@ -61,6 +61,10 @@ def _redirect(log: str) -> None:
 
 def _run(work: dict[str, Any]) -> int:
     """In the forked runner: run or resume the run; its exit code."""
+    if work.get("server_id"):
+        # the fork server has it from the server's environment already; the assignment's
+        # is the one the run was claimed for, so the engine records that one
+        os.environ["DAGMILL_SERVER_ID"] = work["server_id"]
     from dagmill.errors import DefinitionError, RunFailed
     from dagmill.services.jobs import run_job
     from dagmill.services.runs import resume_run

@@ -8,6 +8,13 @@ slot is due, or until woken: jobs changed (PostgreSQL NOTIFY, or a datagram from
 on SQLite), a runner ended, a signal arrived. On SQLite it also re-reads the jobs'
 change counter once a second, for changes made without a wake-up.
 
+Several servers may share a PostgreSQL database. Each claims the run it starts in its
+name (``runs.server_id``, and ``DAGMILL_SERVER_ID`` for its runners' engines), and looks
+for orphans at each heartbeat and as soon as another server's heartbeat expires (two of
+its periods without one): a run whose server is dead, or whose engine's process is gone
+on this host, is taken over by one conditional update, so exactly one server resumes it,
+within two heartbeat periods of the death.
+
 SIGTERM or Ctrl-C drains: no new slots, no new runs; running runs get ``grace`` seconds
 to finish, then are handed back (their runner stopped, the run left RUNNING without an
 owner, so the next server resumes it without redoing finished tasks). A second signal
@@ -30,6 +37,7 @@ from dagmill.errors import DefinitionError
 from dagmill.io.owners import owner_gone
 from dagmill.io.wake import WakeSocket
 from dagmill.model.runs import JobInfo, RunInfo
+from dagmill.model.servers import ServerInfo
 from dagmill.scheduler.loop import Scheduler
 from dagmill.server.log import ServerLog
 from dagmill.server.runners import Assignment, RunnerPool
@@ -38,7 +46,10 @@ from dagmill.store import Store, open_store
 
 __all__ = ["Server", "ServerOptions", "default_max_runs", "serve"]
 
-_STALE_RUN_SECONDS = 60.0  # a run on another host whose engine sent no heartbeat for this long
+# a run on another host, of no server, whose engine sent no heartbeat for this long
+_STALE_RUN_SECONDS = 60.0
+# looked at just after another server's expiry, so that it is past it (``ServerInfo.dead``)
+_EXPIRY_MARGIN = 0.02
 _SQLITE_POLL_SECONDS = 1.0
 
 
@@ -78,11 +89,13 @@ class Server:
         self.hard_stop = False
         self.id = f"s{os.getpid()}-{os.urandom(3).hex()}"
         self.scheduler = Scheduler(store, log)
-        env = {**os.environ, "DAGMILL_HOME": settings.home()}
+        # the runners' engines record which server runs them (runs and leases die with it)
+        env = {**os.environ, "DAGMILL_HOME": settings.home(), "DAGMILL_SERVER_ID": self.id}
         self.pool = RunnerPool(options.max_runs, self.wake.set, env)
         self._jobs_version = -1
         self._jobs_cache: dict[str, JobInfo] = {}
         self._next_beat = 0.0
+        self._next_look = 0.0  # for orphans: at each beat, and when another server expires
         self._host = os.uname().nodename
         self._sqlite = not store.display_url.startswith("postgresql")
         # without LISTEN/NOTIFY, changes made without a wake-up are seen within a second
@@ -98,7 +111,7 @@ class Server:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
         self._refuse_second_sqlite_server()
-        self.store.register_server(self.id, self.options.max_runs)
+        self.store.register_server(self.id, self.options.max_runs, self.options.heartbeat)
         listener = self.store.jobs_listener()
         sock = WakeSocket.open(settings.server_socket(), self.wake) if self._sqlite else None
         if listener is not None:
@@ -160,7 +173,7 @@ class Server:
                 listener.close()
 
     def _sleep(self, now: float, last_poll: float) -> float:
-        until = [self._next_beat, last_poll + self._poll]
+        until = [self._next_beat, self._next_look, last_poll + self._poll]
         due = self.scheduler.next_due()
         if due is not None:
             until.append(due)
@@ -172,8 +185,10 @@ class Server:
         self._start_queued()
         if now >= self._next_beat:
             self.store.server_heartbeat(self.id, "running")
-            self._resume_orphans(now)
             self._next_beat = now + self.options.heartbeat
+            self._next_look = now
+        if now >= self._next_look:
+            self._next_look = self._resume_orphans(now)
 
     def _reload(self, now: float) -> None:
         version = self.store.jobs_changed()
@@ -211,7 +226,7 @@ class Server:
                 if not first or self._job_busy(run):
                     continue
             owner = self.pool.owner()
-            if not self.store.claim_queued(run.id, owner):
+            if not self.store.claim_queued(run.id, owner, self.id):
                 continue  # another server took it
             self._start("run", run, owner)
 
@@ -230,6 +245,7 @@ class Server:
             self.options.workers,
             os.path.join(settings.logs_dir(run.id), "engine.log"),
             claimed_by=owner,
+            server_id=self.id,
         )
         self.pool.start(assignment)
         late = self.clock() - run.scheduled_for if run.scheduled_for else None
@@ -257,29 +273,64 @@ class Server:
                 error=run.error if run is not None and status == "FAILED" else None,
             )
             if run is not None and run.status in ("RUNNING", "PENDING"):
-                self._next_beat = 0.0  # its runner died: resume it in this round
+                self._next_look = 0.0  # its runner died: resume it in this round
 
-    def _resume_orphans(self, now: float) -> None:
-        """Resume job runs whose engine is gone: killed, its server killed, or handed back
-        by a draining server (no owner); on another host, silent for a minute."""
+    def _resume_orphans(self, now: float) -> float:
+        """Resume job runs whose engine is gone: its server is dead (stopped, or silent
+        for two of its heartbeat periods), its process is gone on this host (killed, or
+        its server killed), or it was handed back by a draining server (no owner); a run
+        of no server on another host, silent for a minute. Returns when to look again:
+        at the next beat, or just after the next expiry of another server's heartbeat,
+        whichever comes first (so a dead server's runs wait at most two of its periods)."""
+        look_again = now + self.options.heartbeat
+        for server in self.store.live_servers(now=now):
+            if server.id != self.id:
+                look_again = min(look_again, max(now, server.expires_at) + _EXPIRY_MARGIN)
+        if self.pool.free() <= 0 or self.draining:
+            return look_again  # a runner that ends makes it look at once (``_ended``)
         mine = {r.assignment.run_id for r in self.pool.busy()}
-        for run in self.store.open_runs():
+        runs = [
+            r
+            for r in self.store.open_runs()
+            # ad-hoc runs belong to their terminal: `dagmill runs resume`
+            if r.id not in mine and r.job_id is not None and r.target is not None
+        ]
+        servers = self.store.servers(r.server_id for r in runs if r.server_id)
+        for run in runs:
             if self.pool.free() <= 0 or self.draining:
-                return
-            if run.id in mine or run.job_id is None or run.target is None:
-                continue  # ad-hoc runs belong to their terminal: `dagmill runs resume`
-            here = run.owner is not None and run.owner.rpartition(":")[0] == self._host
-            gone = (
-                run.owner is None
-                or owner_gone(run.owner)
-                # a live engine of this host may be silent (waiting out a store outage)
-                or (not here and now - (run.heartbeat_at or 0.0) > _STALE_RUN_SECONDS)
-            )
-            if not gone:
+                break
+            if not self._orphaned(run, servers, now):
                 continue
             owner = self.pool.owner()
-            if self.store.take_over(run.id, run.owner, owner=owner):
+            if self.store.take_over_orphan(run.id, run.owner, owner, self.id):
                 self._start("resume", run, owner)
+                dead = servers.get(run.server_id or "")
+                self.log(
+                    "run_taken_over",
+                    run=run.id,
+                    job=run.job_id,
+                    previous_owner=run.owner,
+                    previous_server=run.server_id,
+                    server_expired=None if dead is None else f"{dead.expires_at:.3f}",
+                )
+        return look_again
+
+    def _orphaned(self, run: RunInfo, servers: dict[str, ServerInfo], now: float) -> bool:
+        """Whether ``run`` (RUNNING, a job's) has lost its engine, to the best of what this
+        server can know."""
+        if run.owner is None:
+            return True  # handed back by a draining server
+        if run.owner.rpartition(":")[0] == self._host:
+            # on this host the owner's process tells, whatever its server's heartbeat
+            # says: a runner dies with its server (within milliseconds), so a live one
+            # belongs to a server that is late, not dead, and must not run twice
+            return owner_gone(run.owner)
+        if run.server_id is not None:
+            server = servers.get(run.server_id)
+            # no row: its server was deleted by hand, and nothing else will resume it
+            return server is None or server.dead(now)
+        # an engine on another host, started by no server: only its own heartbeat tells
+        return now - (run.heartbeat_at or 0.0) > _STALE_RUN_SECONDS
 
     # -- stopping --------------------------------------------------------------------------
     def _drain(self) -> int:
@@ -294,6 +345,8 @@ class Server:
             self.wake.wait(min(left, self.options.heartbeat))
             self.wake.clear()
             self._ended()
+            # still alive to the others, or they would take over the runs it finishes
+            self.store.server_heartbeat(self.id, "draining")
         self._ended()
         for runner in self.pool.busy():
             self.pool.stop(runner)

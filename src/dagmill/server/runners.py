@@ -21,7 +21,9 @@ __all__ = ["Assignment", "Runner", "RunnerPool"]
 class Assignment:
     """The run a runner is given: ``run`` a queued run of a job, or ``resume`` one whose
     engine died or was handed back. ``claimed_by`` is the owner the server claimed the
-    run for (the fork server); the runner takes it over from there."""
+    run for (the fork server); the runner takes it over from there. ``server_id``: the
+    server's, which the runner's engine records with the run and its leases (from
+    ``DAGMILL_SERVER_ID``)."""
 
     action: str
     run_id: str
@@ -29,6 +31,7 @@ class Assignment:
     workers: int
     log: str
     claimed_by: str
+    server_id: str | None = None
 
 
 @dataclass(slots=True)

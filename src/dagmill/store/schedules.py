@@ -221,7 +221,7 @@ class JobSchedules:
         )
         return [run_row(r) for r in self._execute(sql, (limit,))]
 
-    def claim_queued(self: _Backend, run_id: str, owner: str) -> bool:
+    def claim_queued(self: _Backend, run_id: str, owner: str, server_id: str | None = None) -> bool:
         """Take a queued run (PENDING, no owner) for ``owner``; False if another was first.
 
         The run becomes RUNNING, owned by ``owner``, heartbeat now, started_at left for
@@ -235,12 +235,33 @@ class JobSchedules:
         ``run_id``: ``create_run`` takes the row over), not through ``claim_run``.
         ``owner`` should be ``host:pid`` of the process that runs it (``Store.owner``) so
         that a dead one is seen at once on its host; any other name expires by heartbeat.
+        ``server_id``, the claiming server's, is written with it: from the claim on, the
+        run dies with that server (another resumes it once the server's heartbeat expired).
         """
         with self._tx():
             changed: int = self._execute(
-                "UPDATE runs SET status = 'RUNNING', owner = ?, heartbeat_at = ?"
+                "UPDATE runs SET status = 'RUNNING', owner = ?, heartbeat_at = ?, server_id = ?"
                 " WHERE id = ? AND status = 'PENDING' AND owner IS NULL",
-                (owner, time.time(), run_id),
+                (owner, time.time(), server_id, run_id),
+            ).rowcount
+        return changed == 1
+
+    def take_over_orphan(
+        self: _Backend, run_id: str, previous_owner: str | None, owner: str, server_id: str
+    ) -> bool:
+        """Take a job run whose engine or server died (or that was handed back) for the
+        server ``server_id``'s ``owner``; False if another process was first.
+
+        Conditional on the owner the caller saw (``previous_owner``, None: handed back),
+        so of several servers that saw the same orphan exactly one takes it; the owner and
+        the server change in that one statement, so no other server can see the run as
+        still its dead server's once it has a new owner."""
+        with self._tx():
+            changed: int = self._execute(
+                "UPDATE runs SET owner = ?, server_id = ?, heartbeat_at = ?, status = 'RUNNING',"
+                " ended_at = NULL WHERE id = ? AND COALESCE(owner, '') = ?"
+                " AND status IN ('RUNNING', 'PENDING')",
+                (owner, server_id, time.time(), run_id, previous_owner or ""),
             ).rowcount
         return changed == 1
 
