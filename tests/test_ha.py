@@ -387,3 +387,120 @@ def test_a_killed_server_s_queued_runs_are_resumed_by_the_other_without_redoing_
             assert any(e.started < at for e in interrupted for at in kills)
         record = attempts(project, run.id)
         assert record == {"first": 1, "second": len(second)}, (run.id, record, second)
+
+
+# -- the decisions, one by one (a server's loop on an injected clock) ----------------------
+def _claimed_run(project: Project, owner: str, server: str) -> tuple[str, str]:
+    """A job's run, claimed by ``owner`` for the server ``server``: (job, run)."""
+    from dagmill.scheduler.loop import slot_target
+
+    log = project.root / "n.log"
+    params = json.dumps({"task": "note", "log": str(log)})
+    job_id = project.build(
+        project.pipeline("every", EVERY_SECOND.format(params=params), {"note": NOTE})
+    )
+    with project.store() as s:
+        assert s.set_job_paused(job_id, True)
+        job = s.get_job(job_id)
+        assert job is not None
+        slot = 1_600_000_000.0
+        target = slot_target(job, slot)
+        assert s.decide_slot(job_id, slot, "run", run_id="r1", name=job.name, target=target)
+        assert s.claim_queued("r1", owner, server)
+        assert not s.claim_queued("r1", "elsewhere:2", "s-other"), "claimed once"
+        run = s.get_run("r1")
+        assert run is not None and (run.owner, run.server_id) == (owner, server)
+    return job_id, "r1"
+
+
+def _server(project: Project, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Server whose runners are not started (what it would start is recorded)."""
+    from dagmill.server.main import Server, ServerOptions
+    from dagmill.store import open_store
+
+    store = open_store(project.database_url)
+    server = Server(ServerOptions(max_runs=2, heartbeat=HEARTBEAT), store, lambda *a, **k: None)
+    server.started = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(server.pool, "owner", lambda: f"{os.uname().nodename}:{os.getpid()}")
+    monkeypatch.setattr(server.pool, "start", server.started.append)  # type: ignore[attr-defined]
+    return server
+
+
+def test_a_dead_server_s_run_on_another_host_is_taken_over_once_its_heartbeat_expired(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a single host cannot show end to end: the run's engine is on another host
+    (its process cannot be looked at), so only its server's heartbeat tells it is dead:
+    at two of the server's periods, and the live server looks just then."""
+    _claimed_run(project, "elsewhere:1", "s-dead")
+    with project.store() as s:
+        dead = s.register_server("s-dead", max_runs=2, heartbeat_seconds=HEARTBEAT)
+        assert [x.id for x in s.live_servers(now=dead.heartbeat_at + 2 * HEARTBEAT)] == ["s-dead"]
+        assert s.live_servers(now=dead.heartbeat_at + 2 * HEARTBEAT + 0.01) == []
+        # an explicit staleness still overrides the server's own period
+        assert len(s.live_servers(stale_after=60, now=dead.heartbeat_at + 30)) == 1
+    server = _server(project, monkeypatch)
+    try:
+        beat = dead.heartbeat_at
+        # alive for two periods: not an orphan yet, and the next look is just at expiry
+        look = server._resume_orphans(beat + 1.5 * HEARTBEAT)
+        assert server.started == []
+        assert dead.expires_at < look <= dead.expires_at + 0.1
+        look = server._resume_orphans(look)
+        assert [a.run_id for a in server.started] == ["r1"]
+        with project.store() as s:
+            run = s.get_run("r1")
+            assert run is not None and run.server_id == server.id
+            assert run.owner == f"{os.uname().nodename}:{os.getpid()}"
+        # the run is this server's now (its owner lives here): not taken again
+        server._resume_orphans(look + 10)
+        assert len(server.started) == 1
+    finally:
+        server.store.close()
+
+
+def test_a_run_whose_engine_lives_on_this_host_is_not_taken_from_a_late_server(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server late with its heartbeats (a loaded machine) is not dead while its runner
+    runs here: taking its run over would execute its tasks twice."""
+    here = f"{os.uname().nodename}:{os.getpid()}"  # this process: alive
+    _claimed_run(project, here, "s-late")
+    with project.store() as s:
+        late = s.register_server("s-late", max_runs=2, heartbeat_seconds=HEARTBEAT)
+    server = _server(project, monkeypatch)
+    try:
+        server._resume_orphans(late.heartbeat_at + 60)
+        assert server.started == []
+    finally:
+        server.store.close()
+
+
+def test_of_servers_racing_for_an_orphan_exactly_one_takes_it(project: Project) -> None:
+    import threading
+
+    from dagmill.store import open_store
+
+    _claimed_run(project, "elsewhere:1", "s-dead")
+    stores = [open_store(project.database_url) for _ in range(6)]
+    won: list[str] = []
+    gate = threading.Barrier(len(stores))
+
+    def race(n: int) -> None:
+        gate.wait()
+        if stores[n].take_over_orphan("r1", "elsewhere:1", f"h:{n}", f"s{n}"):
+            won.append(f"s{n}")
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(len(stores))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for s in stores:
+            s.close()
+    assert len(won) == 1, won
+    with project.store() as s:
+        run = s.get_run("r1")
+    assert run is not None and run.server_id == won[0]
