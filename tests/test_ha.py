@@ -504,3 +504,30 @@ def test_of_servers_racing_for_an_orphan_exactly_one_takes_it(project: Project) 
     with project.store() as s:
         run = s.get_run("r1")
     assert run is not None and run.server_id == won[0]
+
+
+def test_a_server_without_a_free_runner_takes_the_orphan_as_soon_as_one_ends(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A take-over needs a free runner: a full server looks again as soon as one of its
+    runners ends, not at its next beat."""
+    from dagmill.server.runners import Assignment, Runner
+
+    _claimed_run(project, "elsewhere:1", "s-dead")
+    with project.store() as s:
+        dead = s.register_server("s-dead", max_runs=2, heartbeat_seconds=HEARTBEAT)
+    server = _server(project, monkeypatch)
+    try:
+        monkeypatch.setattr(server.pool, "free", lambda: 0)
+        server._resume_orphans(dead.expires_at + 1)
+        assert server.started == []
+        ended = Runner(Assignment("run", "gone", None, 1, "log", "o"), 0.0, returncode=0)
+        monkeypatch.setattr(server.pool, "free", lambda: 1)
+        monkeypatch.setattr(server.pool, "finished", lambda: [ended])
+        server._next_look = dead.expires_at + 100  # its next beat is far
+        server._ended()
+        assert server._next_look == 0.0
+        server._resume_orphans(dead.expires_at + 1)
+        assert [a.run_id for a in server.started] == ["r1"]
+    finally:
+        server.store.close()

@@ -96,6 +96,7 @@ class Server:
         self._jobs_cache: dict[str, JobInfo] = {}
         self._next_beat = 0.0
         self._next_look = 0.0  # for orphans: at each beat, and when another server expires
+        self._starved = False  # orphans were not looked for: no free runner
         self._host = os.uname().nodename
         self._sqlite = not store.display_url.startswith("postgresql")
         # without LISTEN/NOTIFY, changes made without a wake-up are seen within a second
@@ -182,13 +183,14 @@ class Server:
     def _round(self, now: float) -> None:
         self.scheduler.tick(now)
         self._ended()
-        self._start_queued()
         if now >= self._next_beat:
             self.store.server_heartbeat(self.id, "running")
             self._next_beat = now + self.options.heartbeat
             self._next_look = now
         if now >= self._next_look:
+            # before the queue: a run already under way gets a free runner first
             self._next_look = self._resume_orphans(now)
+        self._start_queued()
 
     def _reload(self, now: float) -> None:
         version = self.store.jobs_changed()
@@ -248,7 +250,8 @@ class Server:
             server_id=self.id,
         )
         self.pool.start(assignment)
-        late = self.clock() - run.scheduled_for if run.scheduled_for else None
+        # how late a slot's run starts (a resume's lateness says nothing)
+        late = self.clock() - run.scheduled_for if run.scheduled_for and action == "run" else None
         self.log(
             "run_started" if action == "run" else "run_resumed",
             run=run.id,
@@ -274,6 +277,8 @@ class Server:
             )
             if run is not None and run.status in ("RUNNING", "PENDING"):
                 self._next_look = 0.0  # its runner died: resume it in this round
+            elif self._starved:
+                self._next_look = 0.0  # a free runner for the orphans it could not take
 
     def _resume_orphans(self, now: float) -> float:
         """Resume job runs whose engine is gone: its server is dead (stopped, or silent
@@ -286,8 +291,9 @@ class Server:
         for server in self.store.live_servers(now=now):
             if server.id != self.id:
                 look_again = min(look_again, max(now, server.expires_at) + _EXPIRY_MARGIN)
-        if self.pool.free() <= 0 or self.draining:
-            return look_again  # a runner that ends makes it look at once (``_ended``)
+        self._starved = self.pool.free() <= 0
+        if self._starved or self.draining:
+            return look_again  # the next runner that ends makes it look (``_ended``)
         mine = {r.assignment.run_id for r in self.pool.busy()}
         runs = [
             r
