@@ -409,7 +409,7 @@ def test_wake_server_writes_to_the_servers_socket_if_there_is_one(tmp_path: Path
         sock.bind(os.fspath(path))
         assert wake_server() is True
         sock.settimeout(2)
-        assert sock.recv(8) == b"w"
+        assert sock.recv(8) == b"!"
     assert wake_server() is False  # a socket nobody listens on any more: fine
 
 
