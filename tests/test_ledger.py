@@ -141,20 +141,16 @@ def test_servers_running_many_runs_never_exceed_the_project_quota(project: Proje
     jobs_n, per = 8, 50
     log = project.root / "events.log"
     (project.root / "flow.py").write_text(FLOW.format(seed=SEED, per=per, log=str(log), sleep=0.03))
-    with project.store() as s:
-        assert s.create_project("stress", Quota(QUOTA_CPU_MILLI, QUOTA_MEMORY)) is not None
+    made = project.dagmill("projects", "create", "stress", "--cpu", "4", "--memory", "4Gi")
+    assert made.returncode == 0, made.stdout + made.stderr
     jobs = []
     for b in range(jobs_n):
         built = project.dagmill(
             "jobs", "build", "flow.py:Batch", "-p", f"b={b}", "--data", "data",
-            "--name", f"batch{b}",
+            "--name", f"batch{b}", "--project", "stress",
         )  # fmt: skip
         assert built.returncode == 0, built.stdout + built.stderr
         jobs.append(built.stdout.split()[-1])
-    # `jobs build --project` is not there yet: the job's project is set in its row
-    with project.store() as s, s._tx():
-        for job in jobs:
-            s._execute("UPDATE jobs SET project = 'stress' WHERE id = ?", (job,))
 
     if postgres:
         servers = [project.server("--max-runs", "2", "-w", "3", "--log-json") for _ in range(2)]
@@ -193,15 +189,16 @@ def test_servers_running_many_runs_never_exceed_the_project_quota(project: Proje
     # the quota was what limited them: tasks ran side by side and some waited for room
     assert tasks_max >= 2
     with project.store() as s:
-        waited = s._execute(
-            "SELECT COUNT(*) FROM task_runs t JOIN runs r ON r.id = t.run_id"
+        waited, longest = s._execute(
+            "SELECT COUNT(*), MAX(t.waited) FROM task_runs t JOIN runs r ON r.id = t.run_id"
             " WHERE r.project = 'stress' AND t.waited > 0"
-        ).fetchone()[0]
+        ).fetchone()
         left = s._execute("SELECT COUNT(*) FROM leases").fetchone()[0]
     started = [sum(e["event"] == "run_started" for e in x.events()) for x in servers]
     print(
         f"max in use: cpu {cpu_max}m, memory {mem_max // MI}Mi, {tasks_max} tasks;"
-        f" {waited} attempts waited; runs started per server {started}"
+        f" {waited} attempts waited (longest {longest or 0:.1f} s);"
+        f" runs started per server {started}"
     )
     assert waited > 0, "no task waited for the quota: the test did not press on it"
     assert left == 0, "leases outlived their runs"
