@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -194,6 +195,18 @@ def test_servers_running_many_runs_never_exceed_the_project_quota(project: Proje
             " WHERE r.project = 'stress' AND t.waited > 0"
         ).fetchone()
         left = s._execute("SELECT COUNT(*) FROM leases").fetchone()[0]
+        sized = s._execute(
+            "SELECT rt.resources, t.waited FROM task_runs t JOIN run_tasks rt"
+            " ON rt.run_id = t.run_id AND rt.task_id = t.task_id"
+            " WHERE t.status = 'SUCCESS' AND rt.resources <> '{}'"
+        ).fetchall()
+    # how long tasks waited by the size of their request (small: cpu <= 0.75, large: >= 1.5)
+    waits: dict[str, list[float]] = {"small": [], "large": []}
+    for res, w in sized:
+        cpu = Resources.parse(json.loads(res)).cpu_milli
+        if cpu <= 750 or cpu >= 1500:
+            waits["small" if cpu <= 750 else "large"].append(float(w or 0.0))
+    print({k: f"median {statistics.median(v):.2f} s, max {max(v):.2f} s" for k, v in waits.items()})
     started = [sum(e["event"] == "run_started" for e in x.events()) for x in servers]
     print(
         f"max in use: cpu {cpu_max}m, memory {mem_max // MI}Mi, {tasks_max} tasks;"
