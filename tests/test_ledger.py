@@ -301,8 +301,12 @@ def test_a_lease_of_a_server_whose_heartbeat_is_stale_stops_counting(database_ur
         with store._tx():  # a beat just within two periods: the lease still counts
             store._execute("UPDATE servers SET heartbeat_at = ?", (time.time() - 1.5 * period,))
         assert isinstance(_admit(store, "Rother", "t", 1000), str)
-        with store._tx():  # older than two periods: the server is gone, and its lease
+        with store._tx():  # older than two periods: the server is dead...
             store._execute("UPDATE servers SET heartbeat_at = ?", (time.time() - 2.5 * period,))
+        # ...but its runner still heartbeats the lease (a stalled server loop): it counts
+        assert isinstance(_admit(store, "Rother", "t", 1000), str)
+        with store._tx():  # the runner fell silent too (two engine heartbeats): gone
+            store._execute("UPDATE leases SET heartbeat_at = ?", (time.time() - 12,))
         assert isinstance(_admit(store, "Rother", "t", 2000), Lease)
     finally:
         store.close()
@@ -383,18 +387,13 @@ def test_concurrent_admissions_from_four_processes_never_exceed_the_quota(
         assert s._execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release_lease does not lock the project's row: a release between an admission's"
-    " read of the leases and its commit neither is seen nor sees the wait (ledger bug)",
-)
 def test_a_release_during_a_refusal_still_wakes_the_waiter(
     request: pytest.FixtureRequest,
 ) -> None:
-    """PostgreSQL: a release that commits while an admission is between reading the
-    leases and writing its wait is not seen by the waiter, and the release does not see
-    the wait (not committed yet): nobody is woken, and the waiter sleeps until its
-    recheck (5 s). Reproduced here by running the release inside ``_live_rows``."""
+    """PostgreSQL: a release that comes while an admission is between reading the
+    leases and writing its wait waits for the admission's lock on the project's row, so
+    it sees the wait and wakes it (without that lock nobody was woken, and the waiter
+    slept until its recheck, 5 s). The release runs inside ``_live_rows``."""
     url = fresh_postgres_database(request)
     waiter = _store_with_project(url)
     releaser = open_store(url)

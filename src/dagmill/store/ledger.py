@@ -36,6 +36,8 @@ __all__ = ["LEDGER_CHANNEL", "ProjectLedger"]
 
 LEDGER_CHANNEL = "dagmill_ledger"  # PostgreSQL NOTIFY channel: resources were released
 LEASE_SECONDS = 60.0  # a lease without a server, silent this long, no longer counts
+# a lease of a dead server counts until its engine missed two heartbeats (5 s each)
+_SILENT_SECONDS = 11.0
 _LIVE_RUN = ("RUNNING", "PENDING")
 _HOLDERS_SHOWN = 3  # runs named in a waiting task's reason (then "+N more")
 
@@ -282,7 +284,10 @@ class ProjectLedger:
                 run_status not in _LIVE_RUN
                 or owner_gone(owner)
                 or (
+                    # its server is dead, and its engine fell silent too (a server whose
+                    # loop stalls while its runners work keeps their leases)
                     server is not None
+                    and beat < now - _SILENT_SECONDS
                     and (
                         s_status is None
                         or s_status == "stopped"
@@ -305,6 +310,9 @@ class ProjectLedger:
             ).fetchone()
             if row is None:
                 return
+            # after an admission of the project that is under way (it holds this lock
+            # until it commits): its wait row is then there for this release to wake
+            self._execute(f"SELECT 1 FROM projects WHERE name = ?{self._for_update}", (row[0],))
             self._execute("DELETE FROM leases WHERE run_id = ? AND task_id = ?", (run_id, task_id))
             wakes = self._execute(
                 "SELECT wake FROM lease_waits WHERE project = ? AND wake IS NOT NULL",
@@ -326,8 +334,12 @@ class ProjectLedger:
         """Everything ``run_id`` holds or waits for in this process (as the run ends)."""
         with self._tx():
             projects = self._execute(
-                "SELECT project FROM leases WHERE run_id = ? AND owner = ?", (run_id, self._owner)
+                "SELECT DISTINCT project FROM leases WHERE run_id = ? AND owner = ?"
+                " ORDER BY project",
+                (run_id, self._owner),
             ).fetchall()
+            for (name,) in projects:  # as release_lease does, in one order (no deadlock)
+                self._execute(f"SELECT 1 FROM projects WHERE name = ?{self._for_update}", (name,))
             self._execute(
                 "DELETE FROM leases WHERE run_id = ? AND owner = ?", (run_id, self._owner)
             )
