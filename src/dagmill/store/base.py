@@ -119,6 +119,10 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
+    def _ephemeral(self) -> None:
+        """The current transaction writes soft state (leases, which expire by themselves):
+        it need not wait for the disk (PostgreSQL: ``synchronous_commit`` off for it)."""
+
     def _notify(self, channel: str, payload: str = "") -> None:
         """Wake the listeners of ``channel`` when the current transaction commits
         (PostgreSQL's NOTIFY; a backend without it does nothing: SQLite serves one server,

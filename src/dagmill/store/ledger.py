@@ -55,6 +55,7 @@ class _Backend(Protocol):
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
     def _tx(self) -> AbstractContextManager[Any]: ...
+    def _ephemeral(self) -> None: ...
     def _notify(self, channel: str, payload: str = "") -> None: ...
     def _live_rows(
         self, table: str, extra: str, project: str, now: float
@@ -189,6 +190,7 @@ class ProjectLedger:
         releases to come. A project that does not exist limits nothing."""
         now = time.time()
         with self._tx():
+            self._ephemeral()
             row = self._execute(
                 f"SELECT quota FROM projects WHERE name = ?{self._for_update}", (project,)
             ).fetchone()
@@ -305,6 +307,7 @@ class ProjectLedger:
     def release_lease(self: _Backend, run_id: str, task_id: str) -> None:
         """The task ended: its lease goes, and the project's waiters are woken."""
         with self._tx():
+            self._ephemeral()
             row = self._execute(
                 "SELECT project FROM leases WHERE run_id = ? AND task_id = ?", (run_id, task_id)
             ).fetchone()
