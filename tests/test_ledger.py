@@ -312,6 +312,33 @@ def test_a_lease_of_a_server_whose_heartbeat_is_stale_stops_counting(database_ur
         store.close()
 
 
+def test_a_long_wait_has_its_room_kept_from_smaller_tasks(database_url: str) -> None:
+    """Best effort FIFO with a reservation: once a task has waited KEEP_AFTER_SECONDS,
+    the room it needs is kept for it; smaller tasks still use what is left."""
+    store = _store_with_project(database_url, cpu=4)
+    try:
+        for run in ("Rbig", "Rsmall", "Rholder"):
+            store.create_run(run, run[1:], (), project="p")
+        assert isinstance(_admit(store, "Rholder", "h", 3000), Lease)  # 3 of 4 in use
+        assert isinstance(_admit(store, "Rbig", "b", 2000), str)  # waits for 2
+        # not waited long yet: a small task may pass it (as before)
+        assert isinstance(_admit(store, "Rsmall", "s1", 1000), Lease)
+        store.release_lease("Rsmall", "s1")
+        with store._tx():
+            store._execute("UPDATE lease_waits SET since = ?", (time.time() - 60,))
+        got = _admit(store, "Rsmall", "s2", 1000)  # 3 + 1 fits, but 2 are kept for Rbig
+        assert isinstance(got, str), got
+        assert got.startswith("project p: cpu 5 of 4 in use or kept for Rbig big (waiting 6")
+        store.release_lease("Rholder", "h")  # 0 in use: 2 kept, 2 left for the others
+        assert isinstance(_admit(store, "Rsmall", "s2", 1000), Lease)
+        assert isinstance(_admit(store, "Rsmall", "s3", 1000), Lease)
+        assert isinstance(_admit(store, "Rsmall", "s4", 1000), str)
+        assert isinstance(_admit(store, "Rbig", "b", 2000), Lease)  # its turn
+        assert store._execute("SELECT COUNT(*) FROM lease_waits").fetchone()[0] == 1
+    finally:
+        store.close()
+
+
 ADMITTER = textwrap.dedent(
     """
     import json, random, sys, time

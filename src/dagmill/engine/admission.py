@@ -54,8 +54,51 @@ class Admission:
         self.recheck_at = 0.0
         self.waker: Waker | None = None
         self._listener: Any = None
+        self._retry = True
+        self._refused: list[tuple[Resources, str]] = []  # this pass's refusals
+        self._noted: list[tuple[str, int, Resources, str]] = []  # waits to note in bulk
         self._listening = False
         self._stop = threading.Event()
+
+    def begin_pass(self) -> None:
+        """The engine's pass over its ready tasks begins: the tasks the ledger refused
+        are asked about again only if resources were released since (or the recheck is
+        due)."""
+        self._retry = self.woken()
+        self._refused.clear()
+
+    def ask(self, tid: str, attempt: int, request: Resources, reason: str | None) -> str | None:
+        """None if ``tid`` may start (admitted), or why it waits (``reason``: why it
+        waited so far). Within one pass, a task asking for at least what the ledger has
+        just refused is not asked about: it waits for the same reason, noted with the
+        others at the end of the pass (one transaction, not one per task of a fan-out)."""
+        covered = next((why for r, why in self._refused if _covers(request, r)), None)
+        if tid in self.waiting and (not self._retry or covered is not None):
+            return reason or covered or "waiting for room in the project"
+        if covered is not None:
+            self._noted.append((tid, attempt, request, covered))
+            self.waiting.add(tid)
+            return covered
+        why = self.admit(tid, attempt, request)
+        if why is not None:
+            self._refused.append((request, why))
+        return why
+
+    def end_pass(self, every_task_looked_at: bool) -> None:
+        if self._noted:
+            # only what `projects show` lists: a failure changes nothing of the wait
+            with contextlib.suppress(Exception):
+                self.store.note_waits(
+                    self.project,
+                    self.run_id,
+                    self._noted,
+                    server_id=self.server_id,
+                    wake=self.waker.address if self.waker is not None else None,
+                )
+            self._noted.clear()
+            self.recheck_at = time.monotonic() + RECHECK_SECONDS
+        if every_task_looked_at:
+            self.fresh = False  # a wake-up is spent once every ready task had its look
 
     def admit(self, tid: str, attempt: int, request: Resources) -> str | None:
         """None if ``tid`` was admitted (it holds a lease now), or why it waits."""
@@ -163,3 +206,12 @@ class Admission:
                 self._listener.close()
         if self.waker is not None:
             self.waker.close()
+
+
+def _covers(request: Resources, refused: Resources) -> bool:
+    """Whether ``request`` asks for at least what ``refused`` did, of every resource."""
+    return (
+        request.cpu_milli >= refused.cpu_milli
+        and request.memory_bytes >= refused.memory_bytes
+        and request.gpu >= refused.gpu
+    )

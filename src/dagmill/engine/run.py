@@ -45,7 +45,6 @@ from dagmill.io.records import (
     versions_before,
 )
 from dagmill.model.projects import DEFAULT_PROJECT
-from dagmill.model.resources import Resources
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import RunStatus, TaskRunStatus
 from dagmill.model.task import TaskSpec
@@ -396,10 +395,8 @@ class _Loop:
                 ready.extend(self.recheck_claims())
             blocked: list[str] = []
             adm = self.admission
-            # the ledger is asked again for tasks it refused only after a release (or a
-            # recheck); in one pass, not for a request as large as one it just refused
-            retry_ledger = adm is not None and adm.woken()
-            refused: list[Resources] = []
+            if adm is not None:
+                adm.begin_pass()
             while ready and self.ex.can_submit():
                 tid = ready.popleft()
                 if tid in self.elsewhere:
@@ -417,23 +414,16 @@ class _Loop:
                     self.wait_resources(tid, alloc)
                     continue
                 if adm is not None and not request.empty:
-                    why = None
-                    if tid in adm.waiting and (
-                        not retry_ledger or any(_covers(request, r) for r in refused)
-                    ):
-                        why = self.waiting_for.get(tid, "")
-                    else:
-                        why = adm.admit(tid, self.result.attempts.get(tid, 0) + 1, request)
-                        if why is not None:
-                            refused.append(request)
+                    att = self.result.attempts.get(tid, 0) + 1
+                    why = adm.ask(tid, att, request, self.waiting_for.get(tid))
                     if why is not None:
                         self.pool.release(alloc)
                         blocked.append(tid)
                         self.wait_resources(tid, why)
                         continue
                 self.submit(tid, alloc)
-            if adm is not None and not ready:
-                adm.fresh = False  # every ready task had its look (none left for a slot)
+            if adm is not None:
+                adm.end_pass(every_task_looked_at=not ready)
             ready.extendleft(reversed(blocked))
             self.maybe_flush()
             wake = self.retries[0][0] if self.retries else None
@@ -826,15 +816,6 @@ class _Loop:
                 database=self.store.display_url,
                 reason=type(e).__name__,
             )
-
-
-def _covers(request: Resources, refused: Resources) -> bool:
-    """Whether ``request`` asks for at least what ``refused`` did, of every resource."""
-    return (
-        request.cpu_milli >= refused.cpu_milli
-        and request.memory_bytes >= refused.memory_bytes
-        and request.gpu >= refused.gpu
-    )
 
 
 def _claim_key(spec: TaskSpec) -> str | None:

@@ -109,6 +109,13 @@ class Resources:
             gpu=gpu,
         )
 
+    def plus(self, other: Resources) -> Resources:
+        return Resources(
+            self.cpu_milli + other.cpu_milli,
+            self.memory_bytes + other.memory_bytes,
+            self.gpu + other.gpu,
+        )
+
     @property
     def empty(self) -> bool:
         return not (self.cpu_milli or self.memory_bytes or self.gpu)

@@ -32,11 +32,13 @@ from dagmill.model.projects import (
 )
 from dagmill.model.resources import Resources
 
-__all__ = ["LEDGER_CHANNEL", "ProjectLedger"]
+__all__ = ["KEEP_AFTER_SECONDS", "LEDGER_CHANNEL", "ProjectLedger"]
 
 LEDGER_CHANNEL = "dagmill_ledger"  # PostgreSQL NOTIFY channel: resources were released
 LEASE_SECONDS = 60.0  # a lease without a server, silent this long, no longer counts
 # a lease of a dead server counts until its engine missed two heartbeats (5 s each)
+# a task waiting this long has the room it needs kept for it (no starvation)
+KEEP_AFTER_SECONDS = 5.0
 _SILENT_SECONDS = 11.0
 _LIVE_RUN = ("RUNNING", "PENDING")
 _HOLDERS_SHOWN = 3  # runs named in a waiting task's reason (then "+N more")
@@ -55,12 +57,28 @@ class _Backend(Protocol):
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
     def _tx(self) -> AbstractContextManager[Any]: ...
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def _ephemeral(self) -> None: ...
     def _notify(self, channel: str, payload: str = "") -> None: ...
     def _live_rows(
-        self, table: str, extra: str, project: str, now: float
+        self,
+        table: str,
+        extra: str,
+        project: str,
+        now: float,
+        tail: str = "",
+        args: Sequence[Any] = (),
     ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, str]]]: ...
     def _lease_holders(self, leases: list[tuple[Any, ...]]) -> str: ...
+    def _kept_for(
+        self,
+        project: str,
+        run_id: str,
+        task_id: str,
+        quota: Quota,
+        used: Resources,
+        now: float,
+    ) -> tuple[Resources, str, str, float] | None: ...
 
 
 def _quota(text: str | None) -> Quota:
@@ -212,6 +230,11 @@ class ProjectLedger:
                     sum(int(r[5]) for r in leases),
                 )
             lacking = quota.lacks(used, request)
+            kept = None
+            if lacking is None and not quota.unlimited:
+                kept = self._kept_for(project, run_id, task_id, quota, used, now)
+                if kept is not None:  # room is kept for a task that waited long enough
+                    lacking = quota.lacks(used.plus(kept[0]), request)
             args = (
                 run_id,
                 task_id,
@@ -245,6 +268,12 @@ class ProjectLedger:
                     f"project {project}: asks for more than the whole quota "
                     f"({', '.join(too_big)}): raise it with `dagmill projects set {project}`"
                 )
+            elif kept is not None:
+                _, rid, name, since = kept
+                reason = (
+                    f"project {project}: {lacking} in use or kept for {rid} {name}".rstrip()
+                    + f" (waiting {now - since:.0f}s)"
+                )
             else:
                 reason = f"project {project}: {lacking} in use"
                 holders = self._lease_holders(leases)
@@ -261,6 +290,84 @@ class ProjectLedger:
             )
             return reason
 
+    def _kept_for(
+        self: _Backend,
+        project: str,
+        run_id: str,
+        task_id: str,
+        quota: Quota,
+        used: Resources,
+        now: float,
+    ) -> tuple[Resources, str, str, float] | None:
+        """The request, run, run name and start of the oldest wait of the project, if it
+        has lasted ``KEEP_AFTER_SECONDS``: the room it needs is kept for it (smaller tasks
+        may use what is left), so a stream of small tasks cannot starve a large one. None
+        if there is none (or this task is it)."""
+        # the oldest few only (by the index), not every wait of a large fan-out
+        while True:
+            rows, dead = self._live_rows(
+                "lease_waits",
+                ", x.since",
+                project,
+                now,
+                " AND x.since <= ? ORDER BY x.since LIMIT 8",
+                (now - KEEP_AFTER_SECONDS,),
+            )
+            for run, task, owner in dead:
+                self._execute(
+                    "DELETE FROM lease_waits WHERE run_id = ? AND task_id = ? AND owner = ?",
+                    (run, task, owner),
+                )
+            for r in rows:
+                if (str(r[0]), str(r[1])) == (run_id, task_id):
+                    return None  # this task is the oldest: it is being admitted
+                want = Resources(int(r[3]), int(r[4]), int(r[5]))
+                if not quota.too_big(want):  # fits now or not: it has yet to take it
+                    return want, str(r[0]), str(r[9] or ""), float(r[14])
+            if not dead:
+                return None
+
+    def note_waits(
+        self: _Backend,
+        project: str,
+        run_id: str,
+        waits: Sequence[tuple[str, int, Resources, str]],
+        *,
+        server_id: str | None = None,
+        wake: str | None = None,
+    ) -> None:
+        """Note tasks of ``run_id`` as waiting, (task, attempt, request, reason) each,
+        in one transaction, without asking the ledger (it has just refused as much)."""
+        now = time.time()
+        with self._tx():
+            self._ephemeral()
+            self._executemany(
+                "INSERT INTO lease_waits (run_id, task_id, attempt, project, cpu_milli,"
+                " memory_bytes, gpu, owner, server_id, wake, reason, since, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, task_id)"
+                " DO UPDATE SET attempt = excluded.attempt, owner = excluded.owner,"
+                " server_id = excluded.server_id, wake = excluded.wake,"
+                " reason = excluded.reason, heartbeat_at = excluded.heartbeat_at",
+                [
+                    (
+                        run_id,
+                        tid,
+                        att,
+                        project,
+                        r.cpu_milli,
+                        r.memory_bytes,
+                        r.gpu,
+                        self._owner,
+                        server_id,
+                        wake,
+                        why,
+                        now,
+                        now,
+                    )
+                    for tid, att, r, why in waits
+                ],
+            )
+
     def _lease_holders(self: _Backend, leases: list[tuple[Any, ...]]) -> str:
         """The runs holding ``leases``, oldest first: ``R1 Train, R2 Clean (+2 more)``."""
         runs: dict[str, str] = {}
@@ -271,12 +378,20 @@ class ProjectLedger:
         return ", ".join(named) + (f" (+{more} more)" if more > 0 else "")
 
     def _live_rows(
-        self: _Backend, table: str, extra: str, project: str, now: float
+        self: _Backend,
+        table: str,
+        extra: str,
+        project: str,
+        now: float,
+        tail: str = "",
+        args: Sequence[Any] = (),
     ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, str]]]:
         """The rows of ``table`` (leases or lease_waits) of ``project`` whose holder
-        lives, and (run, task, owner) of those whose holder is gone."""
+        lives, and (run, task, owner) of those whose holder is gone (``tail``: more of
+        the query, conditions on ``x`` and an order, with its ``args``)."""
         rows = self._execute(
-            f"SELECT {_SHARED}{extra} FROM {table} x{_JOIN} WHERE x.project = ?", (project,)
+            f"SELECT {_SHARED}{extra} FROM {table} x{_JOIN} WHERE x.project = ?{tail}",
+            (project, *args),
         ).fetchall()
         live, dead = [], []
         for r in rows:

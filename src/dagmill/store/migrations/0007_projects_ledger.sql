@@ -51,7 +51,7 @@ CREATE TABLE lease_waits (
     heartbeat_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run_id, task_id)
 );
-CREATE INDEX lease_waits_by_project ON lease_waits (project);
+CREATE INDEX lease_waits_by_project ON lease_waits (project, since);
 
 -- What each task of a job requests ({"Train-{...}": {"cpu": "2"}}, tasks with resources
 -- only), recorded as the job is built: a run is checked against the project's quota as it
