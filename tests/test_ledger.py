@@ -2,7 +2,9 @@
 short tasks with random requests in one project, and the ledger's own guarantees
 (``store.admit`` / ``release_lease`` / expiry) from several processes at once.
 
-The stress test trusts nothing the engine says about itself: each task appends
+The stress test has two recorders. The ledger's own (PostgreSQL): a trigger numbers every
+admission and release of a lease in the order they took effect. And one that trusts
+nothing the engine says about itself: each task appends
 ``start``/``end`` lines to a file (O_APPEND, one ``write`` per line) from inside the task,
 and the test replays them. A task's lines sit inside its lease (it is admitted before it
 starts and released after it ends), so the sum of the requests of the tasks between their
@@ -110,6 +112,32 @@ def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
             print(server.log()[-5000:])
 
 
+# PostgreSQL: a trigger records every change of the leases (an admission adds the request,
+# a release takes it away), numbered in the order the changes took effect
+LEDGER_RECORDER = [
+    "CREATE TABLE ledger_record (id BIGSERIAL PRIMARY KEY, project TEXT, op TEXT,"
+    " cpu BIGINT, memory BIGINT)",
+    """CREATE FUNCTION record_ledger() RETURNS trigger AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND (OLD.project, OLD.cpu_milli, OLD.memory_bytes)
+                IS NOT DISTINCT FROM (NEW.project, NEW.cpu_milli, NEW.memory_bytes) THEN
+            RETURN NULL;  -- a heartbeat: not under the project's lock, and no change
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            INSERT INTO ledger_record (project, op, cpu, memory)
+            VALUES (OLD.project, TG_OP || '-', -OLD.cpu_milli, -OLD.memory_bytes);
+        END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN
+            INSERT INTO ledger_record (project, op, cpu, memory)
+            VALUES (NEW.project, TG_OP, NEW.cpu_milli, NEW.memory_bytes);
+        END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql""",
+    "CREATE TRIGGER record_ledger AFTER INSERT OR UPDATE OR DELETE ON leases"
+    " FOR EACH ROW EXECUTE FUNCTION record_ledger()",
+]
+
+
 def replay(lines: list[str]) -> tuple[int, int, int, Counter[int], Counter[int]]:
     """(max cpu in use, max memory in use, max tasks at once, starts per task, ends per
     task) over the recorder's lines, in time order (an end before a start at the same
@@ -154,6 +182,9 @@ def test_servers_running_many_runs_never_exceed_the_project_quota(project: Proje
         jobs.append(built.stdout.split()[-1])
 
     if postgres:
+        with project.store() as s, s._tx():
+            for statement in LEDGER_RECORDER:
+                s._execute(statement)
         servers = [project.server("--max-runs", "2", "-w", "3", "--log-json") for _ in range(2)]
     else:
         servers = [project.server("--max-runs", "4", "-w", "3", "--log-json")]
@@ -215,6 +246,23 @@ def test_servers_running_many_runs_never_exceed_the_project_quota(project: Proje
     )
     assert waited > 0, "no task waited for the quota: the test did not press on it"
     assert left == 0, "leases outlived their runs"
+    if postgres:
+        # the ledger's own record of admissions and releases, in the order they took
+        # effect (every change of a project's leases holds its row's lock to commit)
+        with project.store() as s:
+            rows = s._execute(
+                "SELECT op, cpu, memory FROM ledger_record WHERE project = 'stress' ORDER BY id"
+            ).fetchall()
+        in_use = [0, 0]
+        peak = [0, 0]
+        for _op, cpu, memory in rows:
+            in_use = [in_use[0] + int(cpu), in_use[1] + int(memory)]
+            peak = [max(peak[0], in_use[0]), max(peak[1], in_use[1])]
+        admitted = sum(op == "INSERT" for op, _, _ in rows)
+        print(f"ledger record: {admitted} admissions, peak cpu {peak[0]}m, {peak[1] // MI}Mi")
+        assert admitted >= jobs_n * per, "the recorder missed admissions"
+        assert in_use == [0, 0], "the recorded admissions and releases do not balance"
+        assert peak[0] <= QUOTA_CPU_MILLI and peak[1] <= QUOTA_MEMORY, peak
     if postgres:  # both servers executed runs, at the same time
         assert all(started), started
         spans = [_run_spans(x.events()) for x in servers]
