@@ -389,3 +389,14 @@ def test_two_jobs_queued_to_a_server_take_turns(served: Project, flow: Path) -> 
         30,
         "both runs to succeed",
     )
+
+
+def test_a_rerun_stays_in_its_project(flow: Path, tmp_path: Path) -> None:
+    ok("projects", "create", "pq", "--cpu", "2", cwd=tmp_path)
+    first = json.loads(ok("run", "flow.py:Big", "--project", "pq", "--json", cwd=tmp_path))
+    again = json.loads(ok("runs", "rerun", first["id"], "--json", cwd=tmp_path))
+    with open_store() as s:
+        assert s.get_run(again["id"]).project == "pq"  # type: ignore[union-attr]
+        s._execute("DELETE FROM projects WHERE name = 'pq'")  # gone since (by SQL: in use)
+    err = bad("runs", "rerun", first["id"], cwd=tmp_path)
+    assert "project 'pq' does not exist" in err

@@ -179,6 +179,7 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
         forced_all_upstream=not from_failed,
         workers=workers,
         job_id=info.job_id,
+        project=info.project,  # its quota still applies (and the project must still exist)
     )
 
 

@@ -76,7 +76,12 @@ def _run(work: dict[str, Any]) -> int:
             return 0
     try:
         if work["action"] == "resume":
-            result = resume_run(work["run_id"], workers=work["workers"], execution_summary=True)
+            result = resume_run(
+                work["run_id"],
+                taken_from=(work.get("taken_from"),),
+                workers=work["workers"],
+                execution_summary=True,
+            )
         else:
             result = run_job(
                 work["job_id"], run_id=work["run_id"], workers=work["workers"], abort=False

@@ -248,6 +248,7 @@ class Server:
             os.path.join(settings.logs_dir(run.id), "engine.log"),
             claimed_by=owner,
             server_id=self.id,
+            taken_from=run.owner,
         )
         self.pool.start(assignment)
         # how late a slot's run starts (a resume's lateness says nothing)

@@ -32,6 +32,9 @@ class Assignment:
     log: str
     claimed_by: str
     server_id: str | None = None
+    # a resume: the owner the run was taken from (None: it was handed back), for the
+    # record of the attempts it left open
+    taken_from: str | None = None
 
 
 @dataclass(slots=True)

@@ -197,9 +197,14 @@ def server_of(store: Store, draining_too: bool = False) -> ServerInfo | None:
     return None
 
 
-def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
+def resume_run(
+    run_id: str, taken_from: tuple[str | None] | None = None, **kwargs: Any
+) -> RunResult | None:
     """Finish a run whose engine died, under the same run id: complete tasks are not
-    redone, attempts that were open become FAILED and the tasks run as new attempts."""
+    redone, attempts that were open become FAILED and the tasks run as new attempts.
+
+    ``taken_from``: a server took the run over for this process already, from that
+    owner (``(None,)``: it was handed back); the record names it as the dead engine."""
     from dagmill.services.pipelines import run_target
 
     info = get_run(run_id)
@@ -225,10 +230,11 @@ def resume_run(run_id: str, **kwargs: Any) -> RunResult | None:
     with open_store() as s:
         if not s.take_over(info.id, info.owner):
             raise DefinitionError(f"run {info.id} was taken over by another process")
+        dead = info.owner if taken_from is None else taken_from[0]
         attempts = s.abandon_attempts(
             info.id,
-            f"EngineDied: the engine running this attempt ({info.owner}) died"
-            if info.owner
+            f"EngineDied: the engine running this attempt ({dead}) died"
+            if dead
             else "HandedBack: its server stopped before the attempt finished",
         )
     try:

@@ -647,9 +647,16 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
 
     def abandon_attempts(self, run_id: str, why: str) -> dict[str, int]:
         """Close the attempts a dead engine left open (FAILED, with ``why``); returns every
-        task's attempt count so far, so the next attempts are numbered after them."""
+        task's attempt count so far, so the next attempts are numbered after them. An
+        attempt that never started (it waited for resources or another run) was none:
+        it goes."""
         now = time.time()
         with self._tx():
+            self._execute(
+                "DELETE FROM task_runs WHERE run_id = ? AND status IN ('PENDING', 'WAITING')"
+                " AND started_at IS NULL",
+                (run_id,),
+            )
             self._execute(
                 "UPDATE task_runs SET status = 'FAILED', ended_at = ?, error = ?"
                 " WHERE run_id = ? AND status IN ('RUNNING', 'PENDING')",
