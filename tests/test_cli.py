@@ -75,7 +75,7 @@ def test_quiet_prints_nothing_and_a_failure_exits_1(tmp_path: Path) -> None:
         (["run", f"{FLOWS}:Total", "-p", "m=3"], "unknown parameter 'm'"),
         (["run", f"{FLOWS}:Total", "-p", "n=three"], "'n' expects an integer"),
         (["run", f"{FLOWS}:Total", "-p", "n"], "expected KEY=VALUE"),
-        (["run", f"{FLOWS}:Greedy"], "requests more than the resource pool has"),
+        (["run", f"{FLOWS}:Greedy"], "requests more than this machine has"),
         (["run", f"{FLOWS}:Total", "--pool", "cpu=two"], "cpu"),
         (["run", "Total"], "expected MODULE:TASK"),
     ],

@@ -40,7 +40,7 @@ def machine_pool() -> ResourcePool:
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # may change between runs of one process
         _capacity.cache_clear()
     cap, gpus = _capacity()
-    return ResourcePool(cap, gpus)
+    return ResourcePool(cap, gpus, name="this machine")
 
 
 def machine_capacity() -> Resources:

@@ -32,8 +32,14 @@ def _cpu(m: int) -> str:
 class ResourcePool:
     """What a run may use at once. Requests larger than the capacity are errors."""
 
-    def __init__(self, capacity: Resources, gpu_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        capacity: Resources,
+        gpu_ids: Sequence[int] | None = None,
+        name: str = "the resource pool",
+    ) -> None:
         self.capacity = capacity
+        self.name = name  # for messages: "this machine", "the run's pool"
         self._cpu = capacity.cpu_milli
         self._mem = capacity.memory_bytes
         self._gpus = list(gpu_ids if gpu_ids is not None else range(capacity.gpu))
@@ -44,8 +50,9 @@ class ResourcePool:
         over = request.exceeds(self.capacity)
         if over:
             raise ResourceError(
-                f"{who} requests more than the resource pool has ({', '.join(over)}); "
-                "lower the task's resources or give the run a larger pool"
+                f"{who} requests more than {self.name} has ({', '.join(over)}): lower the "
+                "task's resources, or give the run a larger pool (--pool cpu=N,memory=Q,gpu=N;"
+                " in Python, pool={...})"
             )
 
     def try_acquire(self, request: Resources) -> Allocation | str:

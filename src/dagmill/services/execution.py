@@ -121,9 +121,19 @@ def _pool(pool: Any) -> ResourcePool:
     if isinstance(pool, Resources):
         return ResourcePool(pool)
     try:
-        return ResourcePool(Resources.parse(pool))
+        given = Resources.parse(pool)
     except ValueError as e:
         raise ResourceError(f"resource pool {pool!r}: {e}") from None
+    # what the pool does not name is this machine's ({"cpu": 4} leaves memory alone)
+    machine = machine_capacity()
+    return ResourcePool(
+        Resources(
+            given.cpu_milli if "cpu" in pool else machine.cpu_milli,
+            given.memory_bytes if "memory" in pool else machine.memory_bytes,
+            given.gpu if "gpu" in pool else machine.gpu,
+        ),
+        name="the run's pool",
+    )
 
 
 def named_requests(tasks: Iterable[TaskSpec]) -> dict[str, Resources]:
@@ -203,30 +213,40 @@ def execute_plan(
         if not ask("Confirm invalidating forced tasks (y/n) "):
             return None
     the_pool = _pool(pool)
-    for tid in the_plan.to_run:
-        the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
-    _check_output_folders(the_plan)
-    if executor is None and workers != 1:
-        _check_one_process(graph)
-    ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
     store = None
     log_dir = None
     secrets: list[str] = []
     run_id = run_id or new_run_id()
     project = project or settings.project()
-    if settings.record if record is None else record:
+
+    def check_here() -> None:
+        for tid in the_plan.to_run:
+            the_pool.check(graph.tasks[tid].resources, graph.tasks[tid].label)
+        _check_output_folders(the_plan)
+        if executor is None and workers != 1:
+            _check_one_process(graph)
+
+    recorded = settings.record if record is None else record
+    if project == DEFAULT_PROJECT or not recorded:
+        check_here()  # before the record is opened: bad input creates nothing
+    if recorded:
         from dagmill.store import open_store
 
         store = open_store()
         try:
+            # a named project first (it may not exist; its quota is the lasting limit),
+            # then what this run may use here
             requests = named_requests(graph.tasks[t] for t in the_plan.to_run)
             check_quota(store, project, requests.items(), the_pool.capacity)
+            if project != DEFAULT_PROJECT:
+                check_here()
         except DefinitionError:
             store.close()
             raise
-        if settings.capture_logs:
-            log_dir = settings.logs_dir(run_id)
-            secrets = secret_values()
+    ex = executor or (InlineExecutor() if workers == 1 else LocalExecutor(workers))
+    if store is not None and settings.capture_logs:
+        log_dir = settings.logs_dir(run_id)
+        secrets = secret_values()
     try:
         result = run_plan(
             the_plan,

@@ -54,7 +54,6 @@ from typing import Any
 from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
 from dagmill.errors import DefinitionError, ParameterError
-from dagmill.executors.machine import machine_pool
 from dagmill.frontends.loader import check_slot_param, load_task, module_file, target_task
 from dagmill.frontends.pipeline.compile import CompiledPipeline
 from dagmill.frontends.pipeline.envs import environment_python
@@ -190,9 +189,8 @@ def build_job(
         graph, kind, default_name = plan.graph, "python", task.task_family
         version, python_source = definition_version(ref)
         source = python_source or ""
-    pool = machine_pool()
-    for spec in graph.tasks.values():
-        pool.check(spec.resources, spec.label)
+    # not this machine's size: the job runs where its project's servers are (the default
+    # project's quota is this machine, which check_quota applies)
     strategy = dict(DEFAULT_TTL)
     strategy.update(ttl or {})
     requests = named_requests(graph.tasks.values())
