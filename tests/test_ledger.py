@@ -376,7 +376,7 @@ def test_a_long_wait_has_its_room_kept_from_smaller_tasks(database_url: str) -> 
             store._execute("UPDATE lease_waits SET since = ?", (time.time() - 60,))
         got = _admit(store, "Rsmall", "s2", 1000)  # 3 + 1 fits, but 2 are kept for Rbig
         assert isinstance(got, str), got
-        assert got.startswith("project p: cpu 5 of 4 in use or kept for Rbig big (waiting 6")
+        assert got.startswith("project p: cpu 3 of 4 in use, 2 kept for Rbig big (waiting 6")
         store.release_lease("Rholder", "h")  # 0 in use: 2 kept, 2 left for the others
         assert isinstance(_admit(store, "Rsmall", "s2", 1000), Lease)
         assert isinstance(_admit(store, "Rsmall", "s3", 1000), Lease)

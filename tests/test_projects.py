@@ -400,3 +400,17 @@ def test_a_rerun_stays_in_its_project(flow: Path, tmp_path: Path) -> None:
         s._execute("DELETE FROM projects WHERE name = 'pq'")  # gone since (by SQL: in use)
     err = bad("runs", "rerun", first["id"], cwd=tmp_path)
     assert "project 'pq' does not exist" in err
+
+
+def test_lowering_a_quota_below_a_job_s_task_warns(flow: Path, tmp_path: Path) -> None:
+    ok("projects", "create", "hq", "--cpu", "2", cwd=tmp_path)
+    job = ok("jobs", "build", "flow.py:Big", "--project", "hq", cwd=tmp_path).split()[-1]
+    lowered = cli("projects", "set", "hq", "--memory", "32Mi", cwd=tmp_path)
+    assert lowered.returncode == 0, lowered.stderr
+    assert "warning: the quota of hq no longer fits 1 task(s)" in lowered.stderr
+    assert f"job {job} (Big): Big-{{}} asks for memory 64Mi > 32Mi" in lowered.stderr
+    raised = cli("projects", "set", "hq", "--memory", "1Gi", cwd=tmp_path)
+    assert raised.returncode == 0 and "warning" not in raised.stderr
+    assert "finer than a millicore" in bad(
+        "projects", "create", "x", "--cpu", "0.0001", cwd=tmp_path
+    )

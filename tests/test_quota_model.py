@@ -53,6 +53,13 @@ def test_the_machine_fills_only_what_the_quota_leaves_unlimited(q: Quota, m: Res
     assert not filled.unlimited
 
 
+@given(quotas, requests, requests, requests)
+def test_lacks_kept_is_lacks_with_the_kept_room_in_use(
+    q: Quota, used: Resources, kept: Resources, r: Resources
+) -> None:
+    assert (q.lacks_kept(used, kept, r) is None) == (q.lacks(used.plus(kept), r) is None)
+
+
 def test_merged_applies_changes_and_unsets() -> None:
     q = Quota.parse({"cpu": 4, "memory": "8Gi"})
     assert q.merged(Quota(gpu=1), unset=("memory",)) == Quota(4000, None, 1)

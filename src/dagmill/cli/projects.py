@@ -129,10 +129,19 @@ def projects_set(
 ) -> None:
     """Change a project's quota or description (the default project's too). Tasks
     waiting for room are tried again at once: a larger quota may fit them."""
-    from dagmill.services.projects import set_project, show_project
+    from dagmill.services.projects import misfits, set_project, show_project
 
     set_project(name, cpu, memory, gpu, unset, description)
     _done(show_project(name), quiet, as_json, "changed")
+    lost = misfits(name)
+    if lost and not quiet:
+        click.echo(
+            f"warning: the quota of {name} no longer fits {len(lost)} task(s); their runs"
+            " are refused or wait until it is raised:",
+            err=True,
+        )
+        for line in lost[:10]:
+            click.echo(f"  {line}", err=True)
 
 
 @projects.command("delete")

@@ -118,6 +118,27 @@ class Quota:
             return f"gpu {used.gpu} of {self.gpu}"
         return None
 
+    def lacks_kept(self, used: Resources, kept: Resources, request: Resources) -> str | None:
+        """As ``lacks``, with ``kept`` set aside for another task: ``"cpu 1 of 2 in use,
+        1 kept"``; None if it fits beside both."""
+        if self.lacks(used.plus(kept), request) is None:
+            return None
+        if self.cpu_milli is not None and (
+            used.cpu_milli + kept.cpu_milli + request.cpu_milli > self.cpu_milli
+        ):
+            return (
+                f"cpu {_cpu_num(used.cpu_milli)} of {_cpu_num(self.cpu_milli)} in use, "
+                f"{_cpu_num(kept.cpu_milli)} kept"
+            )
+        if self.memory_bytes is not None and (
+            used.memory_bytes + kept.memory_bytes + request.memory_bytes > self.memory_bytes
+        ):
+            return (
+                f"memory {format_bytes(used.memory_bytes)} of {format_bytes(self.memory_bytes)}"
+                f" in use, {format_bytes(kept.memory_bytes)} kept"
+            )
+        return f"gpu {used.gpu} of {self.gpu} in use, {kept.gpu} kept"
+
     def to_record(self) -> dict[str, Any]:
         """The limits set, exact, for storage (``to_dict`` rounds memory for people)."""
         d: dict[str, Any] = {}

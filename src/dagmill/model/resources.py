@@ -37,12 +37,19 @@ def parse_cpu(value: str | int | float) -> int:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"cpu: must not be negative, got {value!r}")
-        return round(value * 1000)
+        return _whole_milli(value * 1000, value)
     m = _QUANTITY.match(str(value))
     if not m or m.group(2) not in ("", "m"):
         raise ValueError(f"cpu: expected a number like 2 or '500m', got {value!r}")
     n = float(m.group(1))
-    return round(n) if m.group(2) == "m" else round(n * 1000)
+    return _whole_milli(n if m.group(2) == "m" else n * 1000, value)
+
+
+def _whole_milli(milli: float, value: object) -> int:
+    # as Kubernetes: a CPU is counted in whole millicores (0.0001 was silently 0)
+    if abs(milli - round(milli)) > 1e-6:
+        raise ValueError(f"cpu: {value!r} is finer than a millicore (1m = 0.001 CPU)")
+    return round(milli)
 
 
 def parse_memory(value: str | int) -> int:

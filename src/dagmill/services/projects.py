@@ -36,6 +36,7 @@ __all__ = [
     "delete_project",
     "get_project",
     "list_projects",
+    "misfits",
     "parse_quota",
     "pending_since",
     "set_project",
@@ -194,6 +195,27 @@ def set_project(
     return updated
 
 
+def misfits(name: str) -> list[str]:
+    """What the project's quota can no longer fit: tasks of its jobs (as built) and tasks
+    waiting now that ask for more than the whole quota; one line each, for a warning."""
+    with open_store() as store:
+        usage = store.project_usage(name, machine_capacity())
+        if usage is None:
+            return []
+        out = [
+            f"job {job.id} ({job.name}): {label} asks for {', '.join(over)}"
+            for job in store.list_jobs(limit=1000, project=name)
+            for label, request in job.requests.items()
+            if (over := usage.limits.too_big(request))
+        ]
+        out += [
+            f"run {w.run_id}: {w.task_id}, waiting, asks for {', '.join(over)}"
+            for w in usage.waits
+            if (over := usage.limits.too_big(w.request))
+        ]
+    return out
+
+
 def delete_project(name: str) -> None:
     """Delete a project. Refused for ``default``, and while jobs or runs in progress
     belong to it (saying which, and how to be done with them); finished runs keep its
@@ -228,7 +250,11 @@ def delete_project(name: str) -> None:
             raise DefinitionError(
                 f"project {name} is in use: it has {'; and '.join(problems)}; then delete it"
             )
-        store.delete_project(name)
+        if not store.delete_project(name):
+            raise DefinitionError(
+                f"project {name} came into use as it was being deleted (a job built or a "
+                f"run started): see `dagmill projects show {name}`"
+            )
 
 
 def _some(ids: Iterable[str]) -> str:

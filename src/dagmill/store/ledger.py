@@ -175,9 +175,16 @@ class ProjectLedger:
         return bool(changed == 1)
 
     def delete_project(self: _Backend, name: str) -> bool:
-        """Delete a project's row (the caller checked that nothing uses it)."""
+        """Delete a project that no job and no run in progress belongs to (checked in the
+        same statement: a run starting meanwhile keeps it); False if it was not deleted."""
         with self._tx():
-            changed = self._execute("DELETE FROM projects WHERE name = ?", (name,)).rowcount
+            changed = self._execute(
+                "DELETE FROM projects WHERE name = ?"
+                " AND NOT EXISTS (SELECT 1 FROM jobs WHERE project = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM runs WHERE project = ?"
+                " AND status IN ('RUNNING', 'PENDING'))",
+                (name, name, name),
+            ).rowcount
         return bool(changed == 1)
 
     def project_use(self: _Backend, name: str) -> tuple[int, int]:
@@ -234,7 +241,7 @@ class ProjectLedger:
             if lacking is None and not quota.unlimited:
                 kept = self._kept_for(project, run_id, task_id, quota, used, now)
                 if kept is not None:  # room is kept for a task that waited long enough
-                    lacking = quota.lacks(used.plus(kept[0]), request)
+                    lacking = quota.lacks_kept(used, kept[0], request)
             args = (
                 run_id,
                 task_id,
@@ -271,7 +278,7 @@ class ProjectLedger:
             elif kept is not None:
                 _, rid, name, since = kept
                 reason = (
-                    f"project {project}: {lacking} in use or kept for {rid} {name}".rstrip()
+                    f"project {project}: {lacking} for {rid} {name}".rstrip()
                     + f" (waiting {now - since:.0f}s)"
                 )
             else:
