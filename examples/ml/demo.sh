@@ -64,8 +64,13 @@ print(len(json.load(sys.stdin)['pending_tasks']))"
 }
 for _ in $(seq 1 100); do [ "$(pending)" -ge 1 ] && break; sleep 0.2; done
 "$dagmill" projects show demo     # one Train runs, the other waits PENDING, saying why
+running() {  # how many tasks of the project hold part of its quota now
+  "$dagmill" projects show demo --json | "$python" -c "import json, sys
+print(len(json.load(sys.stdin)['running_tasks']))"
+}
+for _ in $(seq 1 100); do [ "$(pending)" -eq 0 ] && [ "$(running)" -ge 1 ] && break; sleep 0.2; done
+"$dagmill" projects show demo     # the first ended: the waiting Train runs now
 wait
-"$dagmill" projects show demo     # both done: nothing held, nothing waiting
 "$dagmill" runs list --limit 2
 waited=$("$dagmill" runs list --json --limit 2 | "$python" -c "import json, subprocess, sys
 for r in json.load(sys.stdin):

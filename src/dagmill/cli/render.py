@@ -318,7 +318,7 @@ def run_detail(
             if last.waited and not last.waiting_for:
                 # it ran once its project had room: how long that took matters (a slow
                 # run that only waited is not slow code)
-                waited = f"waited {_seconds(last.waited)} (resources)"
+                waited = f"waited {_seconds(last.waited)}"
                 detail = f"{waited}; {detail}" if detail else waited
         row = [
             t.task_id,

@@ -27,7 +27,7 @@ from dagmill.store.base import Store
 
 __all__ = ["RECHECK_SECONDS", "Admission"]
 
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 2.0
 
 
 class Admission:
