@@ -244,7 +244,7 @@ def runs_table(runs: Sequence[RunInfo], wide: bool = False) -> None:
     ids = [[r.id for r in runs]]
     slots = any(r.scheduled_for is not None for r in runs)
     if wide:
-        columns = ["RUN", "STATUS", "STARTED", "TOOK", "JOB", "NAME", "TASKS"]
+        columns = ["RUN", "STATUS", "STARTED", "TOOK", "PROJECT", "JOB", "NAME", "TASKS"]
         if slots:
             columns[2:2] = ["SLOT"]
         table = _table(*columns, ids=ids)
@@ -255,6 +255,7 @@ def runs_table(runs: Sequence[RunInfo], wide: bool = False) -> None:
                 _styled(r.status),
                 _when(r.started_at, seconds=True),
                 _dur(r.started_at, r.ended_at),
+                r.project,
                 r.job_id or "-",
                 r.name,
                 counts,
@@ -399,7 +400,7 @@ def jobs_table(views: Sequence[JobView], wide: bool = False) -> None:
     ids = [[v.job.id for v in views], [], [], [v.last_run_id or "-" for v in views]]
     columns = ["JOB", "KIND", "STATUS", "LAST RUN", "NEXT RUN", "NAME"]
     if wide:
-        columns[-1:-1] = ["CREATED"]
+        columns[-1:-1] = ["PROJECT", "CREATED"]
         columns += ["SCHEDULE", "RUNS"]
     table = _table(*columns, ids=ids)
     for v in views:
@@ -413,7 +414,7 @@ def jobs_table(views: Sequence[JobView], wide: bool = False) -> None:
             escape(j.name),
         ]
         if wide:
-            row[-1:-1] = [_when(j.created_at)]
+            row[-1:-1] = [j.project, _when(j.created_at)]
             params = " ".join(f"-p {k}={val}" for k, val in j.params.items())
             row.append(escape(j.schedule.describe()) if j.schedule else "-")
             row.append(escape(f"{j.ref} {params}".strip()))
