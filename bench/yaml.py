@@ -114,11 +114,12 @@ def child_validate(folder: str) -> dict[str, float]:
 
 def child_run(folder: str, data: str) -> dict[str, float]:
     os.environ["DAGMILL_HOME"] = os.path.join(folder, ".dagmill")
+    from dagmill.services.execution import RunOptions
     from dagmill.services.pipelines import run_pipeline
 
     t = time.perf_counter()
     result = run_pipeline(
-        os.path.join(folder, "pipeline.yaml"), data, workers=1, execution_summary=False
+        os.path.join(folder, "pipeline.yaml"), data, options=RunOptions(execution_summary=False)
     )
     inrun = time.perf_counter() - t
     assert result is not None and result.ok, "the run failed"

@@ -321,6 +321,7 @@ RACER = textwrap.dedent(
     from pathlib import Path
 
     from dagmill.errors import DefinitionError
+    from dagmill.services.execution import RunOptions
     from dagmill.services.jobs import run_job
 
     job_id, order, go, out = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
@@ -330,7 +331,11 @@ RACER = textwrap.dedent(
     ran, refused = {}, []
     for rid in order:
         try:
-            result = run_job(job_id, run_id=rid, workers=1, execution_summary=False, abort=False)
+            result = run_job(
+                job_id,
+                run_id=rid,
+                options=RunOptions(workers=1, execution_summary=False, abort=False),
+            )
         except DefinitionError as e:
             refused.append([rid, str(e)])
             continue

@@ -24,6 +24,7 @@ import pytest
 import dagmill
 import dagmill.runs
 from dagmill.errors import DefinitionError
+from dagmill.services.execution import RunOptions
 from dagmill.services.jobs import build_job, run_job, start_job
 from dagmill.store import open_store
 from dagmill.store.migrate import LATEST
@@ -431,7 +432,7 @@ def test_delete_a_job_removes_it_its_runs_and_their_logs(
     other = build_job(f"{flow}:Total", {}, data_dir="out2").id
 
     def run(job: str) -> str:
-        result = run_job(job, execution_summary=False)
+        result = run_job(job, options=RunOptions(execution_summary=False))
         assert result is not None
         return result.run_id
 
@@ -714,9 +715,9 @@ def test_gc_removes_runs_past_their_jobs_ttl(database_url: str, flow: Path, tmp_
     good = build_job(f"{flow}:Total", {}, data_dir="out", ttl=ttl)
     bad = build_job(f"{flow}:Broken", {}, data_dir="out", ttl=ttl)
     default = build_job(f"{flow}:Total", {"n": "3"}, data_dir="out")
-    ran_ok = run_job(good.id, abort=False, execution_summary=False)
-    ran_bad = run_job(bad.id, abort=False, execution_summary=False)
-    ran_default = run_job(default.id, abort=False, execution_summary=False)
+    ran_ok = run_job(good.id, options=RunOptions(abort=False, execution_summary=False))
+    ran_bad = run_job(bad.id, options=RunOptions(abort=False, execution_summary=False))
+    ran_default = run_job(default.id, options=RunOptions(abort=False, execution_summary=False))
     assert ran_ok is not None and ran_bad is not None and ran_default is not None
     assert (ran_ok.status.value, ran_bad.status.value) == ("SUCCESS", "FAILED")
     for r in (ran_ok, ran_bad, ran_default):

@@ -19,6 +19,7 @@ import yaml
 
 from dagmill.frontends.pipeline.compile import PipelineError
 from dagmill.runs import get_run
+from dagmill.services.execution import RunOptions
 from helpers import wait_for
 
 HERE = Path(__file__).parent
@@ -1170,7 +1171,7 @@ def test_fsspec_url_data_nodes_are_staged_and_uploaded_only_on_success(tmp_path:
         "  broken: {input: [raw], output: [bad], processor: fail}\n"
     )
     pipeline = str(tmp_path / "p.yaml")
-    result = run_pipeline(pipeline, abort=False, execution_summary=False)
+    result = run_pipeline(pipeline, options=RunOptions(abort=False, execution_summary=False))
     assert result is not None and result.statuses["up"].value == "SUCCESS"
     assert result.statuses["broken"].value == "FAILED"
     assert fs.cat("/bucket/out/up.txt") == b"A,B\n1,2\n"

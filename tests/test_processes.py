@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from dagmill.services.execution import RunOptions
 from dagmill.store import open_store
 from helpers import wait_for
 
@@ -360,7 +361,9 @@ def test_staging_folders_of_killed_attempts_are_removed(
         "  copy: {input: [raw], output: [out], processor: copy}\n"
     )
     try:
-        result = run_pipeline(os.fspath(tmp_path / "p.yaml"), execution_summary=False)
+        result = run_pipeline(
+            os.fspath(tmp_path / "p.yaml"), options=RunOptions(execution_summary=False)
+        )
         assert result is not None and result.ok
         assert sorted(p.name for p in temp.iterdir()) == [f"dagmill-stage-{os.getppid()}-def"]
     finally:

@@ -19,6 +19,7 @@ from dagmill.frontends.pipeline.compile import PipelineError, compile_pipeline
 from dagmill.frontends.pipeline.source import fill_slot, placeholder_problem
 from dagmill.model.params import ParameterValueError
 from dagmill.model.runs import RunTarget
+from dagmill.services.execution import RunOptions
 from dagmill.services.pipelines import run_target, validate
 
 # 00:30 in Paris is still the day before in UTC: the local date is the one that counts
@@ -111,7 +112,7 @@ def test_a_scheduled_target_binds_its_slot_param(flows: str, tmp_path: Path) -> 
     target = RunTarget("python", f"{flows}:Daily", {"day": SLOT}, str(tmp_path / "out"), slot=SLOT)
     task = target_task(target)
     assert task.day == dt.date(2022, 3, 1)  # type: ignore[attr-defined]
-    result = run_target(target, execution_summary=False)
+    result = run_target(target, RunOptions(execution_summary=False))
     assert result is not None and result.ok
     assert task.outputLoad() == {"day": "2022-03-01"}
     hourly = RunTarget("python", f"{flows}:Hourly", {"hour": SLOT}, None, slot=SLOT)
@@ -246,7 +247,7 @@ def partitioned(tmp_path: Path) -> Path:
 def _run(pipeline: Path, slot: str | None) -> dagmill.RunResult:
     data = str(pipeline.parent / "data")
     target = RunTarget("yaml", str(pipeline), {}, data, slot=slot)
-    result = run_target(target, execution_summary=False)
+    result = run_target(target, RunOptions(execution_summary=False))
     assert result is not None and result.ok, result and result.errors
     return result
 
@@ -311,7 +312,7 @@ def test_a_manual_run_keeps_its_slot_so_running_it_again_redoes_the_same_partiti
     when = dt.datetime.fromisoformat(recorded.slot)
     assert (data / "out" / f"{when:%Y-%m-%d}.json").exists()
     # the recorded target (what `runs resume` and `runs rerun` start from) is that slot
-    assert run_target(recorded, execution_summary=False).plan.to_run == []  # type: ignore[union-attr]
+    assert run_target(recorded, RunOptions(execution_summary=False)).plan.to_run == []  # type: ignore[union-attr]
 
 
 def test_a_slot_without_an_offset_is_in_the_schedules_timezone(partitioned: Path) -> None:

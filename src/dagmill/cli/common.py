@@ -6,9 +6,13 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from dagmill.engine import RunResult
+    from dagmill.services.execution import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,14 +70,22 @@ def parse_params(params: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def execute(start: Callable[..., Any], quiet: bool, as_json: bool, **kwargs: Any) -> None:
+def execute(
+    start: Callable[[RunOptions], RunResult | None],
+    quiet: bool,
+    as_json: bool,
+    options: RunOptions,
+) -> None:
     """Run with live progress, then print the summary (or JSON); exit 1 if a task failed."""
+    import dataclasses
+
     from dagmill.cli.render import Progress, result_json
 
     progress = None if (quiet or as_json) else Progress()
+    options = dataclasses.replace(options, abort=False, execution_summary=False, reporter=progress)
     try:
         with progress if progress is not None else _Null():
-            result = start(abort=False, execution_summary=False, reporter=progress, **kwargs)
+            result = start(options)
     except KeyboardInterrupt:
         click.echo("cancelled", err=True)
         sys.exit(EXIT_CANCELLED)

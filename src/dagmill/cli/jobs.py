@@ -368,6 +368,7 @@ def jobs_run(
 ) -> None:
     """Run a job: in the background (prints the run id; a running `dagmill server`
     starts it), or here with --wait. -p overrides its parameters for this run."""
+    from dagmill.services.execution import RunOptions
     from dagmill.services.jobs import run_job, start_job
 
     overrides = parse_params(params)
@@ -382,10 +383,10 @@ def jobs_run(
             click.echo(started)
         return
     execute(
-        lambda **kw: run_job(job_id, run_id=run_id, params=overrides, **kw),
+        lambda o: run_job(job_id, run_id=run_id, params=overrides, options=o),
         quiet,
         as_json,
-        workers=workers,
+        RunOptions(workers=workers),
     )
 
 

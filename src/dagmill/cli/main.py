@@ -166,36 +166,38 @@ def run(
     if project:
         _check_project(project)
     if is_pipeline_file(target):
+        from dagmill.services.execution import RunOptions
         from dagmill.services.pipelines import run_pipeline
 
         _no_params(target, params)
         execute(
-            lambda **kw: run_pipeline(
-                target, data_dir, list(nodes) or None, force or force_all, **kw
+            lambda o: run_pipeline(
+                target, data_dir, list(nodes) or None, force or force_all, options=o
             ),
             quiet,
             as_json,
-            workers=workers,
-            pool=pool_spec,
-            project=project or None,
+            RunOptions(workers=workers, pool=pool_spec, project=project or None),
         )
         return
     if nodes:
         fail("--node is for pipeline files; for MODULE:TASK name the task itself")
+    from dagmill.services.execution import RunOptions
     from dagmill.services.jobs import target_of
-    from dagmill.services.tasks import run_tasks
+    from dagmill.services.tasks import run_task_list
 
     task = _load_target(target, params, data_dir)
     execute(
-        lambda **kw: run_tasks([task], **kw),
+        lambda o: run_task_list([task], o),
         quiet,
         as_json,
-        forced_all=force,
-        forced_all_upstream=force_all,
-        workers=workers,
-        pool=pool_spec,
-        target=target_of(target, parse_params(params), data_dir),
-        project=project or None,
+        RunOptions(
+            workers=workers,
+            pool=pool_spec,
+            project=project or None,
+            forced_all=force,
+            forced_all_upstream=force_all,
+            target=target_of(target, parse_params(params), data_dir),
+        ),
     )
 
 

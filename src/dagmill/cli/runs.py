@@ -163,6 +163,7 @@ def runs_delete(run_id: str, yes: bool) -> None:
 @guard
 def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_json: bool) -> None:
     """Run what a run ran again: everything, or with --from-failed what did not succeed."""
+    from dagmill.services.execution import RunOptions
     from dagmill.services.pipelines import run_target
 
     info = _run_or_fail(run_id)
@@ -173,13 +174,15 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
         )
     target = info.target
     execute(
-        lambda **kw: run_target(target, **kw),
+        lambda o: run_target(target, o),
         quiet,
         as_json,
-        forced_all_upstream=not from_failed,
-        workers=workers,
-        job_id=info.job_id,
-        project=info.project,  # its quota still applies (and the project must still exist)
+        RunOptions(
+            workers=workers,
+            forced_all_upstream=not from_failed,
+            job_id=info.job_id,
+            project=info.project,  # its quota still applies (and it must still exist)
+        ),
     )
 
 
@@ -191,10 +194,11 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
 @guard
 def runs_resume(run_id: str, workers: int | None, quiet: bool, as_json: bool) -> None:
     """Finish a run whose engine died: complete tasks stay, the rest runs (same run id)."""
+    from dagmill.services.execution import RunOptions
     from dagmill.services.runs import resume_run
 
     info = _run_or_fail(run_id)
     if workers is None:  # the automatic resume too: a 2-worker run goes on with 2
         recorded = info.options.get("workers")
         workers = recorded if isinstance(recorded, int) and recorded >= 1 else 1
-    execute(lambda **kw: resume_run(info.id, **kw), quiet, as_json, workers=workers)
+    execute(lambda o: resume_run(info.id, o), quiet, as_json, RunOptions(workers=workers))

@@ -66,6 +66,7 @@ def _run(work: dict[str, Any]) -> int:
         # is the one the run was claimed for, so the engine records that one
         os.environ["DAGMILL_SERVER_ID"] = work["server_id"]
     from dagmill.errors import DefinitionError, RunFailed
+    from dagmill.services.execution import RunOptions
     from dagmill.services.jobs import run_job
     from dagmill.services.runs import resume_run
     from dagmill.store import open_store
@@ -78,13 +79,14 @@ def _run(work: dict[str, Any]) -> int:
         if work["action"] == "resume":
             result = resume_run(
                 work["run_id"],
+                RunOptions(workers=work["workers"], execution_summary=True),
                 taken_from=(work.get("taken_from"),),
-                workers=work["workers"],
-                execution_summary=True,
             )
         else:
             result = run_job(
-                work["job_id"], run_id=work["run_id"], workers=work["workers"], abort=False
+                work["job_id"],
+                run_id=work["run_id"],
+                options=RunOptions(workers=work["workers"], abort=False),
             )
     except DefinitionError as e:
         print(f"error: {e}", file=sys.stderr)

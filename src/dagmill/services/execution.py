@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dagmill import settings
@@ -35,7 +36,14 @@ from dagmill.plan.planner import Plan
 from dagmill.store import Store
 from dagmill.summary import summary_text
 
-__all__ = ["ask", "check_quota", "check_workers", "execute_plan", "named_requests"]
+__all__ = [
+    "RunOptions",
+    "ask",
+    "check_quota",
+    "check_workers",
+    "execute_plan",
+    "named_requests",
+]
 
 log = logging.getLogger("dagmill")
 
@@ -174,29 +182,43 @@ def check_quota(
             )
 
 
-def execute_plan(
-    the_plan: Plan,
-    name: str,
-    *,
-    confirm: bool = False,
-    workers: int = 1,
-    abort: bool = True,
-    execution_summary: bool | None = None,
-    pool: Any = None,
-    record: bool | None = None,
-    reporter: Reporter | None = None,
-    executor: Executor | None = None,
-    run_id: str | None = None,
-    job_id: str | None = None,
-    target: RunTarget | None = None,
-    attempts: Mapping[str, int] | None = None,
-    project: str | None = None,
-) -> RunResult | None:
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How a run is run: one object from the face that starts it (CLI, server, Python)
+    down to :func:`execute_plan`.
+
+    ``workers``: tasks at once; ``pool``: what the run may use here (default: this
+    machine); ``project``: whose quota its tasks share (default: ``settings.project()``);
+    ``forced_all`` / ``forced_all_upstream``: run the targets / everything again;
+    ``abort``: raise RunFailed if a task failed; ``run_id``, ``job_id``, ``target``,
+    ``attempts``: a queued or resumed run's identity and history."""
+
+    workers: int = 1
+    pool: Any = None
+    project: str | None = None
+    record: bool | None = None
+    abort: bool = True
+    execution_summary: bool | None = None
+    confirm: bool = False
+    forced_all: bool = False
+    forced_all_upstream: bool = False
+    reporter: Reporter | None = None
+    executor: Executor | None = None
+    name: str | None = None
+    run_id: str | None = None
+    job_id: str | None = None
+    target: RunTarget | None = None
+    attempts: Mapping[str, int] | None = None
+
+
+def execute_plan(the_plan: Plan, name: str, options: RunOptions) -> RunResult | None:
     """Run a plan from any front door: check it can run, record it, capture its output,
     print the summary. Nothing is written if the plan cannot run (missing inputs,
-    resources larger than the pool or than the project's whole quota). The run belongs
-    to ``project`` (default: ``settings.project()``). Returns None if ``confirm`` was
-    declined."""
+    resources larger than the pool or than the project's whole quota). Returns None if
+    ``options.confirm`` was declined."""
+    workers, pool, record, abort = options.workers, options.pool, options.record, options.abort
+    executor, reporter, target = options.executor, options.reporter, options.target
+    run_id, job_id, attempts = options.run_id, options.job_id, options.attempts
     check_workers(workers)
     logging.getLogger("dagmill").setLevel(settings.log_level.upper())
     graph = the_plan.graph
@@ -208,7 +230,7 @@ def execute_plan(
             + "; ".join(f"{s.label}: {the_plan.tasks[s.id].reason}" for s in missing[:5])
             + ". Create them, or run the tasks that make them."
         )
-    if confirm and forced_ids:
+    if options.confirm and forced_ids:
         print("Tasks to rerun:", ", ".join(graph.tasks[t].label for t in sorted(forced_ids)))
         if not ask("Confirm invalidating forced tasks (y/n) "):
             return None
@@ -217,7 +239,7 @@ def execute_plan(
     log_dir = None
     secrets: list[str] = []
     run_id = run_id or new_run_id()
-    project = project or settings.project()
+    project = options.project or settings.project()
 
     def check_here() -> None:
         for tid in the_plan.to_run:
@@ -270,7 +292,9 @@ def execute_plan(
         if store is not None:
             store.close()
     result.summary_text = summary_text(result)
-    show = settings.execution_summary if execution_summary is None else execution_summary
+    show = options.execution_summary
+    if show is None:
+        show = settings.execution_summary
     if show:
         print(result.summary_text)
     if abort and not result.ok:

@@ -39,6 +39,7 @@ job's overlap is ``allow``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import math
@@ -49,7 +50,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from dagmill import settings
 from dagmill.engine import RunResult, new_run_id
@@ -69,7 +69,7 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
-from dagmill.services.execution import check_quota, named_requests
+from dagmill.services.execution import RunOptions, check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.runs import server_of
 from dagmill.services.tasks import make_plan
@@ -340,10 +340,11 @@ def run_job(
     job_id: str,
     run_id: str | None = None,
     params: Mapping[str, str] | None = None,
-    **kwargs: Any,
+    options: RunOptions | None = None,
 ) -> RunResult | None:
-    """Run a job here and wait for it (``kwargs`` go to :func:`dagmill.run`); ``params``
-    override its parameters for this run (not with ``run_id``: a queued run has its own).
+    """Run a job here and wait for it, as ``options`` say (its job, name and project are
+    the job's); ``params`` override its parameters for this run (not with ``run_id``: a
+    queued run has its own).
 
     With ``run_id``, run that queued run: as its target says (its slot, its parameters
     for this run), whether this process claims it now or a server claimed it for this
@@ -378,11 +379,13 @@ def run_job(
     try:
         return run_target(
             target or job.target(),
-            run_id=run_id,
-            job_id=job.id,
-            name=job.name,
-            project=job.project,
-            **kwargs,
+            dataclasses.replace(
+                options or RunOptions(),
+                run_id=run_id,
+                job_id=job.id,
+                name=job.name,
+                project=job.project,
+            ),
         )
     except DefinitionError as e:
         if run_id is not None:

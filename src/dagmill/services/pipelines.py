@@ -2,7 +2,7 @@
 files); and :func:`run_target`, which runs a recorded run target of either front door.
 
     compiled = validate("pipeline.yaml")                 # raises PipelineError (exit 2)
-    result = run_pipeline("pipeline.yaml", nodes=["clean"], workers=2)
+    result = run_pipeline("pipeline.yaml", nodes=["clean"], options=RunOptions(workers=2))
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dagmill.io.remote import is_url, remove, url_version
 from dagmill.model.graph import Graph
 from dagmill.model.runs import RunTarget
 from dagmill.plan.planner import Plan, PlanOptions, plan
-from dagmill.services.execution import execute_plan
-from dagmill.services.tasks import run_tasks
+from dagmill.services.execution import RunOptions, execute_plan
+from dagmill.services.tasks import run_task_list
 
 __all__ = [
     "graph_text",
@@ -92,22 +92,24 @@ def run_pipeline(
     nodes: Sequence[str] | None = None,
     force: bool = False,
     slot: str | None = None,
-    **kwargs: Any,
+    options: RunOptions | None = None,
 ) -> RunResult | None:
     """Run a pipeline file: its environment is built first (once per requirement set),
-    then whatever is not complete runs; ``kwargs`` go to :func:`execute_plan`. ``slot``:
-    a scheduled run's (see :func:`compile_pipeline`); None for a manual run, "now"."""
+    then whatever is not complete runs, as ``options`` say (``force``, or either of its
+    forced_all flags: every process node runs again). ``slot``: a scheduled run's (see
+    :func:`compile_pipeline`); None for a manual run, "now"."""
+    options = options or RunOptions()
+    force = force or options.forced_all or options.forced_all_upstream
     compiled = compile_pipeline(file, data, slot)
     python = environment_python(compiled.requirements)  # fails before any task runs
     if python != sys.executable:
         compiled = _with_python(compiled, python)
     the_plan, _ = plan_pipeline(file, data, nodes, force, compiled=compiled)
-    target = kwargs.get("target") or RunTarget("yaml", compiled.file, {}, compiled.data_root)
+    target = options.target or RunTarget("yaml", compiled.file, {}, compiled.data_root)
     # the run keeps the slot it filled its sources with (a manual run's "now" too): resumed
     # or run again, it reads and writes the same partitions
-    kwargs["target"] = dataclasses.replace(target, slot=compiled.slot)
-    name = kwargs.pop("name", None) or os.path.basename(compiled.file)
-    return execute_plan(the_plan, name, **kwargs)
+    options = dataclasses.replace(options, target=dataclasses.replace(target, slot=compiled.slot))
+    return execute_plan(the_plan, options.name or os.path.basename(compiled.file), options)
 
 
 def _with_python(compiled: CompiledPipeline, python: str) -> CompiledPipeline:
@@ -210,14 +212,11 @@ def pipeline_schema() -> dict[str, Any]:
     return schema
 
 
-def run_target(target: RunTarget, **kwargs: Any) -> RunResult | None:
-    """Run what a run target names, from whichever front door it came."""
+def run_target(target: RunTarget, options: RunOptions) -> RunResult | None:
+    """Run what a run target names, from whichever front door it came. (A pipeline file
+    has no "given task" apart from its nodes: forcing the targets or everything upstream
+    both mean every process node runs again.)"""
+    options = dataclasses.replace(options, target=target)
     if target.kind == "yaml":
-        # a pipeline file has no "given task" apart from its nodes: forcing the targets or
-        # everything upstream both mean every process node runs again
-        forced_all = kwargs.pop("forced_all", False)
-        force = bool(kwargs.pop("forced_all_upstream", False) or forced_all)
-        return run_pipeline(
-            target.ref, target.data, force=force, slot=target.slot, target=target, **kwargs
-        )
-    return run_tasks([target_task(target)], target=target, **kwargs)
+        return run_pipeline(target.ref, target.data, slot=target.slot, options=options)
+    return run_task_list([target_task(target)], options)

@@ -10,6 +10,7 @@ The query functions are public as :mod:`dagmill.runs`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ from dagmill.store import Store, open_store
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
+    from dagmill.services.execution import RunOptions
 
 __all__ = [
     "cancel_run",
@@ -198,13 +200,17 @@ def server_of(store: Store, draining_too: bool = False) -> ServerInfo | None:
 
 
 def resume_run(
-    run_id: str, taken_from: tuple[str | None] | None = None, **kwargs: Any
+    run_id: str,
+    options: RunOptions | None = None,
+    taken_from: tuple[str | None] | None = None,
 ) -> RunResult | None:
     """Finish a run whose engine died, under the same run id: complete tasks are not
     redone, attempts that were open become FAILED and the tasks run as new attempts.
 
+    ``options``: how (its id, job, name, project and attempts are the run's).
     ``taken_from``: a server took the run over for this process already, from that
     owner (``(None,)``: it was handed back); the record names it as the dead engine."""
+    from dagmill.services.execution import RunOptions
     from dagmill.services.pipelines import run_target
 
     info = get_run(run_id)
@@ -240,12 +246,14 @@ def resume_run(
     try:
         return run_target(
             info.target,
-            run_id=info.id,
-            job_id=info.job_id,
-            attempts=attempts,
-            name=info.name,
-            project=info.project,
-            **kwargs,
+            dataclasses.replace(
+                options or RunOptions(),
+                run_id=info.id,
+                job_id=info.job_id,
+                attempts=attempts,
+                name=info.name,
+                project=info.project,
+            ),
         )
     except DefinitionError as e:  # taken over, so ended here: not resumed again and again
         with open_store() as s:

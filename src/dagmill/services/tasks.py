@@ -24,13 +24,14 @@ from dagmill.io.records import RecordBook
 from dagmill.model.graph import Graph
 from dagmill.model.runs import RunTarget
 from dagmill.plan.planner import Plan, PlanOptions, plan
-from dagmill.services.execution import check_workers, execute_plan
+from dagmill.services.execution import RunOptions, check_workers, execute_plan
 from dagmill.summary import tree_text
 
 __all__ = [
     "load_target",
     "make_plan",
     "preview_text",
+    "run_task_list",
     "run_tasks",
     "set_dir",
     "task_list",
@@ -146,28 +147,36 @@ def run_tasks(
     Returns the run's result, or None if ``confirm`` was declined. The run's name
     defaults to the tasks' families.
     """
-    check_workers(workers)
-    roots = task_list(tasks)
-    the_plan, _ = make_plan(roots, forced, forced_all, forced_all_upstream)
-    return execute_plan(
-        the_plan,
-        name
-        or ", ".join(t.task_family for t in roots[:3])
-        + (f" (+{len(roots) - 3})" if len(roots) > 3 else ""),
-        confirm=confirm,
+    options = RunOptions(
         workers=workers,
+        pool=pool,
+        project=project,
+        record=record,
         abort=abort,
         execution_summary=execution_summary,
-        pool=pool,
-        record=record,
+        confirm=confirm,
+        forced_all=forced_all,
+        forced_all_upstream=forced_all_upstream,
         reporter=reporter,
         executor=executor,
+        name=name,
         run_id=run_id,
         job_id=job_id,
         target=target,
         attempts=attempts,
-        project=project,
     )
+    return run_task_list(tasks, options, forced)
+
+
+def run_task_list(tasks: Any, options: RunOptions, forced: Any = None) -> RunResult | None:
+    """:func:`run_tasks` with its options as one object (the services' way in)."""
+    check_workers(options.workers)
+    roots = task_list(tasks)
+    the_plan, _ = make_plan(roots, forced, options.forced_all, options.forced_all_upstream)
+    name = options.name or ", ".join(t.task_family for t in roots[:3]) + (
+        f" (+{len(roots) - 3})" if len(roots) > 3 else ""
+    )
+    return execute_plan(the_plan, name, options)
 
 
 def tasks_to_reset(task: Task, upstream: bool = False) -> list[Task]:
