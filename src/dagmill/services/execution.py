@@ -2,9 +2,10 @@
 output, print the summary.
 
     the_plan, _ = dagmill.services.tasks.make_plan([Train()])
-    result = execute_plan(the_plan, "Train", workers=2)
+    result = execute_plan(the_plan, "Train", RunOptions(workers=2, project="ml"))
 
-Nothing is written if the plan cannot run (missing inputs, resources larger than the pool,
+Nothing is written if the plan cannot run (missing inputs, an unknown project, resources
+larger than the project's quota or the pool,
 output folders that cannot be written).
 """
 
