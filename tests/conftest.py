@@ -11,6 +11,7 @@ import pytest
 
 import dagmill
 from dagmill import settings
+from servers import Project
 
 _DEFAULTS = {k: getattr(settings, k) for k in (
     "dir", "dirpath", "check_dependencies", "detect_changes", "execution_summary",
@@ -88,3 +89,17 @@ def database_url(
         url = fresh_postgres_database(request)
     monkeypatch.setenv("DAGMILL_DATABASE_URL", url)
     return url
+
+
+@pytest.fixture
+def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
+    """A folder for pipelines, jobs and `dagmill server` processes on this test's store;
+    the servers are stopped afterwards, and their logs printed (shown if the test fails)."""
+    p = Project(tmp_path, database_url)
+    try:
+        yield p
+    finally:
+        p.cleanup()
+        for n, server in enumerate(p.servers):
+            print(f"--- server {n} (pid {server.pid}, exit {server.proc.returncode}) ---")
+            print(server.log()[-20_000:])

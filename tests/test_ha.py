@@ -22,7 +22,6 @@ import os
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,18 +64,6 @@ for output in processor.fetch_datanodes_information()[1]:
         f.write("done\\n")
 note("end")
 """
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
-    p = Project(tmp_path, database_url)
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        for n, server in enumerate(p.servers):  # shown with a failing test's output
-            print(f"--- server {n} (pid {server.pid}, exit {server.proc.returncode}) ---")
-            print(server.log()[-20_000:])
 
 
 # -- what the tasks wrote, what the servers logged ----------------------------------------

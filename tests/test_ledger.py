@@ -22,8 +22,6 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,18 +96,6 @@ def _request(i: int) -> tuple[int, int]:
     """What the flow's Work(i) asks for (the same seeded draw): (millicores, Mi)."""
     rng = random.Random(SEED * 100003 + i)
     return rng.randint(250, 2000), rng.randint(64, 1024)
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
-    p = Project(tmp_path, database_url)
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        for n, server in enumerate(p.servers):  # shown with a failing test's output
-            print(f"--- server {n} (pid {server.pid}, exit {server.proc.returncode}) ---")
-            print(server.log()[-5000:])
 
 
 # PostgreSQL: a trigger records every change of the leases (an admission adds the request,

@@ -17,7 +17,6 @@ import re
 import signal
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,18 +32,6 @@ ENDED = ("SUCCESS", "FAILED", "CANCELLED")
 SKIP_REASON = re.compile(
     r"^slot \d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? skipped: run (\S+) still RUNNING$"
 )
-
-
-@pytest.fixture
-def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
-    p = Project(tmp_path, database_url)
-    try:
-        yield p
-    finally:
-        p.cleanup()
-        for n, server in enumerate(p.servers):  # shown with a failing test's output
-            print(f"--- server {n} (pid {server.pid}, exit {server.proc.returncode}) ---")
-            print(server.log())
 
 
 def _succeeded(runs: list[RunInfo]) -> list[RunInfo]:
