@@ -103,6 +103,22 @@ class StoreUnavailable(StoreError):
         )
 
 
+class RunTakenOver(DagmillError, RuntimeError):
+    """Another process took this engine's run over (its server, or it, was thought dead:
+    a network partition, a long pause). The engine stopped its tasks and wrote nothing
+    more of the run; it goes on in its new owner (exit code 1)."""
+
+    def __init__(self, run_id: str, owner: str | None):
+        by = f"by {owner}" if owner else "(handed back, or deleted)"
+        super().__init__(
+            f"run {run_id} was taken over {by} while this engine ran it (it was thought "
+            "dead: its server's or its own heartbeats were late): this engine stopped its "
+            f"tasks and wrote nothing more; follow the run with `dagmill runs show {run_id}`"
+        )
+        self.run_id = run_id
+        self.owner = owner
+
+
 class OutputError(DagmillError, RuntimeError):
     """A task output cannot be loaded: it is missing, or written in another format."""
 

@@ -46,11 +46,11 @@ def guard(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dagmill.errors import DefinitionError, StoreError, StoreUnavailable
+        from dagmill.errors import DefinitionError, RunTakenOver, StoreError, StoreUnavailable
 
         try:
             return fn(*args, **kwargs)
-        except StoreUnavailable as e:
+        except (StoreUnavailable, RunTakenOver) as e:
             fail(str(e), EXIT_FAILED)
         except (DefinitionError, StoreError) as e:
             fail(str(e))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dagmill.engine.admission import Admission
-from dagmill.errors import StoreUnavailable
+from dagmill.errors import RunTakenOver, StoreUnavailable
 from dagmill.executors.base import Executor, Submission, TaskError, TaskResult
 from dagmill.executors.quotas import Allocation, ResourcePool
 from dagmill.io.atomic import remove_stale_temporaries
@@ -212,6 +212,9 @@ def run_plan(
         if beat is not None:
             beat.stop()
         executor.cancel()
+        if loop.taken_by is not None:  # another process runs it now: write nothing more
+            store.forget_run_events(run_id)  # type: ignore[union-attr]
+            raise RunTakenOver(run_id, loop.taken_by[0]) from None
         # an attempt that finished its work as the interrupt came (its outputs in place)
         # is recorded as the success it is, so that it does not run again
         for r in executor.wait(0):
@@ -239,7 +242,7 @@ def run_plan(
             result.status = RunStatus.SUCCESS
         if loop.admission is not None:
             loop.admission.close()
-        if store is not None and not lost:
+        if store is not None and not lost and loop.taken_by is None:
             first = next(iter(result.errors.values()), None)
             store.finish_run(run_id, result.status.value, str(first) if first else None)
             if loop.claim_keys:
@@ -298,6 +301,8 @@ class _Heartbeat(threading.Thread):
             with loop.lock:  # the engine holds it, except while it waits or a task runs
                 now = time.monotonic()
                 if now - last_beat >= _HEARTBEAT_SECONDS:
+                    if self.taken_over():
+                        return
                     store.heartbeat(loop.result.run_id)
                     if loop.claimed:
                         # a beat missed (the record busy) is made up by the next: the
@@ -311,6 +316,26 @@ class _Heartbeat(threading.Thread):
                 if store.buffered or store.beating:
                     loop.flush_store()
                     loop.last_flush = now
+
+    def taken_over(self) -> bool:
+        """Whether another process owns the run now (a server that thought this engine's
+        dead took it over): if so, drop what is buffered, and stop the engine (a signal
+        interrupts a wait or a task running in this process; off the main thread, the
+        engine sees it after its next event)."""
+        loop, store = self.loop, self.loop.store
+        assert store is not None
+        try:
+            owner = store.run_owner(loop.result.run_id)
+        except Exception:
+            return False  # the record is away: its own errors say so
+        if owner == store.owner:
+            return False
+        loop.taken_by = (owner,)
+        store.forget_run_events(loop.result.run_id)
+        _log.warning("run %s was taken over by %s: stopping", loop.result.run_id, owner)
+        if loop.on_main:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        return True
 
     def stop(self) -> None:
         """Stop and wait for the thread; the engine keeps (or takes back) the lock."""
@@ -365,6 +390,9 @@ class _Loop:
         self.marks: dict[str, Record] = {}  # records written as tasks started (running)
         self.suspect: set[str] = set()  # recorded since the plan: made by another run?
         self.admission: Admission | None = None  # the project's ledger (with a store)
+        # (owner,) once another process took the run over: nothing more is written
+        self.taken_by: tuple[str | None] | None = None
+        self.on_main = threading.current_thread() is threading.main_thread()
         self.pending_since: dict[str, float] = {}  # when a task began to wait for resources
 
     def hold(self) -> None:
@@ -381,6 +409,8 @@ class _Loop:
         ready: deque[str] = deque(self.state.take_ready())
 
         while not self.state.finished:
+            if self.taken_by is not None:
+                raise KeyboardInterrupt("taken over")  # stopped as a cancel is, unrecorded
             if self.store_lost is not None:
                 # the record stayed away past the bound: start nothing more, let the tasks
                 # in hand finish (their outputs and records are whole), then say so

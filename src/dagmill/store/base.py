@@ -673,6 +673,17 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
             ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    def run_owner(self, run_id: str) -> str | None:
+        """Who owns the run now (host:pid), None if nobody (handed back) or no such run."""
+        row = self._execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def forget_run_events(self, run_id: str) -> None:
+        """Drop what is buffered for ``run_id``: it is no longer this process's to write."""
+        self._task_status = {k: v for k, v in self._task_status.items() if k[0] != run_id}
+        self._attempts = {k: v for k, v in self._attempts.items() if k[0] != run_id}
+        self._heartbeats.discard(run_id)
+
     def claim_run(self, run_id: str) -> bool:
         """Take a queued (PENDING) run for this process; False if another took it first."""
         with self._tx():
