@@ -52,7 +52,9 @@ class Admission:
         self.unreleased: set[str] = set()  # ended, but the record was away to say so
         self.fresh = True  # something was released since the ledger last refused
         self.recheck_at = 0.0
-        self.waker: Waker | None = None
+        # named in every refusal's row, so that a release on this host that commits after
+        # the refusal finds it
+        self.waker = Waker(os.path.join(settings.home(), "wake"))
         self._listener: Any = None
         self._retry = True
         self._refused: list[tuple[Resources, str]] = []  # this pass's refusals
@@ -93,7 +95,7 @@ class Admission:
                     self.run_id,
                     self._noted,
                     server_id=self.server_id,
-                    wake=self.waker.address if self.waker is not None else None,
+                    wake=self.waker.address,
                 )
             self._noted.clear()
             self.recheck_at = time.monotonic() + RECHECK_SECONDS
@@ -125,7 +127,7 @@ class Admission:
                 request,
                 machine=self.machine,
                 server_id=self.server_id,
-                wake=self.waker.address if self.waker is not None else None,
+                wake=self.waker.address,
             )
         except Exception as e:
             # the record is away (or locked past its patience): the task waits and is
@@ -146,7 +148,7 @@ class Admission:
     def woken(self) -> bool:
         """Whether the tasks the ledger refused are worth trying again now: a release
         happened (here, or signalled by another process), or the recheck is due."""
-        if self.waker is not None and self.waker.drain():
+        if self.waker.drain():
             self.fresh = True
         for tid in list(self.unreleased):
             with contextlib.suppress(Exception):
@@ -160,11 +162,6 @@ class Admission:
     def busy(self) -> bool:
         """Whether it holds or waits for anything (its rows heartbeat with the run)."""
         return bool(self.held or self.waiting or self.unreleased)
-
-    def open(self) -> None:
-        """The wake socket, named in every refusal's row (so a release on this host that
-        commits after the refusal finds it)."""
-        self.waker = Waker(os.path.join(settings.home(), "wake"))
 
     def _listen(self) -> bool:
         """On PostgreSQL, LISTEN for releases from any host (a connection of its own,
@@ -182,7 +179,6 @@ class Admission:
 
     def _forward(self) -> None:
         listener, waker = self._listener, self.waker
-        assert waker is not None
         while not self._stop.is_set():
             try:
                 if listener.wait(1.0):
@@ -204,8 +200,7 @@ class Admission:
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 self._listener.close()
-        if self.waker is not None:
-            self.waker.close()
+        self.waker.close()
 
 
 def _covers(request: Resources, refused: Resources) -> bool:

@@ -190,9 +190,7 @@ def run_plan(
     if store is not None and any(not graph.tasks[t].resources.empty for t in plan.to_run):
         # the default project's quota is this machine's capacity (or the run's --pool)
         loop.admission = Admission(store, project, run_id, pool.capacity, server_id)
-        loop.admission.open()
-        if loop.admission.waker is not None:
-            executor.watch(loop.admission.waker)
+        executor.watch(loop.admission.waker)
     if store is not None:
         loop.claim_start()
     beat = _Heartbeat(loop) if store is not None else None
@@ -477,7 +475,7 @@ class _Loop:
                 self.let_go()  # the heartbeat keeps the run and its claims alive meanwhile
                 try:
                     left = max(0.0, wake - time.monotonic())
-                    if adm is not None and adm.waker is not None:
+                    if adm is not None:
                         select.select([adm.waker], [], [], left)  # or a release wakes it
                     else:
                         time.sleep(left)

@@ -28,6 +28,7 @@ __all__ = [
     "ProjectUsage",
     "Quota",
     "check_project_name",
+    "project_limits",
 ]
 
 DEFAULT_PROJECT = "default"
@@ -165,6 +166,12 @@ class Quota:
 def _cpu_num(milli: int) -> str:
     """CPUs as a person says them: 3.5, 4, 0.25."""
     return f"{milli / 1000:g}"
+
+
+def project_limits(project: str, quota: Quota, machine: Resources) -> Quota:
+    """A project's quota as enforced: in ``default``, what it leaves unlimited is
+    ``machine`` (this machine's capacity, or a run's pool)."""
+    return quota.over(machine) if project == DEFAULT_PROJECT else quota
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEAD_AFTER_PERIODS", "SERVER_STATUS", "ServerInfo"]
+__all__ = ["DEAD_AFTER_PERIODS", "SERVER_STATUS", "ServerInfo", "server_dead"]
 
 # running: takes and runs work; draining: finishes (or hands back) its runs, takes none;
 # stopped: gone cleanly (a server that died stays running/draining until its heartbeat
@@ -13,6 +13,11 @@ SERVER_STATUS = ("running", "draining", "stopped")
 # a server silent for this many of its heartbeat periods is dead: one late beat (a busy
 # machine) is not a death, two are
 DEAD_AFTER_PERIODS = 2.0
+
+
+def server_dead(status: str, heartbeat_at: float, heartbeat_seconds: float, now: float) -> bool:
+    """Stopped, or silent for more than ``DEAD_AFTER_PERIODS`` heartbeat periods at ``now``."""
+    return status == "stopped" or now > heartbeat_at + DEAD_AFTER_PERIODS * heartbeat_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,4 +42,4 @@ class ServerInfo:
 
     def dead(self, now: float) -> bool:
         """Stopped, or silent for more than two heartbeat periods at ``now``."""
-        return self.status == "stopped" or now > self.expires_at
+        return server_dead(self.status, self.heartbeat_at, self.heartbeat_seconds, now)

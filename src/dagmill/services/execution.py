@@ -28,7 +28,7 @@ from dagmill.executors.machine import machine_capacity, machine_pool
 from dagmill.executors.quotas import ResourcePool
 from dagmill.io.records import RecordBook
 from dagmill.model.graph import Graph
-from dagmill.model.projects import DEFAULT_PROJECT
+from dagmill.model.projects import DEFAULT_PROJECT, project_limits
 from dagmill.model.resources import Resources
 from dagmill.model.runs import RunTarget
 from dagmill.model.states import TaskRunStatus
@@ -168,10 +168,7 @@ def check_quota(
             f"`dagmill projects create {project} --cpu N --memory SIZE`, or run in another "
             "(--project, DAGMILL_PROJECT)"
         )
-    if project == DEFAULT_PROJECT:
-        limits = info.quota.over(machine or machine_capacity())
-    else:
-        limits = info.quota
+    limits = project_limits(project, info.quota, machine or machine_capacity())
     for label, request in requests:
         over = limits.too_big(request)
         if over:

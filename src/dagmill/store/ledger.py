@@ -15,6 +15,7 @@ for the lease time (another host, no server). The next admission deletes it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -23,14 +24,15 @@ from typing import Any, Protocol
 from dagmill.io.owners import owner_gone
 from dagmill.io.wake import poke
 from dagmill.model.projects import (
-    DEFAULT_PROJECT,
     Lease,
     LeaseWait,
     ProjectInfo,
     ProjectUsage,
     Quota,
+    project_limits,
 )
 from dagmill.model.resources import Resources
+from dagmill.model.servers import server_dead
 
 __all__ = ["KEEP_AFTER_SECONDS", "LEDGER_CHANNEL", "ProjectLedger"]
 
@@ -82,8 +84,6 @@ class _Backend(Protocol):
 
 
 def _quota(text: str | None) -> Quota:
-    import json
-
     return Quota.parse(json.loads(text or "{}"))
 
 
@@ -120,8 +120,6 @@ class ProjectLedger:
         self: _Backend, name: str, quota: Quota, description: str = ""
     ) -> ProjectInfo | None:
         """A new project; None if one of that name exists."""
-        import json
-
         now = time.time()
         with self._tx():
             cur = self._execute(
@@ -151,7 +149,6 @@ class ProjectLedger:
     ) -> bool:
         """Change a project's quota and/or description; False if there is no such project.
         Waiters are woken: a larger quota may make room."""
-        import json
 
         sets: list[str] = ["updated_at = ?"]
         args: list[Any] = [time.time()]
@@ -219,9 +216,7 @@ class ProjectLedger:
             row = self._execute(
                 f"SELECT quota FROM projects WHERE name = ?{self._for_update}", (project,)
             ).fetchone()
-            quota = _quota(row[0]) if row else Quota()
-            if project == DEFAULT_PROJECT:
-                quota = quota.over(machine)
+            quota = project_limits(project, _quota(row[0]) if row else Quota(), machine)
             used = Resources()
             leases: list[tuple[Any, ...]] = []
             if not quota.unlimited:
@@ -414,8 +409,7 @@ class ProjectLedger:
                     and beat < now - _SILENT_SECONDS
                     and (
                         s_status is None
-                        or s_status == "stopped"
-                        or float(s_beat) < now - 2 * float(s_period)
+                        or server_dead(s_status, float(s_beat), float(s_period), now)
                     )
                 )
                 or (server is None and beat < now - LEASE_SECONDS)
@@ -447,13 +441,6 @@ class ProjectLedger:
                 self._notify(LEDGER_CHANNEL, str(row[0]))
         for (path,) in wakes:
             poke(path)
-
-    def drop_wait(self: _Backend, run_id: str, task_id: str) -> None:
-        """The task no longer waits (it was cancelled, or its run ends)."""
-        with self._tx():
-            self._execute(
-                "DELETE FROM lease_waits WHERE run_id = ? AND task_id = ?", (run_id, task_id)
-            )
 
     def release_run_leases(self: _Backend, run_id: str) -> None:
         """Everything ``run_id`` holds or waits for in this process (as the run ends)."""
@@ -498,7 +485,7 @@ class ProjectLedger:
         if info is None:
             return None
         now = time.time()
-        limits = info.quota.over(machine) if name == DEFAULT_PROJECT else info.quota
+        limits = project_limits(name, info.quota, machine)
         rows, _ = self._live_rows("leases", ", x.admitted_at", name, now)
         leases = [Lease(**_holder(name, r), admitted_at=float(r[14])) for r in rows]
         leases.sort(key=lambda lease: lease.admitted_at)
