@@ -266,7 +266,7 @@ class Server:
 
     def __init__(self, home: Home, max_runs: int | None) -> None:
         exe = os.path.join(os.path.dirname(sys.executable), "dagmill")
-        cmd = [exe, "server", "--log-json", "--grace", "10"]
+        cmd = [exe, "server", "--log-json", "--grace", "10", "--no-api"]
         if max_runs:
             cmd += ["--max-runs", str(max_runs)]
         self.events: list[dict[str, Any]] = []

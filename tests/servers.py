@@ -169,7 +169,7 @@ class Project:
         log_path = self.root / f"server-{len(self.servers)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dagmill.cli.main", "server", *args],
+                [sys.executable, "-m", "dagmill.cli.main", "server", "--port", "0", *args],
                 cwd=self.root,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,

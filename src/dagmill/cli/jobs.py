@@ -105,7 +105,7 @@ def jobs_build(
         policy=policy,
         project=project or None,
     )
-    from dagmill.cli.jsonout import dumps
+    from dagmill.services.wire import dumps
 
     if as_json:
         click.echo(dumps(job))
@@ -175,7 +175,7 @@ def jobs_list(project: str | None, wide: bool, as_json: bool) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import job_view_json
+        from dagmill.services.wire import job_view_json
 
         click.echo(json.dumps([job_view_json(v) for v in views], indent=2))
         return
@@ -201,7 +201,7 @@ def jobs_show(job_id: str, wide: bool, as_json: bool) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import job_view_json, to_json
+        from dagmill.services.wire import job_view_json, to_json
 
         out = {
             "job": job_view_json(view),
@@ -232,8 +232,8 @@ def jobs_next(job_id: str, count: int, as_json: bool) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import iso
         from dagmill.scheduler.triggers import format_slot
+        from dagmill.services.wire import iso
 
         out = {
             "job_id": job.id,
@@ -311,7 +311,7 @@ def jobs_backfill(job_id: str, start: str, end: str, yes: bool, as_json: bool) -
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import iso
+        from dagmill.services.wire import iso
 
         out = {
             "job_id": result.job_id,
@@ -375,8 +375,8 @@ def jobs_run(
     if not wait:
         started = start_job(job_id, overrides, workers=workers)
         if as_json:  # the run as `runs list --json` shows it (queued, or already going)
-            from dagmill.cli.jsonout import dumps
             from dagmill.services.runs import get_run
+            from dagmill.services.wire import dumps
 
             click.echo(dumps(get_run(started)))
         else:

@@ -69,7 +69,7 @@ def projects_list(wide: bool, quiet: bool, as_json: bool) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import project_json
+        from dagmill.services.wire import project_json
 
         click.echo(json.dumps([project_json(v) for v in views], indent=2))
         return
@@ -95,7 +95,7 @@ def projects_show(name: str, as_json: bool) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import project_json
+        from dagmill.services.wire import project_json
 
         click.echo(json.dumps(project_json(view), indent=2))
         return
@@ -164,7 +164,7 @@ def _done(view: ProjectView, quiet: bool, as_json: bool, verb: str) -> None:
     if as_json:
         import json
 
-        from dagmill.cli.jsonout import project_json
+        from dagmill.services.wire import project_json
 
         click.echo(json.dumps(project_json(view), indent=2))
     elif not quiet:

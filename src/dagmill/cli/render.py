@@ -130,7 +130,7 @@ class Progress:
 
 def result_json(result: RunResult) -> dict[str, Any]:
     """A run's result in the keys of the run record's JSON (``id``, ``*_at``/``*_at_iso``)."""
-    from dagmill.cli.jsonout import iso
+    from dagmill.services.wire import iso
 
     graph = result.plan.graph
     return {

@@ -68,7 +68,7 @@ def runs_list(
 
         get_project(project)  # a typo lists nothing, silently: say there is no such project
     items = get_runs(status=status, limit=limit, job_id=job_id, project=project)
-    from dagmill.cli.jsonout import dumps
+    from dagmill.services.wire import dumps
 
     if as_json:
         click.echo(dumps(items))
@@ -89,7 +89,7 @@ def runs_show(run_id: str, wide: bool, as_json: bool) -> None:
 
     info = _run_or_fail(run_id)
     tasks = get_run_tasks(info.id)
-    from dagmill.cli.jsonout import dumps
+    from dagmill.services.wire import dumps
 
     if as_json:
         click.echo(dumps({"run": info, "tasks": tasks}))

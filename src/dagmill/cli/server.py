@@ -10,7 +10,9 @@ _HELP = """Run the scheduler, the run queue and the runners until stopped.
 
 \b
 Scheduled jobs fire at their slots; `dagmill jobs run` queues a run that
-this server starts. SIGTERM or Ctrl-C drains: no new runs, running ones get
+this server starts. The REST API listens on --host:--port, its root at
+/api/v1 (docs at /docs); requests need an access token (`dagmill tokens
+create`). SIGTERM or Ctrl-C drains: no new runs, running ones get
 --grace seconds to finish, then are handed back and resumed by the next
 server (a second signal hands back at once). Logs go to stderr, one line
 per event (--log-json: one JSON object per line).
@@ -64,6 +66,37 @@ then: systemctl enable --now dagmill; journalctl -u dagmill -f
     help="Seconds between heartbeats: a server silent for two is dead, and its runs "
     "are resumed by another server of the database.",
 )
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="DAGMILL_HOST",
+    help="Address the REST API listens on (0.0.0.0: every interface).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8080,
+    show_default=True,
+    envvar="DAGMILL_PORT",
+    help="Port of the REST API (0: any free port, logged as api_listening).",
+)
+@click.option("--no-api", is_flag=True, help="Serve no REST API (scheduler and runners only).")
+@click.option(
+    "--max-upload",
+    "max_upload_mb",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Largest request body in MiB (a job's uploaded bundle).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="URL",
+    help="A web origin allowed to call the API from a browser (none by default).",
+)
 @click.option("--log-json", is_flag=True, help="One JSON object per log line.")
 @click.option(
     "--log-level",
@@ -77,12 +110,19 @@ def server(
     workers: int,
     grace: float,
     heartbeat: float,
+    host: str,
+    port: int,
+    no_api: bool,
+    max_upload_mb: int,
+    cors_origins: tuple[str, ...],
     log_json: bool,
     log_level: str,
 ) -> None:
     import sys
 
-    from dagmill.server.main import ServerOptions, default_max_runs, serve
+    from dagmill.api.app import ApiOptions
+    from dagmill.api.serve import Listen, serve
+    from dagmill.server.main import ServerOptions, default_max_runs
 
     options = ServerOptions(
         max_runs=max_runs or default_max_runs(),
@@ -92,4 +132,5 @@ def server(
         log_json=log_json,
         log_level=log_level,
     )
-    sys.exit(serve(options))
+    api = ApiOptions(max_body_bytes=max_upload_mb * 2**20, cors_origins=cors_origins)
+    sys.exit(serve(options, Listen(host, None if no_api else port, api)))

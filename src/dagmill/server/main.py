@@ -39,12 +39,11 @@ from dagmill.io.wake import WakeSocket
 from dagmill.model.runs import JobInfo, RunInfo
 from dagmill.model.servers import ServerInfo
 from dagmill.scheduler.loop import Scheduler
-from dagmill.server.log import ServerLog
 from dagmill.server.runners import Assignment, RunnerPool
 from dagmill.services.runs import server_of
-from dagmill.store import Store, open_store
+from dagmill.store import Store
 
-__all__ = ["Server", "ServerOptions", "default_max_runs", "serve"]
+__all__ = ["Server", "ServerOptions", "default_max_runs"]
 
 # a run on another host, of no server, whose engine sent no heartbeat for this long
 _STALE_RUN_SECONDS = 60.0
@@ -91,6 +90,9 @@ class Server:
         self.scheduler = Scheduler(store, log)
         # the runners' engines record which server runs them (runs and leases die with it)
         env = {**os.environ, "DAGMILL_HOME": settings.home(), "DAGMILL_SERVER_ID": self.id}
+        for name in ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE"):
+            env.pop(name, None)  # a runner works on the database, never as a client
+        env["DAGMILL_CONFIG"] = os.devnull  # nor through a profile of the config file
         self.pool = RunnerPool(options.max_runs, self.wake.set, env)
         self._jobs_version = -1
         self._jobs_cache: dict[str, JobInfo] = {}
@@ -385,10 +387,3 @@ class Server:
                 "or share a PostgreSQL database between servers (DAGMILL_DATABASE_URL="
                 "postgresql+psycopg://...)"
             )
-
-
-def serve(options: ServerOptions) -> int:
-    """Run a server on this process's store until it is told to stop; its exit code."""
-    log = ServerLog(as_json=options.log_json, level=options.log_level)
-    with open_store() as store:
-        return Server(options, store, log).run()

@@ -28,6 +28,7 @@ from dagmill.store.migrate import LATEST, upgrade
 from dagmill.store.rows import JOB_COLS, RUN_COLS, job_row, run_row
 from dagmill.store.schedules import JobSchedules
 from dagmill.store.servers import ServerLedger
+from dagmill.store.tokens import TokenStore
 
 _dumps = encoder(", ", ": ")  # json.dumps for the rows of a run's tasks, made once
 
@@ -84,7 +85,7 @@ class _Outage:
     gave_up: bool = False
 
 
-class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, ABC):
+class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and

@@ -1,4 +1,4 @@
-"""``--json`` output: one key naming scheme for every command.
+"""JSON of the run record's objects, as `--json` prints them and the REST API returns them:
 
 - snake_case keys; an object's own identifier is ``id`` (a run, a job, a task), a
   reference to another object is ``<kind>_id`` (``job_id``, ``run_id``);

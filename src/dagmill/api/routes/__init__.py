@@ -1,0 +1,1 @@
+"""One router per resource: projects, jobs, runs (with their logs), tokens."""
