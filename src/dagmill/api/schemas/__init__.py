@@ -1,4 +1,5 @@
-"""Bodies the API takes and returns (pydantic): one family per resource, ``...In`` for
+"""Bodies the API takes and returns (pydantic): one module per resource (``runs``, ``jobs``,
+``projects``; the shared ones and tokens here), ``...In`` for
 what a client sends and ``...Out`` for what it gets, shaped as
 :mod:`dagmill.services.wire` prints the run record's objects (``id``, ``<kind>_id``,
 ``<event>_at`` seconds with ``<event>_at_iso`` beside them)."""
