@@ -71,6 +71,7 @@ from dagmill.scheduler.triggers import (
 )
 from dagmill.services.execution import RunOptions, check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
+from dagmill.services.remote import remote_ok
 from dagmill.services.runs import server_of
 from dagmill.services.tasks import make_plan
 from dagmill.services.wake import wake_server
@@ -127,6 +128,7 @@ def target_of(ref: str, params: Mapping[str, str], data_dir: str | None) -> RunT
     return RunTarget("python", _absolute(ref), dict(params), os.path.abspath(data_dir or "data"))
 
 
+@remote_ok
 def build_job(
     ref: str,
     params: Mapping[str, str],
@@ -303,12 +305,14 @@ def _build_command(job: JobInfo) -> str:
     return shlex.join(words)
 
 
+@remote_ok
 def get_job(job_id: str) -> JobInfo:
     """One job, by id."""
     with open_store() as store:
         return _get_job(store, job_id)
 
 
+@remote_ok
 def list_jobs(project: str | None = None) -> list[JobInfo]:
     """The jobs as recorded (``status`` is their latest run's; :func:`job_views` gives
     the statuses users see); ``project``: only that project's."""
@@ -404,6 +408,7 @@ def _fail_unstarted(run_id: str, error: str) -> None:
         store.close()
 
 
+@remote_ok
 def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int = 1) -> str:
     """Queue a run of the job and have it started; returns the run id.
 
@@ -508,6 +513,7 @@ def _scheduled_job(store: Store, job_id: str, doing: str) -> JobInfo:
     return job
 
 
+@remote_ok
 def pause_job(job_id: str) -> JobInfo:
     """Pause a job's schedule: no slot of it fires until it is resumed. Its runs already
     queued or running go on (cancel them with ``dagmill runs cancel``), and it still runs
@@ -520,6 +526,7 @@ def pause_job(job_id: str) -> JobInfo:
     return paused
 
 
+@remote_ok
 def resume_job(job_id: str, now: float | None = None) -> JobInfo:
     """Resume a paused job's schedule from now on: the slots it missed while paused are
     dropped, not run (Airflow's unpause with catchup=False; :func:`backfill_job` runs them
@@ -579,6 +586,7 @@ class JobView:
     queued: int = 0
 
 
+@remote_ok
 def job_views(now: float | None = None, project: str | None = None) -> list[JobView]:
     """Every job (newest first; ``project``: only that project's) with its status and
     next run."""
@@ -589,6 +597,7 @@ def job_views(now: float | None = None, project: str | None = None) -> list[JobV
     return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
 
 
+@remote_ok
 def job_view(job_id: str, now: float | None = None) -> JobView:
     """One job (by id or unique prefix) with its status and next run."""
     now = time.time() if now is None else now
@@ -632,6 +641,7 @@ def _view(job: JobInfo, activity: tuple[int, int], now: float) -> JobView:
     )
 
 
+@remote_ok
 def skipped_slots(job_id: str, limit: int = 5) -> list[SlotInfo]:
     """The job's latest skipped slots, newest first, each with its reason ("slot
     2026-12-02 10:05 skipped: run R still RUNNING")."""
@@ -701,6 +711,7 @@ def backfill_slots(
     return slots, hi, clamped
 
 
+@remote_ok
 def backfill_job(job_id: str, start: str, end: str, now: float | None = None) -> BackfillResult:
     """Queue one run per slot of the job in [start, end] (see :func:`backfill_slots`),
     each bound to its slot as a scheduled run is; slots already decided are counted in
@@ -734,6 +745,7 @@ def backfill_job(job_id: str, start: str, end: str, now: float | None = None) ->
     return BackfillResult(job.id, tuple(slots), tuple(queued), already, hi, clamped)
 
 
+@remote_ok
 def delete_job(job_id: str) -> list[str]:
     """Delete a job, its runs and their logs (the data the runs wrote stays)."""
     import shutil

@@ -26,6 +26,7 @@ from dagmill.model.projects import (
     Quota,
     check_project_name,
 )
+from dagmill.services.remote import remote_ok
 from dagmill.services.wake import wake_server
 from dagmill.store import Store, open_store
 
@@ -98,12 +99,14 @@ def _get(store: Store, name: str) -> ProjectInfo:
     return info
 
 
+@remote_ok
 def get_project(name: str) -> ProjectInfo:
     """A project by name (DefinitionError, with a did-you-mean, if there is none)."""
     with open_store() as store:
         return _get(store, name)
 
 
+@remote_ok
 def pending_since(project: str, run_id: str) -> dict[str, float]:
     """Since when each task of ``run_id`` waits for room in ``project`` (by task id)."""
     with open_store() as store:
@@ -113,6 +116,7 @@ def pending_since(project: str, run_id: str) -> dict[str, float]:
     return {w.task_id: w.since for w in usage.waits if w.run_id == run_id}
 
 
+@remote_ok
 def create_project(
     name: str,
     cpu: str | None = None,
@@ -133,12 +137,14 @@ def create_project(
     return info
 
 
+@remote_ok
 def list_projects() -> list[ProjectView]:
     """Every project (by name) with its use now."""
     with open_store() as store:
         return [_view(store, p.name) for p in store.list_projects()]
 
 
+@remote_ok
 def show_project(name: str) -> ProjectView:
     """One project with its use now: running tasks with their runs, pending ones with
     their reasons and since when they wait."""
@@ -155,6 +161,7 @@ def _view(store: Store, name: str) -> ProjectView:
     return ProjectView(usage, jobs, runs)
 
 
+@remote_ok
 def set_project(
     name: str,
     cpu: str | None = None,
@@ -216,6 +223,7 @@ def misfits(name: str) -> list[str]:
     return out
 
 
+@remote_ok
 def delete_project(name: str) -> None:
     """Delete a project. Refused for ``default``, and while jobs or runs in progress
     belong to it (saying which, and how to be done with them); finished runs keep its

@@ -26,6 +26,7 @@ from dagmill.io.owners import owner_gone
 from dagmill.logs import LogChunk, follow, run_logs
 from dagmill.model.runs import RunInfo, RunTaskInfo
 from dagmill.model.servers import ServerInfo
+from dagmill.services.remote import remote_ok
 from dagmill.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 
+@remote_ok
 def get_runs(
     status: str | None = None,
     limit: int = 20,
@@ -61,12 +63,14 @@ def get_runs(
         return s.list_runs(status=status, limit=limit, job_id=job_id, project=project)
 
 
+@remote_ok
 def find_run(run_id: str) -> RunInfo | None:
     """One run, by id or unique id prefix (None if there is none)."""
     with open_store() as s:
         return s.get_run(run_id)
 
 
+@remote_ok
 def get_run(run_id: str) -> RunInfo:
     """One run, by id or unique id prefix."""
     run = find_run(run_id)
@@ -75,6 +79,7 @@ def get_run(run_id: str) -> RunInfo:
     return run
 
 
+@remote_ok
 def get_run_tasks(run_id: str) -> list[RunTaskInfo]:
     """The tasks of a run as it ran: status, attempts (with errors), plan and fingerprint."""
     run = get_run(run_id)
@@ -82,6 +87,7 @@ def get_run_tasks(run_id: str) -> list[RunTaskInfo]:
         return s.get_run_tasks(run.id)
 
 
+@remote_ok
 def get_run_logs_list(run_id: str, task: str | None = None) -> list[LogChunk]:
     """Captured output of each attempt of each task (or of the tasks matching ``task``)."""
     run = get_run(run_id)
@@ -89,6 +95,7 @@ def get_run_logs_list(run_id: str, task: str | None = None) -> list[LogChunk]:
         return run_logs(s, run.id, task)
 
 
+@remote_ok
 def follow_run_logs(run_id: str, task: str | None = None) -> Iterator[LogChunk]:
     """New output of a run (or of the tasks matching ``task``) as it is written, until the
     run has ended and all of it is read."""
@@ -106,6 +113,7 @@ def get_run_logs(run_id: str, task: str | None = None) -> str:
     )
 
 
+@remote_ok
 def delete_run(run_id: str) -> bool:
     """Delete a run, its tasks and its logs."""
     run = get_run(run_id)
@@ -131,6 +139,7 @@ def _alive(owner: str | None) -> bool | None:
     return True
 
 
+@remote_ok
 def cancel_run(run_id: str, wait: float = 10.0) -> str:
     """Cancel a run: signal its engine (which stops its tasks and records CANCELLED), or,
     for a queued run or one whose engine is gone, record CANCELLED directly."""

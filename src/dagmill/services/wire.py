@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
+import types
+import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from dagmill.model.projects import Quota
@@ -30,7 +33,18 @@ if TYPE_CHECKING:
     from dagmill.services.jobs import JobView
     from dagmill.services.projects import ProjectView
 
-__all__ = ["dumps", "iso", "job_view_json", "project_json", "to_json"]
+__all__ = [
+    "dumps",
+    "from_json",
+    "iso",
+    "job_view_from_json",
+    "job_view_json",
+    "project_from_json",
+    "project_json",
+    "to_json",
+]
+
+T = TypeVar("T")
 
 # fields named otherwise in the Python API, renamed to follow the scheme above
 _RENAMED = {"task_id": "id", "last_run": "last_run_id"}
@@ -68,6 +82,50 @@ def to_json(value: Any) -> Any:
     return value
 
 
+def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
+    """The dataclass ``cls`` back from what :func:`to_json` made of it: fields renamed
+    back, ``*_iso`` keys ignored, nested dataclasses, tuples, lists, mappings and optional
+    values rebuilt by the fields' type hints; a class with its own ``from_json`` (as
+    with its own ``to_json``) reads itself. A field missing from ``data`` keeps its
+    default."""
+    own = getattr(cls, "from_json", None)
+    if own is not None and hasattr(cls, "to_json"):
+        return typing.cast(T, own(data))
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = _RENAMED.get(f.name, f.name)
+        if key in data:
+            values[f.name] = _typed(hints[f.name], data[key])
+    return cls(**values)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """``value`` (plain JSON) as the type ``hint`` says."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        return _typed(kinds[0], value) if len(kinds) == 1 else value
+    if origin is tuple:
+        return tuple(_typed(args[0], v) for v in value) if args else tuple(value)
+    if origin is list:
+        return [_typed(args[0], v) for v in value] if args else list(value)
+    if origin in (dict, Mapping):
+        return {k: _typed(args[1], v) for k, v in value.items()} if args else dict(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return from_json(hint, value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
 def dumps(value: Any) -> str:
     return json.dumps(to_json(value), indent=2)
 
@@ -84,6 +142,22 @@ def job_view_json(view: JobView) -> dict[str, Any]:
     out["running"] = view.running
     out["queued"] = view.queued
     return out
+
+
+def job_view_from_json(data: Mapping[str, Any]) -> JobView:
+    """The inverse of :func:`job_view_json` (the job's ``status`` is the view's)."""
+    from dagmill.model.runs import JobInfo
+    from dagmill.services.jobs import JobView
+
+    return JobView(
+        job=from_json(JobInfo, data),
+        status=data["status"],
+        trigger=data["trigger"],
+        next_run_at=data.get("next_run_at"),
+        last_run_id=data.get("last_run_id"),
+        running=data.get("running", 0),
+        queued=data.get("queued", 0),
+    )
 
 
 def _quantities(res: Resources | Quota) -> dict[str, Any]:
@@ -155,3 +229,58 @@ def project_json(view: ProjectView, now: float | None = None) -> dict[str, Any]:
             for w in usage.waits
         ],
     }
+
+
+def project_from_json(data: Mapping[str, Any]) -> ProjectView:
+    """The inverse of :func:`project_json` (quantities as the quota spells them: memory
+    to the precision shown, ``1.5Gi``)."""
+    from dagmill.model.projects import Lease, LeaseWait, ProjectInfo, ProjectUsage, Quota
+    from dagmill.model.resources import Resources
+    from dagmill.services.projects import ProjectView
+
+    def used(d: Mapping[str, Any]) -> Resources:
+        return Resources.parse({k: v for k, v in d.items() if v is not None})
+
+    name = data["name"]
+    info = ProjectInfo(
+        name,
+        Quota.parse(data.get("quota") or {}),
+        data.get("created_at") or 0.0,
+        data.get("description") or "",
+        data.get("updated_at"),
+    )
+    leases = [
+        Lease(
+            name,
+            x["run_id"],
+            x["task_id"],
+            x["attempt"],
+            Resources.parse(x.get("request")),
+            x["owner"],
+            x["admitted_at"],
+            x["heartbeat_at"],
+            x.get("server_id"),
+            x.get("run_name") or "",
+        )
+        for x in data.get("running_tasks", [])
+    ]
+    waits = [
+        LeaseWait(
+            name,
+            w["run_id"],
+            w["task_id"],
+            w["attempt"],
+            Resources.parse(w.get("request")),
+            w["owner"],
+            w["since_at"],
+            w["reason"],
+            w["heartbeat_at"],
+            w.get("server_id"),
+            w.get("run_name") or "",
+        )
+        for w in data.get("pending_tasks", [])
+    ]
+    usage = ProjectUsage(
+        info, Quota.parse(data.get("limits") or {}), used(data.get("used") or {}), leases, waits
+    )
+    return ProjectView(usage, data.get("jobs", 0), data.get("open_runs", 0))
