@@ -81,9 +81,31 @@ def _load_target(target: str, params: tuple[str, ...], data_dir: str | None = No
     return load_target(target, parse_params(params), data_dir)
 
 
+# the commands that work on this machine only, whatever server is configured
+_LOCAL_ONLY = ("server",)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dagmill")
-def cli() -> None:
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Talk to this dagmill server (https://host:8080) instead of the local database "
+    "[env: DAGMILL_SERVER].",
+)
+@click.option(
+    "--token",
+    metavar="ID.SECRET",
+    help="The access token for --server (`dagmill tokens create`) [env: DAGMILL_TOKEN].",
+)
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="The server and token of [profiles.NAME] in ~/.config/dagmill/config.toml "
+    "[env: DAGMILL_PROFILE].",
+)
+@click.pass_context
+def cli(ctx: click.Context, server: str | None, token: str | None, profile: str | None) -> None:
     """dagmill: task graphs that run only what is incomplete, and say why.
 
     \b
@@ -91,7 +113,31 @@ def cli() -> None:
       dagmill preview pipeline.py:Evaluate -p model=ols
       dagmill run pipeline.py:Evaluate -p model=ols --workers 2
       dagmill runs list
+
+    \b
+    Remote mode: with a server (--server and --token, DAGMILL_SERVER and
+    DAGMILL_TOKEN, or a profile of ~/.config/dagmill/config.toml:
+      [default]
+      server = "https://dagmill.example.com"
+      token = "dm_....SECRET"
+      [profiles.ci]
+      server = ...
+    ) the jobs, runs, projects and tokens commands work on that server
+    through its API; run, preview, reset and server stay on this machine.
     """
+    given = [f for f, v in (("--server", server), ("--token", token), ("--profile", profile)) if v]
+    if given and ctx.invoked_subcommand in _LOCAL_ONLY:
+        fail(
+            f"{', '.join(given)}: `dagmill {ctx.invoked_subcommand}` works on this machine's "
+            "database, never through another server; drop "
+            f"{'it' if len(given) == 1 else 'them'}"
+        )
+    import os
+
+    # for this process and what it starts (settings.remote() reads them)
+    for name, value in (("SERVER", server), ("TOKEN", token), ("PROFILE", profile)):
+        if value:
+            os.environ[f"DAGMILL_{name}"] = value
 
 
 @cli.command()
@@ -346,11 +392,13 @@ def _register() -> None:
     from dagmill.cli.projects import projects
     from dagmill.cli.runs import runs
     from dagmill.cli.server import server
+    from dagmill.cli.tokens import tokens
 
     cli.add_command(runs)
     cli.add_command(jobs)
     cli.add_command(projects)
     cli.add_command(server)
+    cli.add_command(tokens)
 
 
 _register()

@@ -16,6 +16,7 @@ from rich.text import Text
 from dagmill.model.runs import JobInfo, RunInfo, RunTaskInfo
 from dagmill.model.schedules import SlotInfo
 from dagmill.model.states import TaskRunStatus
+from dagmill.model.tokens import TokenInfo
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
@@ -613,3 +614,59 @@ def project_detail(view: ProjectView, now: float | None = None) -> None:
 def _request(res: Any) -> str:
     """``cpu 2, memory 4Gi``: what a task asks for."""
     return ", ".join(f"{k} {v}" for k, v in res.to_dict().items()) or "nothing"
+
+
+def token_state(token: TokenInfo, now: float | None = None) -> str:
+    """active, expired or revoked."""
+    if token.revoked_at is not None:
+        return "revoked"
+    return "active" if token.usable(time.time() if now is None else now) else "expired"
+
+
+def _day(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(ts)) if ts else "never"
+
+
+def tokens_table(tokens: Sequence[TokenInfo], wide: bool = False) -> None:
+    """One token a line (never its secret); PROJECT only when more than one is listed."""
+    console = _console(wide)
+    if not tokens:
+        console.print("no tokens: make one with `dagmill tokens create --role viewer --name NAME`")
+        return
+    projects = len({t.project for t in tokens}) > 1 or wide
+    columns = ["TOKEN", "ROLE", "STATE", "EXPIRES", "LAST USED", "NAME"]
+    if projects:
+        columns[1:1] = ["PROJECT"]
+    table = _table(*columns, ids=[[t.id for t in tokens]])
+    for t in tokens:
+        state = token_state(t)
+        row = [
+            t.id,
+            t.role,
+            {"active": "[green]active[/]", "expired": "[yellow]expired[/]"}.get(state, state),
+            _day(t.expires_at),
+            _when(t.last_used_at) if t.last_used_at else "never",
+            escape(t.name),
+        ]
+        if projects:
+            row[1:1] = [t.project]
+        table.add_row(*row)
+    console.print(table)
+
+
+def token_detail(token: TokenInfo) -> None:
+    console = _console(False)
+    fields = [
+        ("token", token.id),
+        ("name", escape(token.name)),
+        ("project", token.project),
+        ("role", token.role),
+        ("state", token_state(token)),
+        ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(token.created_at))),
+        ("expires", _when(token.expires_at) if token.expires_at else "never"),
+        ("last used", _when(token.last_used_at, seconds=True) if token.last_used_at else "never"),
+    ]
+    if token.revoked_at is not None:
+        fields.append(("revoked", _when(token.revoked_at, seconds=True)))
+    for key, value in fields:
+        console.print(f"{key + ':':<11}{value}", highlight=False)
