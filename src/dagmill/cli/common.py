@@ -111,3 +111,88 @@ class _Null:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def follow_remote(run_id: str, quiet: bool, as_json: bool) -> None:
+    """Follow a run queued on the configured server until it ends: its tasks as their
+    statuses change (stderr), then the run's tasks and ``run ID: STATUS`` (or the JSON
+    of a run's result); exit 1 if it did not succeed, as a run here does."""
+    from dagmill.cli.render import run_detail
+    from dagmill.model.runs import RunTaskInfo
+    from dagmill.services.remote import client
+
+    remote = client()
+    assert remote is not None, "follow_remote is for remote mode"
+    shown: dict[str, str] = {}
+
+    def changed(tasks: list[RunTaskInfo]) -> None:
+        if quiet or as_json:
+            return
+        for t in tasks:
+            if shown.get(t.task_id) != t.status:
+                shown[t.task_id] = t.status
+                click.echo(f"  {_label(t)}: {t.status}", err=True)
+
+    try:
+        run = remote.wait_run(run_id, changed)
+    except KeyboardInterrupt:
+        click.echo(
+            f"stopped following run {run_id}; it goes on on the server "
+            f"(`dagmill runs cancel {run_id}` stops it)",
+            err=True,
+        )
+        sys.exit(EXIT_CANCELLED)
+    tasks = remote.get_run_tasks(run.id)
+    if as_json:
+        click.echo(json.dumps(remote_result_json(run, tasks), indent=2))
+    elif not quiet:
+        run_detail(run, tasks)
+        for t in tasks:
+            if t.status == "FAILED" and t.history:
+                last = t.history[-1]
+                click.echo(f"\n{_label(t)} failed: {last.error}", err=True)
+                if last.traceback:
+                    click.echo(last.traceback.rstrip(), err=True)
+        click.echo(f"run {run.id}: {run.status}")
+    if run.status != "SUCCESS":
+        sys.exit(EXIT_FAILED)
+
+
+def _label(task: Any) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in task.params.items())
+    return f"{task.family}({params})"
+
+
+def remote_result_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+    """A run ended on a server in the keys of a run's result here (``render.result_json``)."""
+    from dagmill.services.wire import iso
+
+    return {
+        "id": run.id,
+        "status": run.status,
+        "started_at": run.started_at,
+        "started_at_iso": iso(run.started_at),
+        "ended_at": run.ended_at,
+        "ended_at_iso": iso(run.ended_at),
+        "counts": dict(run.counts),
+        "tasks": [
+            {
+                "id": t.task_id,
+                "family": t.family,
+                "params": dict(t.params),
+                "plan": t.plan_state,
+                "reason": t.plan_reason,
+                "status": t.status,
+                "attempts": t.attempts,
+                "error": t.history[-1].error if t.history and t.status == "FAILED" else None,
+            }
+            for t in tasks
+        ],
+    }
+
+
+def remote_mode() -> bool:
+    """Whether the commands talk to a server (see ``settings.remote``)."""
+    from dagmill.services.remote import is_remote
+
+    return is_remote()

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dagmill.cli.common import DATA_DIR, confirm, execute, guard, parse_params
+from dagmill.cli.common import (
+    DATA_DIR,
+    confirm,
+    execute,
+    follow_remote,
+    guard,
+    parse_params,
+    remote_mode,
+)
 from dagmill.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -336,7 +344,7 @@ def jobs_backfill(job_id: str, start: str, end: str, yes: bool, as_json: bool) -
     )
     if result.clamped:
         click.echo("(the range ends in the future: it stops now; the schedule runs the rest)")
-    if result.queued and live_server() is None:
+    if result.queued and not remote_mode() and live_server() is None:
         click.echo("no server is running: start `dagmill server` to run them", err=True)
 
 
@@ -345,7 +353,11 @@ def jobs_backfill(job_id: str, start: str, end: str, yes: bool, as_json: bool) -
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="For this run only."
 )
-@click.option("--wait", is_flag=True, help="Run here and wait (default: in the background).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Run here and wait (default: in the background); with a server: follow it there.",
+)
 @click.option(
     "-w",
     "--workers",
@@ -372,6 +384,11 @@ def jobs_run(
     from dagmill.services.jobs import run_job, start_job
 
     overrides = parse_params(params)
+    if wait and remote_mode():  # queued on the server (with its --workers), followed here
+        if run_id is not None:
+            raise DefinitionError("--run-id is for a server's runners, on its machine")
+        follow_remote(start_job(job_id, overrides, workers=workers), quiet, as_json)
+        return
     if not wait:
         started = start_job(job_id, overrides, workers=workers)
         if as_json:  # the run as `runs list --json` shows it (queued, or already going)

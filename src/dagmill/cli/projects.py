@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dagmill.cli.common import confirm, guard
+from dagmill.cli.common import confirm, fail, guard, remote_mode
 
 if TYPE_CHECKING:
     from dagmill.services.projects import ProjectView
@@ -51,6 +51,8 @@ def projects_create(
     over all its runs (a resource not given: no limit)."""
     from dagmill.services.projects import create_project, show_project
 
+    if remote_mode():
+        _admin_only(f"projects create {name}")
     create_project(name, cpu, memory, gpu, description)
     _done(show_project(name), quiet, as_json, "created")
 
@@ -133,7 +135,7 @@ def projects_set(
 
     set_project(name, cpu, memory, gpu, unset, description)
     _done(show_project(name), quiet, as_json, "changed")
-    lost = misfits(name)
+    lost = [] if remote_mode() else misfits(name)  # the server's jobs are not readable here
     if lost and not quiet:
         click.echo(
             f"warning: the quota of {name} no longer fits {len(lost)} task(s); their runs"
@@ -153,6 +155,8 @@ def projects_delete(name: str, yes: bool, quiet: bool) -> None:
     """Delete a project that no job and no run in progress belongs to (not default)."""
     from dagmill.services.projects import delete_project, show_project
 
+    if remote_mode():
+        _admin_only(f"projects delete {name}")
     show_project(name)  # an unknown name: said before asking
     confirm(f"Delete project {name}?", yes)
     delete_project(name)
@@ -171,3 +175,11 @@ def _done(view: ProjectView, quiet: bool, as_json: bool, verb: str) -> None:
         from dagmill.cli.render import quota_text
 
         click.echo(f"{verb} project {view.info.name}: {quota_text(view.usage)}")
+
+
+def _admin_only(command: str) -> None:
+    fail(
+        f"`dagmill {command}` needs local admin access on the server: run it on the "
+        "server's machine, without DAGMILL_SERVER (over the API a project's admin token "
+        "can change its quota: `dagmill projects set`)"
+    )

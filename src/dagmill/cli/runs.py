@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dagmill.cli.common import EXIT_CANCELLED, confirm, execute, fail, guard
+from dagmill.cli.common import (
+    EXIT_CANCELLED,
+    confirm,
+    execute,
+    fail,
+    follow_remote,
+    guard,
+    remote_mode,
+)
 
 if TYPE_CHECKING:
     from dagmill.model.runs import RunInfo
@@ -38,6 +46,8 @@ def recover() -> None:
     from dagmill.services.runs import recover_orphans
 
     try:
+        if remote_mode():
+            return  # the server resumes its runs itself
         for run_id in recover_orphans():
             click.echo(f"run {run_id}: its engine died; resuming it in the background", err=True)
     except DagmillError:
@@ -167,6 +177,13 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
     from dagmill.services.pipelines import run_target
 
     info = _run_or_fail(run_id)
+    if remote_mode():  # queued on the server, which runs it with its own --workers
+        from dagmill.services.remote import client
+
+        remote = client()
+        assert remote is not None
+        follow_remote(remote.rerun(info.id, from_failed).id, quiet, as_json)
+        return
     if info.target is None:
         fail(
             f"run {info.id} was started from Python, not from MODULE:TASK, so dagmill cannot "
@@ -197,6 +214,12 @@ def runs_resume(run_id: str, workers: int | None, quiet: bool, as_json: bool) ->
     from dagmill.services.execution import RunOptions
     from dagmill.services.runs import resume_run
 
+    if remote_mode():
+        fail(
+            f"runs resume works on the server's own machine: a server resumes the runs its "
+            f"engines left by itself; to run again what did not finish: `dagmill runs rerun "
+            f"{run_id} --from-failed`"
+        )
     info = _run_or_fail(run_id)
     if workers is None:  # the automatic resume too: a 2-worker run goes on with 2
         recorded = info.options.get("workers")

@@ -516,12 +516,12 @@ def _cause(e: BaseException) -> str:
 
 def _events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
     """(event, data) of a Server-Sent Events stream."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:
                 yield event, "\n".join(data)
-            event, data = "message", []
+            event, data = "message", list[str]()
         elif line.startswith(":"):
             continue
         else:

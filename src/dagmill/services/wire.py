@@ -91,7 +91,7 @@ def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
     own = getattr(cls, "from_json", None)
     if own is not None and hasattr(cls, "to_json"):
         return typing.cast(T, own(data))
-    hints = _hints(cls)
+    hints = _hints(typing.cast(type, cls))
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = _RENAMED.get(f.name, f.name)
