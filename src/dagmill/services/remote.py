@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from dagmill.services.jobs import BackfillResult, JobView
     from dagmill.services.projects import ProjectView
 
-__all__ = ["RemoteClient", "ServerUnavailable", "client", "is_remote", "remote_ok"]
+__all__ = ["NotOnServer", "RemoteClient", "ServerUnavailable", "client", "is_remote", "remote_ok"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +47,10 @@ _POLL_SECONDS = 0.5
 
 class ServerUnavailable(StoreUnavailable):
     """The server could not be reached, or failed (5xx): nothing was refused, try again."""
+
+
+class NotOnServer(DefinitionError):
+    """The server has no such object (404), in the token's project."""
 
 
 class RemoteClient:
@@ -134,7 +138,7 @@ class RemoteClient:
                 database=server,
                 reason=f"{status} {message}",
             )
-        return DefinitionError(message)
+        return NotOnServer(message) if status == 404 else DefinitionError(message)
 
     def _items(self, path: str, params: Mapping[str, Any], limit: int | None) -> list[Any]:
         """Up to ``limit`` items (None: all) of a list endpoint, page after page."""
@@ -196,7 +200,7 @@ class RemoteClient:
 
         try:
             detail = self._run_detail(run_id)
-        except DefinitionError:
+        except NotOnServer:
             return None
         return from_json(RunInfo, detail["run"])
 

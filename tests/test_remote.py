@@ -1,0 +1,468 @@
+"""The CLI as a client of a server (remote mode): the core `jobs` and `runs` tests run
+once on the local database and once against a `dagmill server` subprocess, with the same
+assertions; then what only remote mode has (profiles, tokens it does not take, a server
+that is down, the Python query API over the API).
+
+One server serves the whole module (its own DAGMILL_HOME and SQLite database); each test
+gets a project of its own on it and an admin token of that project, so what a test
+lists is its own. The remote CLI runs with another, empty DAGMILL_HOME and no database
+URL: nothing can be read locally by accident (each test checks no database appeared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import wait_for
+from servers import Project, ServerProcess
+
+FLOW = textwrap.dedent(
+    '''
+    """Tasks the remote tests build into jobs."""
+    import time
+
+    import dagmill
+
+
+    class Numbers(dagmill.tasks.TaskPickle):
+        n = dagmill.IntParameter(default=5)
+
+        def run(self):
+            print(f"making {self.n} numbers")
+            self.save(list(range(self.n)))
+
+
+    @dagmill.requires(Numbers)
+    class Total(dagmill.tasks.TaskJson):
+        def run(self):
+            total = sum(self.inputLoad())
+            print(f"the total is {total}")
+            self.save({"total": total})
+
+
+    @dagmill.requires(Numbers)
+    class Broken(dagmill.tasks.TaskJson):
+        def run(self):
+            raise ValueError("the numbers do not add up")
+
+
+    class Sleepy(dagmill.tasks.TaskPickle):
+        def run(self):
+            print("going to sleep", flush=True)
+            time.sleep(60)
+            self.save(1)
+    '''
+)
+_CLIENT_VARS = ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE", "DAGMILL_DATABASE_URL")
+
+
+# -- the server, and a runner of `dagmill` commands per mode -----------------------------
+@dataclass
+class ServerHome(Project):
+    """The server's side: its folder, home and database (a project folder of servers.py)."""
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in super().env().items() if k not in _CLIENT_VARS[:3]}
+        return {**env, "DAGMILL_HOME": os.fspath(self.root / ".dagmill")}
+
+    def admin_token(self, project: str, role: str = "admin") -> str:
+        """A token of ``project`` (created if need be), made on the server's machine."""
+        if project != "default":
+            self.dagmill("projects", "create", project)  # exists already: fine
+        made = self.dagmill("tokens", "create", "--project", project, "--role", role,
+                            "--name", "test", "--json")  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        return str(json.loads(made.stdout)["bearer"])
+
+
+@dataclass
+class Remote:
+    home: ServerHome
+    process: ServerProcess
+    url: str  # the server's root (the API is under /api/v1)
+
+
+@pytest.fixture(scope="module")
+def remote_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    root = tmp_path_factory.mktemp("server")
+    home = ServerHome(root, f"sqlite:///{root}/.dagmill/dagmill.db")
+    try:
+        process = home.server("--log-json", "--max-runs", "4")
+        url = next(e["url"] for e in process.events() if e.get("event") == "api_listening")
+        yield Remote(home, process, url.removesuffix("/api/v1"))
+    finally:
+        home.cleanup()
+        for n, server in enumerate(home.servers):
+            print(f"--- server {n} (pid {server.pid}, exit {server.proc.returncode}) ---")
+            print(server.log()[-20_000:])
+
+
+@dataclass
+class Cli:
+    """`dagmill ARGS` as a user types it, in a folder, local or against a server."""
+
+    mode: str
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dagmill.cli.main", *args],
+            cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def ok(self, *args: str) -> str:
+        out = self(*args)
+        assert out.returncode == 0, (
+            f"[{self.mode}] dagmill {' '.join(args)}: {out.returncode}\n{out.stdout}\n{out.stderr}"
+        )
+        return out.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def status(self, run_id: str) -> str:
+        return str(self.json("runs", "show", run_id)["run"]["status"])
+
+    def wait_ended(self, run_id: str, timeout: float = 60) -> str:
+        wait_for(
+            lambda: self.status(run_id) in ("SUCCESS", "FAILED", "CANCELLED"),
+            timeout,
+            f"run {run_id} to end",
+            every=0.3,
+        )
+        return self.status(run_id)
+
+
+def _base_env(home: Path, config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _CLIENT_VARS}
+    env.pop("PYTHONUNBUFFERED", None)
+    return {**env, "NO_COLOR": "1", "COLUMNS": "250", "DAGMILL_HOME": os.fspath(home),
+            "DAGMILL_CONFIG": os.fspath(config)}  # fmt: skip
+
+
+@pytest.fixture(params=["local", "remote"])
+def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
+    """A runner of `dagmill` commands on the local database, or on the module's server
+    with an admin token of a project of this test's own."""
+    (tmp_path / "jobflow.py").write_text(FLOW)
+    no_config = tmp_path / "no-config.toml"
+    if request.param == "local":
+        yield Cli("local", tmp_path, _base_env(tmp_path / ".dagmill", no_config))
+        return
+    server: Remote = request.getfixturevalue("remote_server")
+    token = server.home.admin_token(f"t{uuid.uuid4().hex[:10]}")
+    client_home = tmp_path / "client-home"
+    env = {**_base_env(client_home, no_config), "DAGMILL_SERVER": server.url,
+           "DAGMILL_TOKEN": token}  # fmt: skip
+    yield Cli("remote", tmp_path, env)
+    # nothing was done on a database here
+    assert not (client_home / "dagmill.db").exists()
+    assert not (tmp_path / ".dagmill" / "dagmill.db").exists()
+
+
+def run_id_from_summary(stdout: str) -> str:
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("run ")]
+    assert lines, stdout
+    return lines[-1].split()[1].rstrip(":")
+
+
+_RUN_KEYS = {"id", "name", "status", "created_at", "created_at_iso", "started_at",
+             "started_at_iso", "ended_at", "ended_at_iso", "job_id", "project", "counts",
+             "target", "scheduled_for", "scheduled_for_iso"}  # fmt: skip
+_JOB_KEYS = {"id", "name", "project", "kind", "ref", "version", "params", "status",
+             "trigger", "next_run_at", "next_run_at_iso", "last_run_id", "created_at",
+             "created_at_iso", "running", "queued", "schedule", "paused"}  # fmt: skip
+
+
+# -- the same tests, local and remote ---------------------------------------------------
+def test_build_list_show(cli: Cli) -> None:
+    out = cli.ok("jobs", "build", "jobflow.py:Total", "-p", "n=7")
+    job_id = out.strip()
+    assert job_id and len(out.splitlines()) == 1, out
+
+    (job,) = cli.json("jobs", "list")
+    assert set(job) >= _JOB_KEYS, set(job) ^ _JOB_KEYS
+    assert (job["id"], job["name"], job["status"], job["trigger"]) == (
+        job_id, "Total", "READY", "manual"
+    )  # fmt: skip
+    assert job["params"] == {"n": "7"} and job["last_run_id"] is None
+    assert job["ref"].endswith("jobflow.py:Total") and job["version"].startswith("sha256:")
+    assert job["created_at_iso"].endswith("+00:00")
+    table = cli.ok("jobs", "list")
+    row = next(line for line in table.splitlines() if job_id in line)
+    assert "READY" in row and "Total" in row, table
+
+    shown = cli.json("jobs", "show", job_id)
+    assert shown["job"]["id"] == job_id and shown["runs"] == [] and shown["skipped_slots"] == []
+    text = cli.ok("jobs", "show", job_id)
+    assert job_id in text and "n=7" in text
+    assert cli.json("runs", "list", "--job", job_id) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["jobs", "build", "jobflow.py:Totl"], "did you mean 'Total'"),
+        (["jobs", "build", "jobflow.py:Total", "-p", "m=3"], "unknown parameter 'm'"),
+        (["jobs", "build", "jobflow.py:Total", "-p", "n=three"], "'n' expects an integer"),
+        (["jobs", "show", "jnope"], "no job 'jnope'"),
+        (["jobs", "run", "jnope"], "no job 'jnope'"),
+        (["jobs", "run", "jnope", "--wait"], "no job 'jnope'"),
+        (["jobs", "delete", "jnope", "-y"], "no job 'jnope'"),
+        (["runs", "show", "rnope"], "no run 'rnope'"),
+        (["runs", "logs", "rnope"], "no run 'rnope'"),
+        (["runs", "cancel", "rnope"], "no run 'rnope'"),
+        (["runs", "delete", "rnope", "-y"], "no run 'rnope'"),
+        (["runs", "rerun", "rnope"], "no run 'rnope'"),
+        (["runs", "list", "--project", "nope"], "no project 'nope'"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, list) else None,
+)
+def test_bad_input_exits_2_with_the_message(cli: Cli, args: list[str], message: str) -> None:
+    out = cli(*args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert cli.json("jobs", "list") == []
+
+
+def test_run_a_job_waiting_then_in_the_background(cli: Cli) -> None:
+    job_id = cli.ok("jobs", "build", "jobflow.py:Total", "-p", "n=7").strip()
+
+    waited = cli("jobs", "run", job_id, "--wait")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    first = run_id_from_summary(waited.stdout)
+    assert waited.stdout.rstrip().endswith(f"run {first}: SUCCESS")
+    shown = cli.json("runs", "show", first)
+    assert set(shown["run"]) >= _RUN_KEYS, set(shown["run"]) ^ _RUN_KEYS
+    assert (shown["run"]["status"], shown["run"]["job_id"]) == ("SUCCESS", job_id)
+    assert {t["family"]: t["status"] for t in shown["tasks"]} == {
+        "Numbers": "SUCCESS",
+        "Total": "SUCCESS",
+    }
+    assert all(t["id"] and t["history"][0]["status"] == "SUCCESS" for t in shown["tasks"])
+    (job,) = cli.json("jobs", "list")
+    assert (job["status"], job["last_run_id"]) == ("SUCCESS", first)
+
+    second = cli.ok("jobs", "run", job_id).strip()
+    assert len(second.splitlines()) == 1 and second != first
+    assert cli.wait_ended(second) == "SUCCESS"
+    assert [r["id"] for r in cli.json("runs", "list", "--job", job_id)] == [second, first]
+    assert [r["id"] for r in cli.json("jobs", "show", job_id)["runs"]] == [second, first]
+    table = cli.ok("runs", "list")
+    assert first in table and second in table
+    text = cli.ok("runs", "show", second)
+    assert second in text and "Numbers" in text and "SUCCESS" in text
+
+    as_json = cli.json("jobs", "run", job_id)
+    assert as_json["job_id"] == job_id and as_json["created_at_iso"].endswith("+00:00")
+    assert cli.wait_ended(as_json["id"]) == "SUCCESS"
+
+    logs = cli.ok("runs", "logs", first)  # the later runs found it all complete
+    assert "making 7 numbers" in logs and "the total is 21" in logs
+    assert "── " in logs and "(attempt 1) ──" in logs
+    only = cli.ok("runs", "logs", first, "--task", "Total")
+    assert "the total is 21" in only and "making" not in only
+    assert cli.ok("runs", "logs", first, "--follow") == logs  # ended: all of it, then stop
+
+
+def test_a_failing_job_exits_1_with_its_error(cli: Cli) -> None:
+    job_id = cli.ok("jobs", "build", "jobflow.py:Broken").strip()
+    out = cli("jobs", "run", job_id, "--wait")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "the numbers do not add up" in out.stderr
+    run_id = run_id_from_summary(out.stdout)
+    assert out.stdout.rstrip().endswith(f"run {run_id}: FAILED")
+    assert "the numbers do not add up" in (cli.json("runs", "show", run_id)["run"]["error"] or "")
+    (job,) = cli.json("jobs", "list")
+    assert (job["status"], job["last_run_id"]) == ("FAILED", run_id)
+
+    result = json.loads(cli("jobs", "run", job_id, "--wait", "--json").stdout)
+    assert result["status"] == "FAILED"
+    assert {t["family"]: t["status"] for t in result["tasks"]} == {
+        "Numbers": "SKIPPED",  # complete since the first run
+        "Broken": "FAILED",
+    }
+
+
+def test_cancel_then_delete_a_running_run(cli: Cli) -> None:
+    job_id = cli.ok("jobs", "build", "jobflow.py:Sleepy").strip()
+    run_id = cli.ok("jobs", "run", job_id).strip()
+    try:
+        wait_for(lambda: cli.status(run_id) == "RUNNING", 30, "the run to start", every=0.3)
+        refused = cli("runs", "delete", run_id, "-y")
+        assert refused.returncode == 2 and "cancel it first" in refused.stderr
+        wait_for(lambda: "going to sleep" in cli.ok("runs", "logs", run_id), 30, "its output")
+
+        assert f"cancelled run {run_id}" in cli.ok("runs", "cancel", run_id)
+        assert cli.wait_ended(run_id, 15) == "CANCELLED"
+        assert "already ended: CANCELLED" in cli.ok("runs", "cancel", run_id)
+
+        assert f"deleted run {run_id}" in cli.ok("runs", "delete", run_id, "-y")
+        gone = cli("runs", "show", run_id)
+        assert gone.returncode == 2 and f"no run {run_id!r}" in gone.stderr
+        assert cli.json("runs", "list", "--job", job_id) == []
+    finally:
+        cli("runs", "cancel", run_id)  # whatever failed above: no sleeper left behind
+
+
+def test_rerun_runs_everything_again(cli: Cli) -> None:
+    job_id = cli.ok("jobs", "build", "jobflow.py:Total").strip()
+    first = run_id_from_summary(cli.ok("jobs", "run", job_id, "--wait"))
+
+    out = cli("runs", "rerun", first)
+    assert out.returncode == 0, out.stdout + out.stderr
+    again = run_id_from_summary(out.stdout)
+    assert again != first and out.stdout.rstrip().endswith(f"run {again}: SUCCESS")
+    shown = cli.json("runs", "show", again)
+    assert shown["run"]["job_id"] == job_id
+    assert {t["family"]: (t["status"], t["attempts"]) for t in shown["tasks"]} == {
+        "Numbers": ("SUCCESS", 1),
+        "Total": ("SUCCESS", 1),
+    }
+    assert [r["id"] for r in cli.json("runs", "list", "--job", job_id)] == [again, first]
+    assert cli.status(first) == "SUCCESS"
+
+
+def test_delete_a_job_and_its_runs(cli: Cli) -> None:
+    job_id = cli.ok("jobs", "build", "jobflow.py:Total").strip()
+    keep = cli.ok("jobs", "build", "jobflow.py:Total", "-p", "n=3").strip()
+    mine = run_id_from_summary(cli.ok("jobs", "run", job_id, "--wait"))
+    kept = run_id_from_summary(cli.ok("jobs", "run", keep, "--wait"))
+
+    assert f"deleted job {job_id} and 1 runs" in cli.ok("jobs", "delete", job_id, "-y")
+    assert [j["id"] for j in cli.json("jobs", "list")] == [keep]
+    assert cli("runs", "show", mine).returncode == 2
+    assert cli.status(kept) == "SUCCESS"
+
+
+# -- remote mode only -------------------------------------------------------------------
+@pytest.fixture
+def remote(remote_server: Remote, tmp_path: Path) -> Cli:
+    token = remote_server.home.admin_token(f"t{uuid.uuid4().hex[:10]}")
+    env = {**_base_env(tmp_path / "client-home", tmp_path / "no-config.toml"),
+           "DAGMILL_SERVER": remote_server.url, "DAGMILL_TOKEN": token}  # fmt: skip
+    return Cli("remote", tmp_path, env)
+
+
+def test_a_wrong_token_exits_2_saying_so(remote: Cli) -> None:
+    token_id = remote.env["DAGMILL_TOKEN"].partition(".")[0]
+    for token in (f"{token_id}.wrong-secret", "dm_aaaaaaaaaaaaaaaa.x", "not-a-token"):
+        remote.env["DAGMILL_TOKEN"] = token
+        out = remote("runs", "list")
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert f"is not valid for the server {remote.env['DAGMILL_SERVER']}" in out.stderr
+        assert "dagmill tokens create" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_server_that_is_down_exits_1_saying_so(remote: Cli) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for args in (["runs", "list"], ["jobs", "show", "j1"], ["tokens", "list"]):
+        out = remote("--server", f"http://127.0.0.1:{port}", *args)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"the dagmill server http://127.0.0.1:{port} could not be reached" in out.stderr
+        assert "is `dagmill server` running there" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_a_viewer_token_is_told_the_role_it_needs(remote_server: Remote, remote: Cli) -> None:
+    remote.env["DAGMILL_TOKEN"] = remote_server.home.admin_token("default", role="viewer")
+    remote.ok("runs", "list")
+    out = remote("tokens", "list")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "role admin (this one is viewer)" in out.stderr
+
+
+def test_server_token_and_profile_options(remote_server: Remote, remote: Cli) -> None:
+    server, token = remote.env.pop("DAGMILL_SERVER"), remote.env.pop("DAGMILL_TOKEN")
+    assert "no jobs" in remote.ok("--server", server, "--token", token, "jobs", "list")
+
+    config = remote.cwd / "config.toml"
+    remote.env["DAGMILL_CONFIG"] = os.fspath(config)
+    config.write_text(
+        f'[default]\nserver = "{server}"\ntoken = "{token}"\n\n'
+        f'[profiles.other]\nserver = "{server}"\ntoken = "dm_aaaaaaaaaaaaaaaa.x"\n'
+    )
+    assert remote.json("jobs", "list") == []  # [default]
+    out = remote("--profile", "other", "jobs", "list")
+    assert out.returncode == 2 and "is not valid for the server" in out.stderr
+    out = remote("--profile", "nope", "jobs", "list")
+    assert out.returncode == 2 and "no profile 'nope' (profiles: other" in out.stderr
+    remote.env["DAGMILL_PROFILE"] = "other"
+    assert remote("jobs", "list").returncode == 2
+    # a variable overrides the profile's key
+    assert remote.json("--token", token, "jobs", "list") == []
+
+
+def test_tokens_over_the_api(remote_server: Remote, remote: Cli) -> None:
+    me = remote.json("tokens", "list")
+    project = me[0]["project"]
+    made = remote.json("tokens", "create", "--role", "viewer", "--name", "ci", "--expires", "7d")
+    assert made["project"] == project and made["role"] == "viewer"
+    assert made["bearer"] == f"{made['id']}.{made['secret']}"
+    text = remote.ok("tokens", "create", "--role", "operator", "--name", "cron")
+    assert f"export DAGMILL_SERVER={remote.env['DAGMILL_SERVER']}" in text
+    listed = remote.json("tokens", "list")
+    assert made["id"] in {t["id"] for t in listed} and all(t["project"] == project for t in listed)
+    assert remote.json("tokens", "show", made["id"])["name"] == "ci"
+
+    other = remote("tokens", "create", "--project", "default", "--role", "viewer", "--name", "x")
+    assert other.returncode == 2 and f"belongs to project {project!r}" in other.stderr
+
+    # the new token works until revoked
+    viewer = Cli("remote", remote.cwd, {**remote.env, "DAGMILL_TOKEN": made["bearer"]})
+    assert viewer.json("runs", "list") == []
+    assert f"revoked token {made['id']}" in remote.ok("tokens", "revoke", made["id"])
+    assert viewer("runs", "list").returncode == 2
+    assert made["id"] not in {t["id"] for t in remote.json("tokens", "list")}
+
+
+def test_projects_over_the_api(remote: Cli) -> None:
+    (mine,) = remote.json("projects", "list")
+    name = mine["name"]
+    assert remote.json("projects", "show", name)["name"] == name
+    changed = remote.json("projects", "set", name, "--cpu", "2", "--memory", "1Gi")
+    assert changed["quota"] == {"cpu": "2", "memory": "1Gi"}
+    for args in (["create", "x"], ["delete", name, "-y"]):
+        out = remote("projects", *args)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "needs local admin access on the server" in out.stderr
+
+
+def test_the_python_query_api_returns_run_records(
+    remote: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagmill.runs
+    from dagmill.model.runs import RunInfo, RunTaskInfo
+
+    job_id = remote.ok("jobs", "build", "jobflow.py:Total").strip()
+    run_id = run_id_from_summary(remote.ok("jobs", "run", job_id, "--wait"))
+    for name in ("DAGMILL_SERVER", "DAGMILL_TOKEN"):
+        monkeypatch.setenv(name, remote.env[name])
+    runs = dagmill.runs.get_runs(limit=5)
+    assert [type(r) for r in runs] == [RunInfo] and runs[0].id == run_id
+    assert runs[0].status == "SUCCESS" and runs[0].job_id == job_id
+    assert runs[0].target is not None and runs[0].target.ref.endswith("jobflow.py:Total")
+    tasks = dagmill.runs.get_run_tasks(run_id)
+    assert all(isinstance(t, RunTaskInfo) for t in tasks)
+    assert [t.family for t in tasks] == ["Numbers", "Total"]
+    assert isinstance(tasks[0].upstream, tuple) and tasks[1].history[0].status == "SUCCESS"
+    assert "the total is 10" in dagmill.runs.get_run_logs(run_id)
+    assert dagmill.runs.get_run(run_id) == runs[0]
