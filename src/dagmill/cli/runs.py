@@ -178,11 +178,9 @@ def runs_rerun(run_id: str, from_failed: bool, workers: int, quiet: bool, as_jso
 
     info = _run_or_fail(run_id)
     if remote_mode():  # queued on the server, which runs it with its own --workers
-        from dagmill.services.remote import client
+        from dagmill.services.runs import queue_rerun
 
-        remote = client()
-        assert remote is not None
-        follow_remote(remote.rerun(info.id, from_failed).id, quiet, as_json)
+        follow_remote(queue_rerun(info.id, from_failed).id, quiet, as_json)
         return
     if info.target is None:
         fail(

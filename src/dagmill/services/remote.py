@@ -181,23 +181,29 @@ class RemoteClient:
         limit: int = 20,
         job_id: str | None = None,
         project: str | None = None,
+        since: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
         from dagmill.model.runs import RunInfo
         from dagmill.services.wire import from_json
 
+        if before is not None:  # a server's own paging key: over the API, pages have cursors
+            raise DefinitionError("get_runs(before=...) is not for remote mode: give a limit")
         if project is not None:
             self._own_project(project)
-        query = {"status": status.upper() if status else None, "job_id": job_id}
+        query = {"status": status.upper() if status else None, "job_id": job_id, "since": since}
         return [from_json(RunInfo, d) for d in self._items("/runs", query, limit)]
 
     def _run_detail(self, run_id: str) -> dict[str, Any]:
         detail: dict[str, Any] = self._json("GET", f"/runs/{_seg(run_id)}")
         return detail
 
-    def find_run(self, run_id: str) -> RunInfo | None:
+    def find_run(self, run_id: str, project: str | None = None) -> RunInfo | None:
         from dagmill.model.runs import RunInfo
         from dagmill.services.wire import from_json
 
+        if project is not None and project != self.whoami().project:
+            return None
         try:
             detail = self._run_detail(run_id)
         except NotOnServer:
@@ -227,7 +233,9 @@ class RemoteClient:
         found = self._json("GET", f"/runs/{_seg(run_id)}/logs", params=_some(task=task))
         return [from_json(LogChunk, c) for c in found["items"]]
 
-    def follow_run_logs(self, run_id: str, task: str | None = None) -> Iterator[LogChunk]:
+    def follow_run_logs(
+        self, run_id: str, task: str | None = None, stop: Callable[[], bool] | None = None
+    ) -> Iterator[LogChunk]:
         """The run's output as the server streams it (Server-Sent Events), until it ends."""
         import httpx
 
@@ -245,6 +253,8 @@ class RemoteClient:
                     response.read()
                     raise self._error("GET", path, response)
                 for event, data in _events(response.iter_lines()):
+                    if stop is not None and stop():
+                        return
                     if event == "log":
                         yield from_json(LogChunk, json.loads(data))
                     elif event == "end":
@@ -271,8 +281,7 @@ class RemoteClient:
         self._send("DELETE", f"/runs/{_seg(run.id)}")
         return True
 
-    def rerun(self, run_id: str, from_failed: bool = False) -> RunInfo:
-        """Queue a run of what ``run_id`` ran (everything, or what did not succeed)."""
+    def queue_rerun(self, run_id: str, from_failed: bool = False) -> RunInfo:
         from dagmill.model.runs import RunInfo
         from dagmill.services.wire import from_json
 
@@ -327,19 +336,23 @@ class RemoteClient:
         schedule: ScheduleSpec | None = None,
         policy: JobPolicy | None = None,
         project: str | None = None,
+        bundle: str | None = None,
     ) -> JobInfo:
         """Upload the pipeline (its file and modules, or the task's module) as a bundle,
-        and have the server build the job from it."""
+        and have the server build the job from it (``data_dir``: a relative one is under
+        the project's data folder on the server)."""
         from dagmill.services.bundles import pack
 
-        if ttl is not None:
-            raise DefinitionError("a job's TTL cannot be set over the API: build it on the server")
+        if bundle is not None:
+            raise DefinitionError("build_job(bundle=...) is the server's: give the file here")
         if project is not None:
             self._own_project(project)
-        bundle = pack(ref, data_dir)
-        spec: dict[str, Any] = {"target": bundle.ref, "params": dict(params)}
+        packed = pack(ref, data_dir)
+        spec: dict[str, Any] = {"target": packed.ref, "params": dict(params), "data": data_dir}
         if name is not None:
             spec["name"] = name
+        if ttl is not None:
+            spec["ttl"] = dict(ttl)
         if schedule is not None:
             spec.update(
                 cron=schedule.cron,
@@ -356,7 +369,7 @@ class RemoteClient:
             "POST",
             "/jobs",
             data={"spec": json.dumps({k: v for k, v in spec.items() if v is not None})},
-            files={"bundle": ("bundle.tar.gz", bundle.content, "application/gzip")},
+            files={"bundle": ("bundle.tar.gz", packed.content, "application/gzip")},
             timeout=120.0,  # a large bundle on a slow link
         )
         from dagmill.services.wire import job_view_from_json
@@ -384,17 +397,18 @@ class RemoteClient:
     def backfill_job(
         self, job_id: str, start: str, end: str, now: float | None = None
     ) -> BackfillResult:
-        from dagmill.services.jobs import BackfillResult
+        from dagmill.services.jobs import BackfillResult, backfill_slots
 
         body = {"start": start, "end": end}
         d = self._json("POST", f"/jobs/{_seg(job_id)}/backfill", json=body)
-        slots = d.get("slot_times", d.get("slots"))
+        # the server says how many slots; which they are follows from the job's schedule
+        slots, _, _ = backfill_slots(d["job_id"], start, end, d["until_at"])
         return BackfillResult(
             d["job_id"],
-            tuple(float(s) for s in slots) if isinstance(slots, list) else (),
+            tuple(slots),
             tuple(d["queued"]),
             int(d["already"]),
-            float(d.get("until_at", d.get("until"))),
+            float(d["until_at"]),
             bool(d["clamped"]),
         )
 
@@ -405,7 +419,7 @@ class RemoteClient:
         found = self._json(
             "GET", f"/jobs/{_seg(job_id)}/skipped", params={"limit": min(limit, _PAGE)}
         )
-        return [from_json(SlotInfo, s) for s in found["items"]]
+        return [from_json(SlotInfo, s) for s in found]
 
     def delete_job(self, job_id: str) -> list[str]:
         job = self.get_job(job_id)

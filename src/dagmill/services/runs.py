@@ -134,6 +134,7 @@ def delete_run(run_id: str) -> bool:
     return deleted
 
 
+@remote_ok
 def queue_rerun(run_id: str, from_failed: bool = False) -> RunInfo:
     """Queue a new run of what a run ran (its job, target, parameters and slot, in its
     project), for a server to start: everything runs again, or with ``from_failed``
