@@ -38,6 +38,10 @@ class TargetOut(_Out):
         default=None,
         description="A scheduled run's slot (ISO 8601 in its job's timezone); absent otherwise",
     )
+    bundle: str | None = Field(
+        default=None,
+        description="The sha256 of the uploaded bundle the ref is relative to; absent otherwise",
+    )
 
 
 class RunOut(_Out):
