@@ -352,6 +352,7 @@ def test_delete_a_job_and_its_runs(cli: Cli) -> None:
 # -- remote mode only -------------------------------------------------------------------
 @pytest.fixture
 def remote(remote_server: Remote, tmp_path: Path) -> Cli:
+    (tmp_path / "jobflow.py").write_text(FLOW)
     token = remote_server.home.admin_token(f"t{uuid.uuid4().hex[:10]}")
     env = {**_base_env(tmp_path / "client-home", tmp_path / "no-config.toml"),
            "DAGMILL_SERVER": remote_server.url, "DAGMILL_TOKEN": token}  # fmt: skip
@@ -462,7 +463,9 @@ def test_the_python_query_api_returns_run_records(
     assert runs[0].target is not None and runs[0].target.ref.endswith("jobflow.py:Total")
     tasks = dagmill.runs.get_run_tasks(run_id)
     assert all(isinstance(t, RunTaskInfo) for t in tasks)
-    assert [t.family for t in tasks] == ["Numbers", "Total"]
-    assert isinstance(tasks[0].upstream, tuple) and tasks[1].history[0].status == "SUCCESS"
+    by_family = {t.family: t for t in tasks}
+    assert sorted(by_family) == ["Numbers", "Total"]
+    assert by_family["Total"].upstream == (by_family["Numbers"].task_id,)
+    assert by_family["Total"].history[0].status == "SUCCESS"
     assert "the total is 10" in dagmill.runs.get_run_logs(run_id)
     assert dagmill.runs.get_run(run_id) == runs[0]

@@ -95,6 +95,8 @@ def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = _RENAMED.get(f.name, f.name)
+        if key not in data:  # an object that keeps the name, as a log chunk's task_id
+            key = f.name
         if key in data:
             values[f.name] = _typed(hints[f.name], data[key])
     return cls(**values)
