@@ -123,6 +123,15 @@ class Cli:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
+    def start(self, *args: str, out: Path) -> subprocess.Popen[bytes]:
+        """`dagmill ARGS` in the background, its output into ``out``."""
+        with open(out, "wb") as f:
+            return subprocess.Popen(
+                [sys.executable, "-m", "dagmill.cli.main", *args],
+                cwd=self.cwd, env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
     def ok(self, *args: str) -> str:
         out = self(*args)
         assert out.returncode == 0, (
@@ -306,9 +315,19 @@ def test_cancel_then_delete_a_running_run(cli: Cli) -> None:
         refused = cli("runs", "delete", run_id, "-y")
         assert refused.returncode == 2 and "cancel it first" in refused.stderr
         wait_for(lambda: "going to sleep" in cli.ok("runs", "logs", run_id), 30, "its output")
+        streamed = cli.cwd / "follow.out"
+        follower = cli.start("runs", "logs", run_id, "--follow", out=streamed)
+        try:
+            wait_for(lambda: "going to sleep" in streamed.read_text(), 30, "--follow to print")
+            assert follower.poll() is None  # the run goes on: so does --follow
 
-        assert f"cancelled run {run_id}" in cli.ok("runs", "cancel", run_id)
-        assert cli.wait_ended(run_id, 15) == "CANCELLED"
+            assert f"cancelled run {run_id}" in cli.ok("runs", "cancel", run_id)
+            assert cli.wait_ended(run_id, 15) == "CANCELLED"
+            assert follower.wait(20) == 0, streamed.read_text()  # it ended with the run
+        finally:
+            follower.kill()
+            follower.wait()
+        assert streamed.read_text().startswith("── ")
         assert "already ended: CANCELLED" in cli.ok("runs", "cancel", run_id)
 
         assert f"deleted run {run_id}" in cli.ok("runs", "delete", run_id, "-y")
@@ -347,6 +366,44 @@ def test_delete_a_job_and_its_runs(cli: Cli) -> None:
     assert [j["id"] for j in cli.json("jobs", "list")] == [keep]
     assert cli("runs", "show", mine).returncode == 2
     assert cli.status(kept) == "SUCCESS"
+
+
+def test_a_scheduled_job_next_pause_resume_backfill(cli: Cli) -> None:
+    job_id = cli.ok(
+        "jobs", "build", "jobflow.py:Total", "--cron", "0 2 * * *", "--timezone", "Europe/Paris"
+    ).strip()
+    (job,) = cli.json("jobs", "list")
+    assert (job["trigger"], job["status"], job["paused"]) == ("scheduled", "PENDING", False)
+    assert job["schedule"] == {"timezone": "Europe/Paris", "schedule_interval": "0 2 * * *"}
+    assert job["next_run_at"] is not None
+
+    upcoming = cli.json("jobs", "next", job_id)
+    assert upcoming["timezone"] == "Europe/Paris" and len(upcoming["next"]) == 5
+    assert all("T02:00:00+01:00" in x["local"] for x in upcoming["next"]), upcoming
+    assert upcoming["next"][0]["fires_at"] == job["next_run_at"]
+    assert "CET" in cli.ok("jobs", "next", job_id, "-n", "2")
+
+    assert f"paused job {job_id}" in cli.ok("jobs", "pause", job_id)
+    (job,) = cli.json("jobs", "list")
+    assert (job["status"], job["paused"], job["next_run_at"]) == ("PAUSED", True, None)
+    assert f"resumed job {job_id}; next run " in cli.ok("jobs", "resume", job_id)
+    assert "is not paused: nothing to resume" in cli.ok("jobs", "resume", job_id)
+    assert cli.json("jobs", "list")[0]["status"] == "PENDING"
+
+    done = cli.json("jobs", "backfill", job_id, "--from", "2026-01-01", "--to", "2026-01-03", "-y")
+    assert (done["job_id"], done["slots"], len(done["queued"]), done["already"]) == (
+        job_id, 3, 3, 0
+    )  # fmt: skip
+    again = cli.ok("jobs", "backfill", job_id, "--from", "2026-01-01", "--to", "2026-01-03", "-y")
+    assert f"queued 0 runs of job {job_id} for slots 2026-01-01 02:00 CET" in again
+    assert "3 slots were already decided" in again
+    queued = cli.json("runs", "list", "--job", job_id)
+    assert sorted(r["id"] for r in queued) == sorted(done["queued"])
+    assert {r["scheduled_for_iso"][:10] for r in queued} == {
+        "2026-01-01", "2026-01-02", "2026-01-03"
+    }  # fmt: skip
+    bad = cli("jobs", "backfill", job_id, "--from", "2026-01-03", "--to", "2026-01-01", "-y")
+    assert bad.returncode == 2 and "is before --from" in bad.stderr
 
 
 # -- remote mode only -------------------------------------------------------------------
