@@ -288,6 +288,22 @@ def test_run_a_job_waiting_then_in_the_background(cli: Cli) -> None:
     assert cli.ok("runs", "logs", first, "--follow") == logs  # ended: all of it, then stop
 
 
+def test_a_pipeline_file_is_built_with_its_modules_and_run(cli: Cli) -> None:
+    folder = cli.cwd / "pipe"
+    folder.mkdir()
+    (folder / "greet.py").write_text(
+        "from dagmill import processor\nprint('hello', processor.params()['who'])\n"
+    )
+    (folder / "pipeline.yaml").write_text(
+        "processNodes:\n  greet:\n    processor: greet\n    params: {who: world}\n"
+    )
+    job_id = cli.ok("jobs", "build", "pipe/pipeline.yaml").strip()
+    (job,) = cli.json("jobs", "list")
+    assert (job["id"], job["kind"], job["name"]) == (job_id, "yaml", "pipeline")
+    run_id = run_id_from_summary(cli.ok("jobs", "run", job_id, "--wait"))
+    assert "hello world" in cli.ok("runs", "logs", run_id)
+
+
 def test_a_failing_job_exits_1_with_its_error(cli: Cli) -> None:
     job_id = cli.ok("jobs", "build", "jobflow.py:Broken").strip()
     out = cli("jobs", "run", job_id, "--wait")
