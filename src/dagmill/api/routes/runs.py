@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -41,7 +42,8 @@ RunId = Annotated[
 
 def _run(run_id: str, project: str) -> RunInfo:
     """The project's run by id or unique prefix; 404 otherwise (another project's too)."""
-    info = runs.find_run(run_id, project)
+    # a NUL is in no id (and PostgreSQL refuses it in a query)
+    info = None if "\x00" in run_id else runs.find_run(run_id, project)
     if info is None:
         raise NotFound(
             f"no run {run_id!r} in project {project} (or more than one starts so): see GET /runs"
@@ -54,9 +56,12 @@ def _since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -75,7 +80,13 @@ def _keyset(cursor: str | None) -> tuple[float, str] | None:
     key = decode_cursor(cursor)
     if key is None:
         return None
-    if len(key) != 2 or not isinstance(key[0], int | float) or not isinstance(key[1], str):
+    if (
+        len(key) != 2
+        or not isinstance(key[0], int | float)
+        or not math.isfinite(key[0])
+        or not isinstance(key[1], str)
+        or "\x00" in key[1]
+    ):
         raise ApiError("cursor is not one this API gave: use next_cursor as given", "cursor")
     return float(key[0]), key[1]
 
@@ -101,6 +112,8 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the page before.")] = None,
 ) -> Any:
+    if job_id is not None and "\x00" in job_id:
+        raise ApiError("job_id: no job's id has a NUL character", "query.job_id", 422)
     found = runs.get_runs(
         status=status,
         limit=limit + 1,  # one more: is there a next page?
@@ -137,6 +150,7 @@ def get_run(run_id: RunId, caller: Viewer) -> Any:
     response_model=RunCancelOut,
     response_model_exclude_unset=True,
     summary="Cancel a run: its tasks and what they started stop",
+    responses={409: {"description": "The run runs on another host: cancel it there"}},
 )
 def cancel_run(run_id: RunId, caller: Operator) -> Any:
     info = _run(run_id, caller.project)
