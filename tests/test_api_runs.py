@@ -263,6 +263,8 @@ def test_get_run_with_tasks_and_404_for_another_project(api: Api) -> None:
     assert by_prefix.status_code == 200 and by_prefix.json()["run"]["id"] == run_id
 
     [theirs] = _fake_runs(api, "other", 1, "get-theirs")
+    assert viewer.get("/runs/a%00b").status_code == 404  # PostgreSQL refuses a NUL
+    assert viewer.get("/runs", params={"job_id": "a\x00"}).status_code == 422
     missing = viewer.get("/runs/get-theirs-000")
     nothing = viewer.get("/runs/no-such-run")
     assert missing.status_code == nothing.status_code == 404
@@ -407,6 +409,7 @@ def test_projects_show_and_quota(api: Api) -> None:
     bad = admin.patch("/projects/default", json={"memory": "lots"})
     assert bad.status_code == 422 and bad.json()["field"] == "body.memory", bad.text
     assert admin.patch("/projects/default", json={}).status_code == 400
+    assert admin.patch("/projects/default", json={"description": "a\x00"}).status_code == 422
     assert admin.patch("/projects/default", json={"disk": "1"}).status_code == 422
     assert api.client("other").patch("/projects/default", json={"cpu": "1"}).status_code == 404
     assert admin.patch("/projects/default", json={"cpu": ""}).json()["quota"] == {}
