@@ -413,3 +413,23 @@ def test_projects_show_and_quota(api: Api) -> None:
     assert admin.patch("/projects/default", json={"disk": "1"}).status_code == 422
     assert api.client("other").patch("/projects/default", json={"cpu": "1"}).status_code == 404
     assert admin.patch("/projects/default", json={"cpu": ""}).json()["quota"] == {}
+
+
+def test_rerun_of_a_run_of_no_job(api: Api) -> None:
+    """`dagmill run MODULE:Task` makes a run of no job: its rerun is queued all the same,
+    and the server runs its target."""
+    flows = Path(__file__).parent / "flows" / "numbers.py"
+    ran = api.project.dagmill("run", f"{flows}:Total", "-p", "n=7", "--json")
+    assert ran.returncode == 0, ran.stderr
+    first = json.loads(ran.stdout)["id"]
+    operator, viewer = api.client("operator"), api.client("viewer")
+    statuses = {}
+    for from_failed in ("false", "true"):
+        made = operator.post(f"/runs/{first}/rerun", params={"from_failed": from_failed})
+        assert made.status_code == 201, made.text
+        assert made.json()["job_id"] is None and made.json()["target"]["params"] == {"n": "7"}
+        run = api.wait_run(made.json()["id"], ("SUCCESS", "FAILED", "CANCELLED"))
+        assert run["status"] == "SUCCESS", run
+        tasks = viewer.get(f"/runs/{run['id']}").json()["tasks"]
+        statuses[from_failed] = sorted(t["status"] for t in tasks)
+    assert statuses == {"false": ["SUCCESS", "SUCCESS"], "true": ["SKIPPED", "SKIPPED"]}
