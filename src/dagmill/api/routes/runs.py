@@ -8,6 +8,7 @@ prefixes resolve among the token's project's runs only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from dagmill.api.auth import Admin, Operator, Viewer
 from dagmill.api.errors import ApiError, Conflict, NotFound
@@ -223,7 +225,8 @@ _SSE_EXAMPLE = (
     "`event: log` per new piece of output (`data`: a LogChunk as JSON), a comment line "
     f"every {_KEEP_ALIVE_SECONDS:g} s while nothing is new, and once the run has ended "
     'and all its output is sent, `event: end` with `data: {"status": "<run status>"}`; '
-    "then the stream ends.",
+    "then the stream ends. Should reading the logs fail on the server, `event: error` "
+    '(`data: {"message": ...}`) ends it instead.',
     responses={
         200: {
             "content": {
@@ -243,8 +246,6 @@ async def run_logs(
     ] = None,
     follow: Annotated[bool, Query(description="Stream new output until the run ends.")] = False,
 ) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
     info = await run_in_threadpool(_run, run_id, caller.project)
     if not follow:
         chunks = await run_in_threadpool(runs.get_run_logs_list, info.id, task)
@@ -265,7 +266,8 @@ async def _events(info: RunInfo, task: str | None) -> AsyncIterator[str]:
     gone = threading.Event()
 
     def put(kind: str, value: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        with contextlib.suppress(RuntimeError):  # the server stopped: its loop is closed
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
     def follow() -> None:
         try:
