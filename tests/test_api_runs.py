@@ -263,6 +263,8 @@ def test_get_run_with_tasks_and_404_for_another_project(api: Api) -> None:
     assert by_prefix.status_code == 200 and by_prefix.json()["run"]["id"] == run_id
 
     [theirs] = _fake_runs(api, "other", 1, "get-theirs")
+    assert viewer.get("/runs/a%00b").status_code == 404  # PostgreSQL refuses a NUL
+    assert viewer.get("/runs", params={"job_id": "a\x00"}).status_code == 422
     missing = viewer.get("/runs/get-theirs-000")
     nothing = viewer.get("/runs/no-such-run")
     assert missing.status_code == nothing.status_code == 404
@@ -407,6 +409,27 @@ def test_projects_show_and_quota(api: Api) -> None:
     bad = admin.patch("/projects/default", json={"memory": "lots"})
     assert bad.status_code == 422 and bad.json()["field"] == "body.memory", bad.text
     assert admin.patch("/projects/default", json={}).status_code == 400
+    assert admin.patch("/projects/default", json={"description": "a\x00"}).status_code == 422
     assert admin.patch("/projects/default", json={"disk": "1"}).status_code == 422
     assert api.client("other").patch("/projects/default", json={"cpu": "1"}).status_code == 404
     assert admin.patch("/projects/default", json={"cpu": ""}).json()["quota"] == {}
+
+
+def test_rerun_of_a_run_of_no_job(api: Api) -> None:
+    """`dagmill run MODULE:Task` makes a run of no job: its rerun is queued all the same,
+    and the server runs its target."""
+    flows = Path(__file__).parent / "flows" / "numbers.py"
+    ran = api.project.dagmill("run", f"{flows}:Total", "-p", "n=7", "--json")
+    assert ran.returncode == 0, ran.stderr
+    first = json.loads(ran.stdout)["id"]
+    operator, viewer = api.client("operator"), api.client("viewer")
+    statuses = {}
+    for from_failed in ("false", "true"):
+        made = operator.post(f"/runs/{first}/rerun", params={"from_failed": from_failed})
+        assert made.status_code == 201, made.text
+        assert made.json()["job_id"] is None and made.json()["target"]["params"] == {"n": "7"}
+        run = api.wait_run(made.json()["id"], ("SUCCESS", "FAILED", "CANCELLED"))
+        assert run["status"] == "SUCCESS", run
+        tasks = viewer.get(f"/runs/{run['id']}").json()["tasks"]
+        statuses[from_failed] = sorted(t["status"] for t in tasks)
+    assert statuses == {"false": ["SUCCESS", "SUCCESS"], "true": ["SKIPPED", "SKIPPED"]}
