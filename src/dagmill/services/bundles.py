@@ -402,4 +402,7 @@ def loadable(target: RunTarget, store: Store | None = None) -> RunTarget:
 def default_data_dir(project: str, name: str) -> str:
     """Where an uploaded job writes when its build gives no data folder:
     ``$DAGMILL_HOME/data/<project>/<job name>`` on the server."""
-    return os.path.join(os.path.abspath(settings.home()), "data", project, name)
+    folder = name.replace("/", "_").replace(os.sep, "_").strip() or "_"
+    return os.path.join(
+        os.path.abspath(settings.home()), "data", project, "_" if folder == ".." else folder
+    )

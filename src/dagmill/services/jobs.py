@@ -605,12 +605,14 @@ class JobView:
     queued: int = 0
 
 
-def job_views(now: float | None = None, project: str | None = None) -> list[JobView]:
-    """Every job (newest first; ``project``: only that project's) with its status and
+def job_views(
+    now: float | None = None, project: str | None = None, limit: int = 100
+) -> list[JobView]:
+    """The ``limit`` newest jobs (``project``: only that project's) with their status and
     next run."""
     now = time.time() if now is None else now
     with open_store() as store:
-        jobs = store.list_jobs(project=project)
+        jobs = store.list_jobs(limit=limit, project=project)
         activity = store.job_activity()
     return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
 

@@ -31,6 +31,8 @@ from dagmill.services import jobs
 from dagmill.services.wire import iso, job_view_json, to_json
 
 router = APIRouter(tags=["jobs"])
+# a project's jobs are read whole, then filtered and paged (jobs are few; runs are many)
+_ALL_JOBS = 100_000
 
 JobId = Annotated[
     str, Path(description="The job's id (or a unique prefix of it)", min_length=1, max_length=200)
@@ -63,7 +65,7 @@ def list_jobs(
     after = decode_cursor(cursor)
     found = [
         job_view_json(v)
-        for v in jobs.job_views(project=caller.project)
+        for v in jobs.job_views(project=caller.project, limit=_ALL_JOBS)
         if (status is None or v.status == status.upper())
         and (name is None or name.lower() in v.job.name.lower())
         and (kind is None or v.job.kind == kind)
