@@ -190,6 +190,8 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
         ([_link("link.py", "/etc/passwd", tarfile.SYMTYPE)], "link or special file"),
         ([_file("a.py"), _link("b.py", "a.py", tarfile.LNKTYPE)], "link or special file"),
         ([_link("dev", "", tarfile.CHRTYPE)], "link or special file"),
+        ([_file("a.py"), _file("a.py/b.py")], "as a file and a folder"),
+        ([_file("a.py"), _file("a.py")], "twice"),
     ],
 )
 def test_unsafe_archives_are_refused(

@@ -58,6 +58,7 @@ __all__ = [
     "bundle_dir",
     "bundle_ref",
     "check_bundle",
+    "check_inner_ref",
     "default_data_dir",
     "forget_bundle",
     "loadable",
@@ -262,6 +263,8 @@ def _safe_name(name: str) -> str:
 def _checked(tar: tarfile.TarFile, max_unpacked: int) -> list[tuple[str, tarfile.TarInfo]]:
     """The members of ``tar`` (safe names), if it is a bundle this server takes."""
     entries: list[tuple[str, tarfile.TarInfo]] = []
+    files: set[str] = set()
+    folders: set[str] = set()
     total = 0
     for member in tar:
         name = _safe_name(member.name)
@@ -276,8 +279,15 @@ def _checked(tar: tarfile.TarFile, max_unpacked: int) -> list[tuple[str, tarfile
                 f"the bundle unpacks to more than {_mib(max_unpacked)} or {MAX_ENTRIES} "
                 "files: bundles hold code, not data"
             )
-        if name not in (".", ""):
-            entries.append((name, member))
+        if name in (".", ""):
+            continue
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if parents & files or (member.isfile() and name in folders | files):
+            raise BundleError(f"the bundle holds {name!r} twice, or as a file and a folder")
+        folders |= parents | ({name} if member.isdir() else set())
+        if member.isfile():
+            files.add(name)
+        entries.append((name, member))
     return entries
 
 
@@ -328,17 +338,7 @@ def bundle_dir(store: Store | None, bundle_id: str) -> str:
     os.makedirs(_bundles_home(), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{bundle_id[:16]}-", dir=_bundles_home())
     try:
-        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
-            for name, member in _checked(tar, MAX_UNPACKED_BYTES):
-                path = os.path.join(tmp, *name.split("/"))
-                if member.isdir():
-                    os.makedirs(path, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(source, out)
+        _unpack(content, tmp, bundle_id)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -347,6 +347,23 @@ def bundle_dir(store: Store | None, bundle_id: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _unpack(content: bytes, into: str, bundle_id: str) -> None:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+            for name, member in _checked(tar, MAX_UNPACKED_BYTES):
+                path = os.path.join(into, *name.split("/"))
+                if member.isdir():
+                    os.makedirs(path, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except OSError as e:  # a file and a folder of one name, say
+        raise BundleError(f"bundle {bundle_id} cannot be unpacked: {e}") from None
 
 
 def forget_bundle(bundle_id: str) -> None:
