@@ -234,6 +234,26 @@ def test_a_dotted_module_bundle_runs_from_its_package(
     assert [json.loads(p.read_text()) for p in data.rglob("*.json")] == [{"data": {"value": 6}}]
 
 
+def test_a_new_version_of_a_bundle_imports_its_own_modules(api: Api) -> None:
+    """The server validated (imported) the first bundle's flows and helpers_mod: the
+    second, with the same module names, must get its own."""
+    first = _python_bundle(api.root)
+    folder = api.root / "py2"
+    folder.mkdir(exist_ok=True)
+    (folder / "flows.py").write_text(FLOWS.replace("import double", "import triple as double"))
+    (folder / "helpers_mod.py").write_text("def triple(n):\n    return 3 * n\n")
+    second = pack(f"{folder}/flows.py:Twice")
+    assert second.sha256 != first.sha256
+    with api.client() as c:
+        _built(c, first.content, {"target": first.ref, "name": "v1"})
+        job = _built(c, second.content, {"target": second.ref, "name": "v2"})
+        run = c.post(f"/jobs/{job['id']}/run", json={"params": {"n": "2"}})
+        assert run.status_code == 201, run.text
+        api.wait_run(run.json()["id"])
+    data = api.home / "data" / "default" / "v2"
+    assert [json.loads(p.read_text()) for p in data.rglob("*.json")] == [{"data": {"value": 6}}]
+
+
 def test_the_documented_sigv4_client_runs_a_job(api: Api) -> None:
     import requests
     from requests_aws4auth import AWS4Auth
@@ -344,6 +364,7 @@ def test_bad_specs_and_pipelines_say_what_is_wrong(api: Api) -> None:
         assert r.status_code == 400 and "'n'" in r.json()["message"], r.text
         r = _build(c, bundle.content, {"target": "flows.py:Thrice"})
         assert r.status_code == 400 and "did you mean 'Twice'" in r.json()["message"], r.text
+        assert r.json()["message"].startswith("flows.py:Thrice: "), r.text  # not a server path
         broken = _tar({"pipeline.yaml": PIPELINE.replace("steps.write", "gone").encode()})
         r = _build(c, broken, {"target": "pipeline.yaml"})
         assert r.status_code == 400, r.text

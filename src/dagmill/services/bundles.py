@@ -56,6 +56,7 @@ __all__ = [
     "BundleError",
     "BundleTooLarge",
     "bundle_dir",
+    "bundle_folder",
     "bundle_ref",
     "check_bundle",
     "check_inner_ref",
@@ -318,12 +319,17 @@ def _bundles_home() -> str:
     return os.path.join(os.path.abspath(settings.home()), "bundles")
 
 
+def bundle_folder(bundle_id: str) -> str:
+    """Where this ``$DAGMILL_HOME`` has (or will have) the bundle unpacked."""
+    if not bundle_id.isalnum():  # a sha256 in hex: nothing else goes into a path
+        raise BundleError(f"{bundle_id!r} is not a bundle id")
+    return os.path.join(_bundles_home(), bundle_id)
+
+
 def bundle_dir(store: Store | None, bundle_id: str) -> str:
     """The folder the bundle is unpacked in (unpacked now, from the run record, if this
     ``$DAGMILL_HOME`` has not unpacked it yet)."""
-    if not bundle_id.isalnum():  # a sha256 in hex: nothing else goes into a path
-        raise BundleError(f"{bundle_id!r} is not a bundle id")
-    folder = os.path.join(_bundles_home(), bundle_id)
+    folder = bundle_folder(bundle_id)
     if os.path.isdir(folder):
         return folder
     if store is None:
@@ -391,6 +397,7 @@ def bundle_ref(folder: str, ref: str) -> str:
     from dagmill.services.pipelines import is_pipeline_file
 
     check_inner_ref(ref)
+    _forget_other_bundles(folder)
     if is_pipeline_file(ref):
         return os.path.join(folder, ref)
     module, _, name = ref.rpartition(":")
@@ -405,6 +412,19 @@ def bundle_ref(folder: str, ref: str) -> str:
         sys.path.remove(folder)
     sys.path.insert(0, folder)
     return ref
+
+
+def _forget_other_bundles(folder: str) -> None:
+    """Forget the modules this process loaded from other bundles, and their folders on
+    ``sys.path``: a server validates many bundles, whose modules share names
+    (``flows``, ``helpers``) but not code; a second bundle must not import the first's."""
+    home = _bundles_home() + os.sep
+    inside = folder + os.sep
+    sys.path[:] = [p for p in sys.path if not p.startswith(home) or (p + os.sep).startswith(inside)]
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if origin.startswith(home) and not origin.startswith(inside):
+            del sys.modules[name]
 
 
 def loadable(target: RunTarget, store: Store | None = None) -> RunTarget:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import ValidationError
 
 from dagmill.api.auth import Admin, Caller, Operator, Viewer
-from dagmill.api.errors import ApiError, NotFound, TooLarge
+from dagmill.api.errors import ApiError, BadRequest, NotFound, TooLarge
 from dagmill.api.pages import decode_cursor, encode_cursor
 from dagmill.api.schemas import Page
 from dagmill.api.schemas.jobs import (
@@ -133,10 +133,12 @@ def build_job(
     bundle: Annotated[UploadFile, File(description="The tar.gz of the job's files")],
     spec: Annotated[str, Form(description="JSON of JobBuildIn", examples=['{"target": "p.yaml"}'])],
 ) -> Any:
+    from dagmill.errors import DefinitionError
     from dagmill.model.schedules import JobPolicy, ScheduleSpec
     from dagmill.services.bundles import (
         BundleError,
         BundleTooLarge,
+        bundle_folder,
         check_inner_ref,
         forget_bundle,
         store_bundle,
@@ -176,8 +178,13 @@ def build_job(
             project=caller.project,
             bundle=bundle_id,
         )
-    except BaseException:
+    except DefinitionError as e:
+        # paths inside the bundle as the client knows them, not where this server has it
+        message = str(e).replace(bundle_folder(bundle_id) + os.sep, "")
         forget_bundle(bundle_id)  # unless another job is built from it
+        raise BadRequest(message) from None
+    except BaseException:
+        forget_bundle(bundle_id)
         raise
     return job_view_json(jobs.job_view(job.id))
 
