@@ -127,6 +127,15 @@ def test_a_pipeline_takes_its_file_its_processors_and_requirements(tmp_path: Pat
     )
 
 
+def test_a_pipeline_with_a_command_takes_the_scripts_of_its_folder(tmp_path: Path) -> None:
+    root = tmp_path / "pipe"
+    _write(root / "pipeline.yaml", "processNodes:\n  prep:\n    command: python prep.py\n")
+    _write(root / "prep.py", "print('prepared')\n")
+    _write(root / "data/big.csv", "a,b\n")
+    _write(root / "weights.bin", "...")
+    assert pack(str(root / "pipeline.yaml")).files == ("pipeline.yaml", "prep.py")
+
+
 def test_a_broken_pipeline_is_not_packed(tmp_path: Path) -> None:
     root = tmp_path / "pipe"
     _write(root / "pipeline.yaml", PIPELINE.replace("steps.write", "missing"))

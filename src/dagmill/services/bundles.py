@@ -6,7 +6,8 @@ server uploads it):
 - a pipeline file: the file, the processor modules of its process nodes found beside it
   (``clean`` → ``clean.py``, ``pkg.clean`` → ``pkg/clean.py`` with the package's
   ``__init__.py``; a module found only as an installed package is not packed: the
-  server must have it installed), and its ``requirements*.txt``;
+  server must have it installed), and its ``requirements*.txt``; with a ``command``
+  node, the files of its folder as for a Python file (the command may run any);
 - a Python file (``flows.py:Train``): the ``.py`` files and packages of the file's folder,
   and their small text files (``.yaml .yml .txt .toml .json .cfg``), without hidden
   folders, ``__pycache__``, virtualenvs, ``data`` folders and the job's data folder;
@@ -151,6 +152,9 @@ def _pipeline_files(ref: str, data: str | None) -> tuple[str, list[str], str]:
     for entry in os.listdir(root):
         if entry.startswith("requirements") and entry.endswith(".txt"):
             files.add(os.path.join(root, entry))
+    if any(node.command is not None for node in compiled.spec.processNodes.values()):
+        # a command runs in the file's folder and may run any script of it
+        files.update(_folder_files(root, os.path.abspath(data) if data else None))
     return root, sorted(files), os.path.basename(file)
 
 
