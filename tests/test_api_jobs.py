@@ -254,6 +254,26 @@ def test_a_new_version_of_a_bundle_imports_its_own_modules(api: Api) -> None:
     assert [json.loads(p.read_text()) for p in data.rglob("*.json")] == [{"data": {"value": 6}}]
 
 
+def test_bundles_with_modules_of_one_name_build_at_once(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundles = []
+    for k, word in [(2, "double"), (3, "triple"), (4, "quadruple")]:
+        folder = api.root / f"many-{word}"
+        folder.mkdir(exist_ok=True)
+        (folder / "flows.py").write_text(FLOWS.replace("import double", f"import {word} as double"))
+        (folder / "helpers_mod.py").write_text(f"def {word}(n):\n    return {k} * n\n")
+        bundles.append(pack(f"{folder}/flows.py:Twice"))
+    with api.client() as c, ThreadPoolExecutor(6) as pool:
+        built = list(
+            pool.map(
+                lambda i: _build(c, bundles[i % 3].content, {"target": "flows.py:Twice"}),
+                range(12),
+            )
+        )
+    assert [r.status_code for r in built] == [201] * 12, [r.text for r in built]
+
+
 def test_the_documented_sigv4_client_runs_a_job(api: Api) -> None:
     import requests
     from requests_aws4auth import AWS4Auth

@@ -40,6 +40,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ __all__ = [
     "check_inner_ref",
     "default_data_dir",
     "forget_bundle",
+    "importing",
     "loadable",
     "pack",
     "store_bundle",
@@ -401,21 +403,32 @@ def bundle_ref(folder: str, ref: str) -> str:
     from dagmill.services.pipelines import is_pipeline_file
 
     check_inner_ref(ref)
-    _forget_other_bundles(folder)
-    if is_pipeline_file(ref):
-        return os.path.join(folder, ref)
-    module, _, name = ref.rpartition(":")
-    if module.endswith(".py") or "/" in module:
-        return f"{os.path.join(folder, module)}:{name}"
-    top = module.split(".")[0]
-    for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-        origin = getattr(sys.modules[loaded], "__file__", None) or ""
-        if not origin.startswith(folder + os.sep):
-            del sys.modules[loaded]
-    if folder in sys.path:
-        sys.path.remove(folder)
-    sys.path.insert(0, folder)
-    return ref
+    with _IMPORTS:
+        _forget_other_bundles(folder)
+        if is_pipeline_file(ref):
+            return os.path.join(folder, ref)
+        module, _, name = ref.rpartition(":")
+        if module.endswith(".py") or "/" in module:
+            return f"{os.path.join(folder, module)}:{name}"
+        top = module.split(".")[0]
+        for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            origin = getattr(sys.modules[loaded], "__file__", None) or ""
+            if not origin.startswith(folder + os.sep):
+                del sys.modules[loaded]
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+        return ref
+
+
+# held while this process changes sys.path / sys.modules for a bundle and imports its
+# modules: an API server validates bundles in several threads at once
+_IMPORTS = threading.RLock()
+
+
+def importing() -> threading.RLock:
+    """The lock to hold around loading a bundle's target and importing its modules."""
+    return _IMPORTS
 
 
 def _forget_other_bundles(folder: str) -> None:
