@@ -308,12 +308,14 @@ class RemoteClient:
             time.sleep(_POLL_SECONDS)
 
     # -- jobs ----------------------------------------------------------------------------
-    def job_views(self, now: float | None = None, project: str | None = None) -> list[JobView]:
+    def job_views(
+        self, now: float | None = None, project: str | None = None, limit: int = 100
+    ) -> list[JobView]:
         from dagmill.services.wire import job_view_from_json
 
         if project is not None:
             self._own_project(project)
-        return [job_view_from_json(d) for d in self._items("/jobs", {}, None)]
+        return [job_view_from_json(d) for d in self._items("/jobs", {}, limit)]
 
     def job_view(self, job_id: str, now: float | None = None) -> JobView:
         from dagmill.services.wire import job_view_from_json
