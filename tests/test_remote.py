@@ -11,6 +11,7 @@ URL: nothing can be read locally by accident (each test checks no database appea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -542,3 +543,61 @@ def test_the_python_query_api_returns_run_records(
     assert by_family["Total"].history[0].status == "SUCCESS"
     assert "the total is 10" in dagmill.runs.get_run_logs(run_id)
     assert dagmill.runs.get_run(run_id) == runs[0]
+
+
+# -- the JSON the objects travel as, read back ------------------------------------------
+def test_from_json_inverts_to_json() -> None:
+    from dagmill.logs import LogChunk
+    from dagmill.model.projects import Lease, LeaseWait, ProjectInfo, ProjectUsage, Quota
+    from dagmill.model.resources import Resources
+    from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
+    from dagmill.model.schedules import JobPolicy, ScheduleSpec, SlotInfo
+    from dagmill.model.tokens import TokenInfo
+    from dagmill.services.jobs import JobView
+    from dagmill.services.projects import ProjectView
+    from dagmill.services.wire import (
+        from_json,
+        job_view_from_json,
+        job_view_json,
+        project_from_json,
+        project_json,
+        to_json,
+    )
+
+    def back(value: Any) -> Any:
+        return from_json(type(value), json.loads(json.dumps(to_json(value))))
+
+    job = JobInfo(
+        "j1", "Train", "ml", "python", "flows.py:Train", "sha256:1", {"lr": "0.1"}, "/data",
+        1.5, "SUCCESS", "r1", {"secondsAfterSuccess": None}, ScheduleSpec(cron="0 2 * * *",
+        timezone="Europe/Paris", start_date="2026-01-01"), JobPolicy("queue", "all", "day"),
+        True, 7.0, {"Train": Resources(1500, 2**30, 1)},
+    )  # fmt: skip
+    run = RunInfo(
+        "r1", "Train", "FAILED", 1.0, 2.0, 3.5, "j1", "ml", "host:1", "boom", {"FAILED": 1},
+        {"workers": 2}, RunTarget("python", "flows.py:Train", {"lr": "0.1"}, "/d", "2026-01-01"),
+        2.5, 4.0, "s1",
+    )  # fmt: skip
+    task = RunTaskInfo(
+        "Train_abc", "Train", {"lr": "0.1"}, ("Prep_def",), "PENDING", "missing output",
+        "FAILED", 2, {"cpu": "1"}, "fp", (TaskAttempt(1, "FAILED", 1.0, 2.0, None, "x",
+        "f.py:3", "Traceback", "/log", 0, 10, 0.5), TaskAttempt(2, "RUNNING", 3.0)),
+    )  # fmt: skip
+    token = TokenInfo("dm_a", "ml", "admin", "ci", 1.0, 2.0, None, 1.5)
+    slot = SlotInfo("j1", 1.0, "skipped", None, "busy", 2.0)
+    for value in (job, run, task, token, slot, LogChunk("t", 1, "hi\n")):
+        assert back(value) == value, value
+
+    view = JobView(job, "PAUSED", "scheduled", None, "r1", 1, 2)
+    assert job_view_from_json(json.loads(json.dumps(job_view_json(view)))) == JobView(
+        dataclasses.replace(job, status="PAUSED"), "PAUSED", "scheduled", None, "r1", 1, 2
+    )
+    usage = ProjectUsage(
+        ProjectInfo("ml", Quota(4000, 2**34, None), 1.0, "team", 2.0),
+        Quota(4000, 2**34, 2),
+        Resources(1000, 2**30, 0),
+        [Lease("ml", "r1", "t1", 1, Resources(1000, 2**30), "h:1", 5.0, 6.0, "s1", "Train")],
+        [LeaseWait("ml", "r2", "t2", 1, Resources(8000), "h:2", 5.0, "cpu 4 of 4", 6.0, None, "X")],
+    )
+    project = ProjectView(usage, 3, 2)
+    assert project_from_json(json.loads(json.dumps(project_json(project)))) == project
