@@ -12,6 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from dagmill.engine import RunResult
+    from dagmill.model.runs import RunInfo, RunTaskInfo
     from dagmill.services.execution import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,7 +119,6 @@ def follow_remote(run_id: str, quiet: bool, as_json: bool) -> None:
     statuses change (stderr), then the run's tasks and ``run ID: STATUS`` (or the JSON
     of a run's result); exit 1 if it did not succeed, as a run here does."""
     from dagmill.cli.render import run_detail
-    from dagmill.model.runs import RunTaskInfo
     from dagmill.services.remote import client
 
     remote = client()
@@ -158,12 +158,12 @@ def follow_remote(run_id: str, quiet: bool, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _label(task: Any) -> str:
+def _label(task: RunTaskInfo) -> str:
     params = ", ".join(f"{k}={v}" for k, v in task.params.items())
     return f"{task.family}({params})"
 
 
-def remote_result_json(run: Any, tasks: list[Any]) -> dict[str, Any]:
+def remote_result_json(run: RunInfo, tasks: list[RunTaskInfo]) -> dict[str, Any]:
     """A run ended on a server in the keys of a run's result here (``render.result_json``)."""
     from dagmill.services.wire import iso
 
