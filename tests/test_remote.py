@@ -463,6 +463,23 @@ def test_a_server_that_is_down_exits_1_saying_so(remote: Cli) -> None:
         assert "Traceback" not in out.stderr
 
 
+def test_a_server_that_is_not_dagmill_is_said_to_be_so(remote: Cli) -> None:
+    import http.server
+    import threading
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_port}"
+        for args in (["runs", "show", "r1"], ["jobs", "list"]):
+            out = remote("--server", url, *args)
+            assert out.returncode == 2, out.stdout + out.stderr
+            assert f"{url} answered 404" in out.stderr and "is it one?" in out.stderr
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
 def test_a_viewer_token_is_told_the_role_it_needs(remote_server: Remote, remote: Cli) -> None:
     remote.env["DAGMILL_TOKEN"] = remote_server.home.admin_token("default", role="viewer")
     remote.ok("runs", "list")
@@ -474,6 +491,8 @@ def test_a_viewer_token_is_told_the_role_it_needs(remote_server: Remote, remote:
 def test_server_token_and_profile_options(remote_server: Remote, remote: Cli) -> None:
     server, token = remote.env.pop("DAGMILL_SERVER"), remote.env.pop("DAGMILL_TOKEN")
     assert "no jobs" in remote.ok("--server", server, "--token", token, "jobs", "list")
+    # the API root given as the server (`tokens create` prints both) works too
+    assert "no jobs" in remote.ok("--server", f"{server}/api/v1/", "--token", token, "jobs", "list")
 
     config = remote.cwd / "config.toml"
     remote.env["DAGMILL_CONFIG"] = os.fspath(config)

@@ -5,7 +5,10 @@
         print(run.id, run.name, run.error)
         print(dagmill.runs.get_run_logs(run.id))
 
-The public face of :mod:`dagmill.services.runs`, which does the work.
+The public face of :mod:`dagmill.services.runs`, which does the work. With a server
+configured (``DAGMILL_SERVER`` and ``DAGMILL_TOKEN``, or a profile of
+``~/.config/dagmill/config.toml``) the queries and ``cancel_run``/``delete_run`` ask that
+server over its API instead, and return the same types.
 """
 
 from __future__ import annotations

@@ -61,8 +61,10 @@ class RemoteClient:
         import httpx
 
         self.config = config
+        # the API root pasted as the server (`tokens create` prints both) is the server too
+        root = config.server.rstrip("/").removesuffix(API_PATH)
         self.http = httpx.Client(
-            base_url=config.server + API_PATH,
+            base_url=root + API_PATH,
             headers={"Authorization": f"Bearer {config.token}", "Accept": "application/json"},
             timeout=httpx.Timeout(30.0, connect=5.0),
         )
@@ -112,7 +114,13 @@ class RemoteClient:
             body = response.json()
         except ValueError:
             body = {}
-        if not isinstance(body, dict):
+        if not isinstance(body, dict) or "error" not in body:
+            if status < 500:  # not one of the API's errors: not a dagmill server there
+                return DefinitionError(
+                    f"{self.config.server} answered {status} {response.reason_phrase} to "
+                    f"{method} {API_PATH}{path}, not as a dagmill server does: is it one? "
+                    "(DAGMILL_SERVER, --server: its root URL, e.g. http://host:8080)"
+                )
             body = {}
         message = str(body.get("message") or response.reason_phrase or "error")
         rid = body.get("request_id") or response.headers.get("x-request-id") or "none"
