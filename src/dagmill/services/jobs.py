@@ -69,6 +69,14 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
+from dagmill.services.bundles import (
+    bundle_dir,
+    bundle_ref,
+    default_data_dir,
+    forget_bundle,
+    importing,
+)
+from dagmill.services.bundles import loadable as loadable_target
 from dagmill.services.execution import RunOptions, check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.runs import server_of
@@ -88,6 +96,7 @@ __all__ = [
     "delete_job",
     "file_schedule",
     "get_job",
+    "job_target_ref",
     "job_view",
     "job_views",
     "list_jobs",
@@ -136,6 +145,7 @@ def build_job(
     schedule: ScheduleSpec | None = None,
     policy: JobPolicy | None = None,
     project: str | None = None,
+    bundle: str | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
     graph, resources, requirements, schedule, slot parameter) and record a job pinning its
@@ -143,14 +153,23 @@ def build_job(
     ``default``), which must exist, and none of its tasks may ask for more than the
     project's whole quota (it could never start).
 
+    With ``bundle`` (an uploaded bundle's id, :mod:`dagmill.services.bundles`), ``ref``
+    is inside it, and the job records both; its data folder is by default
+    ``$DAGMILL_HOME/data/<project>/<job name>``.
+
     A pipeline file's own ``schedule:`` is kept, unless ``schedule`` is given: it replaces
     it (:func:`file_schedule` tells what it replaced). Bad input raises DefinitionError
     (ScheduleError for the schedule) before anything is written."""
-    data = os.path.abspath(data_dir or "data")
     policy = policy or JobPolicy()
     project = project or settings.project()
     with open_store() as s:  # an unknown project: said first, before loading anything
         check_quota(s, project, [])
+        inner, folder = ref, bundle_dir(s, bundle) if bundle is not None else ""
+        if bundle is not None:
+            ref = bundle_ref(folder, ref)
+    if bundle is not None and data_dir is None:
+        data_dir = default_data_dir(project, name or _default_name(folder, inner))
+    data = os.path.abspath(data_dir or "data")
     if schedule is not None:
         make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
     if policy.slot_param is not None:
@@ -173,22 +192,24 @@ def build_job(
             schedule = ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
             make_trigger(schedule)
     else:
-        ref = _absolute(ref)
-        target = RunTarget("python", ref, dict(params), data)
-        checked = target
-        if policy.slot_param is not None and schedule is not None:
-            if policy.slot_param in params:
-                raise DefinitionError(
-                    f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
-                    f"slot gives {policy.slot_param} its value at each run; drop the -p"
-                )
-            check_slot_param(target, policy.slot_param)
-            checked = _sample_slot_target(target, schedule, policy.slot_param)
-        task = target_task(checked)
-        plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
-        graph, kind, default_name = plan.graph, "python", task.task_family
-        version, python_source = definition_version(ref)
-        source = python_source or ""
+        with importing():  # the task's modules (a bundle's: see importing)
+            # again under the lock: another thread may have loaded another bundle since
+            ref = _absolute(ref if bundle is None else bundle_ref(folder, inner))
+            target = RunTarget("python", ref, dict(params), data)
+            checked = target
+            if policy.slot_param is not None and schedule is not None:
+                if policy.slot_param in params:
+                    raise DefinitionError(
+                        f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
+                        f"slot gives {policy.slot_param} its value at each run; drop the -p"
+                    )
+                check_slot_param(target, policy.slot_param)
+                checked = _sample_slot_target(target, schedule, policy.slot_param)
+            task = target_task(checked)
+            plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
+            graph, kind, default_name = plan.graph, "python", task.task_family
+            version, python_source = definition_version(ref)
+            source = python_source or ""
     # not this machine's size: the job runs where its project's servers are (the default
     # project's quota is this machine, which check_quota applies)
     strategy = dict(DEFAULT_TTL)
@@ -200,7 +221,7 @@ def build_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
             kind,
-            ref,
+            ref if bundle is None else inner,
             version,
             dict(params),
             data,
@@ -210,9 +231,19 @@ def build_job(
             policy=policy,
             project=project,
             requests=requests,
+            bundle=bundle,
         )
     wake_server()
     return job
+
+
+def _default_name(folder: str, ref: str) -> str:
+    """The name a job of ``ref`` (in the bundle unpacked in ``folder``) gets by default:
+    the file's, or its task's family."""
+    if is_pipeline_file(ref):
+        return os.path.splitext(os.path.basename(ref))[0]
+    with importing():
+        return load_task(bundle_ref(folder, ref)).get_task_family()
 
 
 def file_schedule(ref: str) -> ScheduleSpec | None:
@@ -232,7 +263,7 @@ def _sample_slot_target(target: RunTarget, schedule: ScheduleSpec, name: str) ->
     trigger = make_trigger(schedule)
     slot = trigger.next_after(time.time()) or trigger.latest_at_or_before(time.time())
     when = format_slot(slot if slot is not None else time.time(), schedule.timezone)
-    return RunTarget(target.kind, target.ref, {**target.params, name: when}, target.data, slot=when)
+    return dataclasses.replace(target, params={**target.params, name: when}, slot=when)
 
 
 def _read(path: str) -> str:
@@ -261,15 +292,22 @@ def _file_versions(version: str) -> dict[str, str]:
     return {name: h for name, eq, h in pairs if eq}
 
 
-def _current_version(job: JobInfo) -> str:
+def job_target_ref(job: JobInfo, store: Store | None = None) -> str:
+    """The ref this process loads the job's definition from: its ref, or for a job built
+    from a bundle, its ref inside the bundle unpacked here."""
+    return loadable_target(job.target(), store).ref
+
+
+def _current_version(job: JobInfo, store: Store | None = None) -> str:
+    ref = job_target_ref(job, store)
     if job.kind == "yaml":
-        return _pipeline_version(validate(job.ref, job.data_dir))
-    return definition_version(job.ref)[0]
+        return _pipeline_version(validate(ref, job.data_dir))
+    return definition_version(ref)[0]
 
 
 def _what_changed(job: JobInfo, version: str) -> str:
     if job.kind != "yaml":
-        return f"{module_file(job.ref) or job.ref} changed"
+        return f"{module_file(job_target_ref(job)) or job.ref} changed"
     pinned, now = _file_versions(job.version), _file_versions(version)
     if not pinned:  # a job built before files were pinned one by one
         return "the pipeline file or one of its modules changed"
@@ -326,7 +364,7 @@ def _get_job(store: Store, job_id: str) -> JobInfo:
 def _runnable_job(store: Store, job_id: str) -> JobInfo:
     """The job, if its definition is still the version it pins."""
     job = _get_job(store, job_id)
-    version = _current_version(job)
+    version = _current_version(job, store)
     if version != job.version:
         raise DefinitionError(
             f"job {job.id} pins {job.ref} as it was when built, but "
@@ -471,19 +509,18 @@ def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
             f"job {job.id} runs the pipeline file {job.ref}: it takes no -p (put params in "
             "its process nodes)"
         )
-    merged = RunTarget(
-        target.kind, target.ref, {**target.params, **params}, target.data, target.slot
-    )
-    names = [n for n, _ in load_task(job.ref).get_params()]
-    for key in params:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ParameterError(
-                f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; its "
-                f"parameters: {', '.join(names) or 'none'}"
-            )
-    target_task(merged)  # bad values: raise with the task and parameter named
+    merged = dataclasses.replace(target, params={**target.params, **params})
+    with importing():
+        names = [n for n, _ in load_task(job_target_ref(job)).get_params()]
+        for key in params:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ParameterError(
+                    f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; "
+                    f"its parameters: {', '.join(names) or 'none'}"
+                )
+        target_task(loadable_target(merged))  # bad values: raise naming the parameter
     return merged
 
 
@@ -579,12 +616,14 @@ class JobView:
     queued: int = 0
 
 
-def job_views(now: float | None = None, project: str | None = None) -> list[JobView]:
-    """Every job (newest first; ``project``: only that project's) with its status and
+def job_views(
+    now: float | None = None, project: str | None = None, limit: int = 100
+) -> list[JobView]:
+    """The ``limit`` newest jobs (``project``: only that project's) with their status and
     next run."""
     now = time.time() if now is None else now
     with open_store() as store:
-        jobs = store.list_jobs(project=project)
+        jobs = store.list_jobs(limit=limit, project=project)
         activity = store.job_activity()
     return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
 
@@ -750,11 +789,14 @@ def delete_job(job_id: str) -> list[str]:
                 f"job {job_id} has runs in progress ({', '.join(busy)}): cancel them first "
                 f"(`dagmill runs cancel {busy[0]}`)"
             )
+        job = store.get_job(job_id)
         gone = store.delete_job(job_id)
     finally:
         store.close()
     for run_id in gone:
         shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
+    if job is not None and job.bundle is not None:
+        forget_bundle(job.bundle)  # if no other job is built from it
     wake_server()
     return gone
 

@@ -22,6 +22,7 @@ from dagmill.io.jsonenc import encoder
 from dagmill.model.resources import Resources
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
+from dagmill.store.bundles import BundleStore
 from dagmill.store.claims import TaskClaims
 from dagmill.store.ledger import ProjectLedger
 from dagmill.store.migrate import LATEST, upgrade
@@ -85,7 +86,7 @@ class _Outage:
     gave_up: bool = False
 
 
-class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, ABC):
+class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, BundleStore, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -754,15 +755,20 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
         policy: JobPolicy = _NO_POLICY,
         project: str = "default",
         requests: Mapping[str, Resources] | None = None,
+        bundle: str | None = None,
     ) -> JobInfo:
-        """Record a job and the pipeline version it pins (shared by jobs of one version),
-        with what its tasks request (``requests``, by task label); the schedulers sharing
-        the database learn of it (``jobs_changed``)."""
+        """Record a job and the pipeline version it pins (shared by jobs of one version
+        and ref), with what its tasks request (``requests``, by task label) and the bundle
+        its ref is relative to; the schedulers sharing the database learn of it
+        (``jobs_changed``)."""
         now = time.time()
         with self._tx():
+            # by ref too: a job uploaded (ref relative to its bundle) and one built here
+            # (an absolute path) of the same version are not the same files to load
             row = self._execute(
-                "SELECT id FROM pipelines WHERE project = ? AND name = ? AND version = ?",
-                (project, name, version),
+                "SELECT id FROM pipelines WHERE project = ? AND name = ? AND version = ?"
+                " AND ref = ?",
+                (project, name, version, ref),
             ).fetchone()
             pipeline_id = row[0] if row else f"p-{job_id}"
             if row is None:
@@ -773,8 +779,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
                 )
             self._execute(
                 "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
-                " ttl, created_at, overlap, catchup, slot_param, requests)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ttl, created_at, overlap, catchup, slot_param, requests, bundle)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     project,
@@ -789,6 +795,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
                     policy.catchup,
                     policy.slot_param,
                     json.dumps({k: r.to_record() for k, r in (requests or {}).items()}),
+                    bundle,
                 ),
             )
             self._bump_jobs()
