@@ -21,10 +21,10 @@ from dagmill.api.schemas.jobs import (
     JobBuildIn,
     JobOut,
     JobRunIn,
-    JobRunOut,
     SkippedSlotOut,
     SlotsOut,
 )
+from dagmill.api.schemas.runs import RunOut
 from dagmill.errors import ParameterError
 from dagmill.model.runs import JobInfo
 from dagmill.services import jobs
@@ -277,7 +277,8 @@ def delete_job(job_id: JobId, caller: Admin) -> Response:
 
 @router.post(
     "/jobs/{job_id}/run",
-    response_model=JobRunOut,
+    response_model=RunOut,
+    response_model_exclude_unset=True,
     status_code=201,
     summary="Run a job (queued; the server starts it)",
     description='The body is optional: `{"params": {...}}` overrides the job\'s parameters '

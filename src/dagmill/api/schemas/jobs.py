@@ -14,7 +14,6 @@ __all__ = [
     "JobBuildIn",
     "JobOut",
     "JobRunIn",
-    "JobRunOut",
     "PolicyOut",
     "SkippedSlotOut",
     "SlotOut",
@@ -121,20 +120,6 @@ class JobRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     params: dict[str, str] = Field(default_factory=dict)
-
-
-class JobRunOut(BaseModel):
-    """The queued run (every key of ``GET /runs/{id}``'s ``run``)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    name: str
-    status: str
-    job_id: str | None
-    project: str
-    created_at: float
-    created_at_iso: str | None
 
 
 class SlotOut(_Out):
