@@ -35,7 +35,7 @@ sjob=$("$dagmill" jobs build "$target" --data "$data" -p model=forest -p seed=2 
   --every 5s --start "2020-01-01 00:00")
 "$dagmill" jobs next "$sjob"
 log=$(mktemp)
-"$dagmill" server --max-runs 1 2>"$log" &
+"$dagmill" server --port 0 --max-runs 1 2>"$log" &
 server=$!
 python=$(dirname "$dagmill")/python
 ended() {  # how many scheduled runs of the job have ended
@@ -48,6 +48,7 @@ kill -TERM "$server"
 wait "$server"
 cat "$log"
 rm -f "$log"
+"$dagmill" jobs pause "$sjob" >/dev/null   # no more slots of it in the steps below
 "$dagmill" jobs list
 "$dagmill" runs list --limit 4
 
@@ -79,3 +80,25 @@ for r in json.load(sys.stdin):
     if any(a.get('waited') for t in show['tasks'] for a in t['history']):
         print(r['id'])" "$dagmill" | head -1)
 [ -n "$waited" ] && "$dagmill" runs show "$waited"   # its Train: "waited ...s for resources"
+
+step "9. the REST API: a token, the job run over HTTP (curl) and by the CLI as a client of the server"
+log=$(mktemp)
+"$dagmill" server --port 0 --max-runs 1 2>"$log" &
+server=$!
+url=""
+for _ in $(seq 1 100); do
+  url=$(sed -n 's/.*api_listening url=\([^ ]*\).*/\1/p' "$log" | head -1)
+  [ -n "$url" ] && break; sleep 0.1
+done
+token=$("$dagmill" tokens create --project default --role operator --name demo --expires 1d --json \
+  | "$python" -c "import json, sys; print(json.load(sys.stdin)['bearer'])")
+echo "API root: $url   token: ${token%%.*}.…"
+curl -sS -X POST -H "Authorization: Bearer $token" "$url/jobs/$job/run" | "$python" -m json.tool \
+  | head -8
+DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" jobs run "$job" --wait -p seed=9 --quiet \
+  && echo "run by the CLI, through the API: SUCCESS"
+DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" runs list --limit 3
+kill -TERM "$server"
+wait "$server"
+grep -c ' request ' "$log" | xargs -I{} echo "the server logged {} API requests (one line each)"
+rm -f "$log"
