@@ -126,6 +126,15 @@ def remote() -> RemoteConfig | None:
             f"DAGMILL_SERVER={server} needs an access token: set DAGMILL_TOKEN (or --token) "
             "to one made by `dagmill tokens create`"
         )
+    if not server.startswith(("http://", "https://")):
+        from dagmill.errors import DefinitionError
+
+        # said here (exit 2), not as a server that "could not be reached" (exit 1)
+        raise DefinitionError(
+            f"server {server!r} is not a URL: give it with its scheme, e.g. "
+            f"http://{server.removeprefix('//')} (DAGMILL_SERVER, --server, or `server` "
+            "in the config profile)"
+        )
     return RemoteConfig(server.rstrip("/"), token, profile)
 
 

@@ -83,6 +83,14 @@ def runs_list(
     if as_json:
         click.echo(dumps(items))
         return
+    if not items and (status or job_id or project):  # "no runs yet" would be untrue
+        given = {"--status": status, "--job": job_id, "--project": project}
+        said = " ".join(f"{k} {v}" for k, v in given.items() if v)
+        click.echo(f"no runs match {said}: `dagmill runs list` shows them all")
+        return
+    if not items and remote_mode():  # `dagmill run` would run here, not on the server
+        click.echo("no runs yet: queue one with `dagmill jobs run JOB` (see `dagmill jobs list`)")
+        return
     from dagmill.cli.render import runs_table
 
     runs_table(items, wide)

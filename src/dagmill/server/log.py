@@ -21,7 +21,9 @@ def _iso(at: float) -> str:
 
 def _value(v: Any) -> str:
     text = str(v)
-    if not text or any(c in text for c in ' "=\n'):
+    # control characters (a NUL, \r, a terminal escape from a request's path) are quoted
+    # as JSON escapes: a client must not write raw bytes or fake lines into the log
+    if not text or not text.isprintable() or any(c in text for c in ' "='):
         return json.dumps(text)
     return text
 

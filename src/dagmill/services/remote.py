@@ -138,6 +138,12 @@ class RemoteClient:
                 f"{message}: ask an admin of your project for a token with that role "
                 "(`dagmill tokens create --role ...`)"
             )
+        if status == 413:  # a bundle over the server's cap: say what to do about it
+            return DefinitionError(
+                f"{server} refused {method} {API_PATH}{path}: {message}, its limit. Keep "
+                "large files (data, models) out of what the job uploads, or have the "
+                "server started with a larger `dagmill server --max-upload MiB`"
+            )
         if status >= 500:
             return ServerUnavailable(
                 f"the dagmill server {server} failed on {method} {API_PATH}{path} "

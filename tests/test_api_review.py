@@ -1,0 +1,167 @@
+"""What a stranger trying the API and the remote CLI ran into (issue 10's review), each
+checked where a user meets it: a server URL without its scheme, a bundle over the
+server's --max-upload, the log line a request's odd path writes, and what an empty
+`runs list` tells to do.
+
+One server for the module (SQLite, --max-upload 1 MiB, plain log lines, its own
+DAGMILL_HOME); the CLI
+runs as a client from another, empty home.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import string
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dagmill import settings
+from dagmill.errors import DefinitionError
+from dagmill.server.log import ServerLog
+from helpers import wait_for
+from servers import Project, ServerProcess
+
+PIPELINE = """\
+dataNodes:
+  out: {source: out.txt}
+processNodes:
+  make:
+    output: [out]
+    processor: make
+"""
+MODULE = """\
+from dagmill import processor
+
+processor.save("out", "done")
+"""
+
+
+@dataclass
+class Remote:
+    server: ServerProcess
+    url: str  # the server's root (http://127.0.0.1:PORT)
+    token: str
+    root: Path  # a folder of the client's, outside the server's home
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DAGMILL_DATABASE_URL", "DAGMILL_PROFILE", "DAGMILL_HOME")
+        }
+        return {
+            **env,
+            "NO_COLOR": "1",
+            "DAGMILL_HOME": str(self.root / "client-home"),
+            "DAGMILL_CONFIG": str(self.root / "no-config.toml"),
+            "DAGMILL_SERVER": self.url,
+            "DAGMILL_TOKEN": self.token,
+            **extra,
+        }
+
+    def dagmill(
+        self, *args: str, cwd: Path | None = None, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dagmill.cli.main", *args],
+            cwd=cwd or self.root,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+class _ServerProject(Project):
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in super().env().items() if k not in ("DAGMILL_SERVER", "DAGMILL_TOKEN")
+        }
+        return {**env, "DAGMILL_HOME": str(self.root / ".dagmill")}
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    root = tmp_path_factory.mktemp("review")
+    project = _ServerProject(root / "server", f"sqlite:///{root}/server/.dagmill/dagmill.db")
+    project.root.mkdir()
+    made = project.dagmill("tokens", "create", "--role", "admin", "--name", "t", "--json")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["bearer"]
+    server = project.server("--max-upload", "1")  # plain log lines: what a NUL could break
+    found = re.search(r"api_listening url=(\S+)", server.log())
+    assert found is not None, server.log()
+    url = found.group(1)
+    client = root / "client"
+    client.mkdir()
+    try:
+        yield Remote(server, url.removesuffix("/api/v1"), token, client)
+    finally:
+        project.cleanup()
+
+
+def test_the_server_log_quotes_control_characters_of_a_request() -> None:
+    out = io.StringIO()
+    log = ServerLog(stream=out)
+    log("request", path="/api/v1/runs/a\x00b\x1b[31mred\rfake", status=404, ok="plain")
+    line = out.getvalue()
+    assert line.count("\n") == 1 and line.endswith("\n")
+    assert not any(c in line[:-1] for c in "\x00\x1b\r")
+    assert 'path="/api/v1/runs/a\\u0000b\\u001b[31mred\\rfake"' in line
+    assert "status=404 ok=plain" in line  # plain values stay bare
+
+
+def test_a_request_path_with_a_nul_is_logged_escaped(remote: Remote) -> None:
+    got = httpx.get(f"{remote.url}/api/v1/runs/abc%00def")
+    assert got.status_code == 401  # no token: refused before anything else
+    line = b'path="/api/v1/runs/abc\\u0000def"'  # the access log is written after the reply
+    wait_for(lambda: line in remote.server.log_path.read_bytes(), 10, "the request's log line")
+    assert b"\x00" not in remote.server.log_path.read_bytes()
+
+
+def test_a_server_url_without_its_scheme_is_bad_input(
+    remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGMILL_SERVER", "127.0.0.1:8080")
+    monkeypatch.setenv("DAGMILL_TOKEN", "dm_x.y")
+    with pytest.raises(
+        DefinitionError, match=r"give it with its scheme, e\.g\. http://127\.0\.0\.1:8080"
+    ):
+        settings.remote()
+    host = remote.url.removeprefix("http://")
+    done = remote.dagmill("--server", host, "runs", "list")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"e.g. http://{host}" in done.stderr
+    assert "could not be reached" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bundle_over_the_servers_limit_says_what_to_do(remote: Remote) -> None:
+    folder = remote.root / "big"
+    folder.mkdir()
+    (folder / "pipeline.yaml").write_text(PIPELINE)
+    noise = "".join(random.choices(string.ascii_letters, k=2_000_000))  # does not compress
+    (folder / "make.py").write_text(MODULE + f"BLOB = {noise!r}\n")
+    done = remote.dagmill("jobs", "build", "pipeline.yaml", cwd=folder)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "over 1 MiB" in done.stderr and "--max-upload" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_empty_runs_list_says_what_to_do_remotely(remote: Remote) -> None:
+    done = remote.dagmill("runs", "list")
+    assert done.returncode == 0, done.stderr
+    assert "dagmill jobs run JOB" in done.stdout and "dagmill run MODULE" not in done.stdout
+    done = remote.dagmill("runs", "list", "--status", "failed")
+    assert done.returncode == 0, done.stderr
+    assert "no runs match --status FAILED" in done.stdout
