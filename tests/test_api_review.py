@@ -50,7 +50,8 @@ processor.save("out", "done")
 class Remote:
     server: ServerProcess
     url: str  # the server's root (http://127.0.0.1:PORT)
-    token: str
+    token: str  # an admin's of project default
+    other: str  # an admin's of project other
     root: Path  # a folder of the client's, outside the server's home
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -99,6 +100,12 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     made = project.dagmill("tokens", "create", "--role", "admin", "--name", "t", "--json")
     assert made.returncode == 0, made.stderr
     token = json.loads(made.stdout)["bearer"]
+    assert project.dagmill("projects", "create", "other").returncode == 0
+    made = project.dagmill(
+        "tokens", "create", "--project", "other", "--role", "admin", "--name", "o", "--json"
+    )
+    assert made.returncode == 0, made.stderr
+    other = json.loads(made.stdout)["bearer"]
     server = project.server("--max-upload", "1")  # plain log lines: what a NUL could break
     found = re.search(r"api_listening url=(\S+)", server.log())
     assert found is not None, server.log()
@@ -106,7 +113,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     client = root / "client"
     client.mkdir()
     try:
-        yield Remote(server, url.removesuffix("/api/v1"), token, client)
+        yield Remote(server, url.removesuffix("/api/v1"), token, other, client)
     finally:
         project.cleanup()
 
@@ -165,3 +172,34 @@ def test_an_empty_runs_list_says_what_to_do_remotely(remote: Remote) -> None:
     done = remote.dagmill("runs", "list", "--status", "failed")
     assert done.returncode == 0, done.stderr
     assert "no runs match --status FAILED" in done.stdout
+
+
+def _api(remote: Remote, bearer: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{remote.url}/api/v1", headers={"Authorization": f"Bearer {bearer}"}
+    )
+
+
+def test_a_token_expiring_too_far_off_is_refused_and_the_list_stays_readable(
+    remote: Remote,
+) -> None:
+    with _api(remote, remote.token) as api:
+        made = api.post("/tokens", json={"name": "far", "role": "viewer", "expires_at": 1e300})
+        assert made.status_code == 400, made.text
+        assert "within 100 years" in made.json()["message"]
+        listed = api.get("/tokens")
+        assert listed.status_code == 200, listed.text
+        assert "far" not in [t["name"] for t in listed.json()["items"]]
+
+
+def test_another_projects_token_is_not_found_and_stays_usable(remote: Remote) -> None:
+    other_id = remote.other.partition(".")[0]
+    with _api(remote, remote.token) as api:
+        for path in (f"/tokens/{other_id}", "/tokens/dm_aaaaaaaaaaaaaaaa", "/tokens/a%00b"):
+            got = api.get(path)
+            assert got.status_code == 404, (path, got.text)
+            assert got.json()["error"] == "not_found" and "dagmill tokens" not in got.text
+        gone = api.delete(f"/tokens/{other_id}")
+        assert gone.status_code == 404, gone.text
+    with _api(remote, remote.other) as api:
+        assert api.get("/token").status_code == 200  # not revoked by project default's admin

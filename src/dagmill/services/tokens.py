@@ -145,6 +145,9 @@ def _new_id() -> str:
     return "dm_" + "".join(secrets.choice(_B32) for _ in range(16))
 
 
+_LONGEST = 36500 * 86400.0  # seconds a token may live (the API's expires_in_days bound)
+
+
 @remote_ok
 def create_token(
     project: str,
@@ -163,6 +166,12 @@ def create_token(
     now = time.time()
     if expires_at is not None and expires_at <= now:
         raise DefinitionError("the token would expire before it is made: give a future date")
+    # past that, a date is no date (inf, 1e300): it could not be shown, nor the list it is in
+    if expires_at is not None and not expires_at <= now + _LONGEST:
+        raise DefinitionError(
+            "a token expires within 100 years (36500 days) of being made: give an earlier "
+            "date, or none for a token that does not expire"
+        )
     get_project(project)  # refused with a clear message if there is no such project
     secret = secrets.token_urlsafe(32)
     info = TokenInfo(_new_id(), project, role, name, now, expires_at)

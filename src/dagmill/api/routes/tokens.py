@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from dagmill.api.auth import Admin, Viewer
-from dagmill.api.errors import BadRequest
+from dagmill.api.errors import BadRequest, NotFound
 from dagmill.api.pages import page
 from dagmill.api.schemas import NewTokenOut, Page, TokenIn, TokenOut
+from dagmill.errors import DefinitionError
+from dagmill.model.tokens import TokenInfo
 from dagmill.services import tokens
 from dagmill.services.wire import to_json
 
@@ -44,12 +47,23 @@ def create_token(body: TokenIn, caller: Admin) -> Any:
     return {**to_json(made.info), "secret": made.secret, "bearer": made.bearer}
 
 
+def _token(token_id: str, project: str) -> TokenInfo:
+    """The project's token; 404 otherwise (another project's too, as if it did not exist)."""
+    found = None
+    if "\x00" not in token_id:  # a NUL is in no id (and PostgreSQL refuses it in a query)
+        with contextlib.suppress(DefinitionError):
+            found = tokens.get_token(token_id, project)
+    if found is None:
+        raise NotFound(f"no token {token_id!r} in project {project}: see GET /tokens")
+    return found
+
+
 @router.get("/tokens/{token_id}", response_model=TokenOut, summary="One token")
 def get_token(token_id: str, caller: Admin) -> Any:
-    return to_json(tokens.get_token(token_id, caller.project))
+    return to_json(_token(token_id, caller.project))
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
 def revoke_token(token_id: str, caller: Admin) -> Response:
-    tokens.revoke_token(token_id, caller.project)
+    tokens.revoke_token(_token(token_id, caller.project).id, caller.project)
     return Response(status_code=204)
