@@ -18,6 +18,7 @@ import re
 import string
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ import pytest
 
 from dagmill import settings
 from dagmill.errors import DefinitionError
+from dagmill.model.schedules import ScheduleSpec
+from dagmill.scheduler.triggers import ScheduleError, make_trigger, parse_period
 from dagmill.server.log import ServerLog
 from helpers import wait_for
 from servers import Project, ServerProcess
@@ -203,3 +206,37 @@ def test_another_projects_token_is_not_found_and_stays_usable(remote: Remote) ->
         assert gone.status_code == 404, gone.text
     with _api(remote, remote.other) as api:
         assert api.get("/token").status_code == 200  # not revoked by project default's admin
+
+
+def test_a_period_past_100_years_is_refused_and_slots_past_year_9999_are_none() -> None:
+    with pytest.raises(ScheduleError, match="over 100 years"):
+        parse_period("99999999999999d")
+    assert parse_period("36500d").days == 36500
+    late = make_trigger(ScheduleSpec(cron="0 * * * *", start_date="9999-12-31 23:00"))
+    last = late.next_after(time.time())
+    assert last is not None and late.next_after(last) is None  # not an OverflowError
+    assert list(late.slots(last, last + 86400 * 10)) == []
+
+
+def test_a_job_scheduled_into_the_far_future_does_not_bring_the_server_down(
+    remote: Remote,
+) -> None:
+    folder = remote.root / "far"
+    folder.mkdir()
+    (folder / "pipeline.yaml").write_text(PIPELINE)
+    (folder / "make.py").write_text(MODULE)
+    build = ("jobs", "build", "pipeline.yaml", "--start", "9999-12-31 23:00")
+    huge = remote.dagmill(*build, "--every", "99999999999999d", "--name", "huge", cwd=folder)
+    assert huge.returncode == 2, huge.stdout + huge.stderr
+    assert "over 100 years" in huge.stderr and "Traceback" not in huge.stderr
+    late = remote.dagmill(*build, "--cron", "0 * * * *", "--name", "late", cwd=folder)
+    assert late.returncode == 0, late.stdout + late.stderr
+    # a run started after the build: the server's loop reloaded its jobs (the late one
+    # too) before it started it, and went on
+    manual = remote.dagmill("jobs", "build", "pipeline.yaml", "--name", "now", cwd=folder)
+    assert manual.returncode == 0, manual.stdout + manual.stderr
+    ran = remote.dagmill("jobs", "run", manual.stdout.split()[-1], "--wait")
+    assert ran.returncode == 0, ran.stdout + ran.stderr + remote.server.log()[-5000:]
+    assert remote.server.proc.poll() is None
+    listed = remote.dagmill("jobs", "list")
+    assert listed.returncode == 0 and "late" in listed.stdout, listed.stdout + listed.stderr

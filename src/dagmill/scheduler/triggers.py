@@ -71,6 +71,7 @@ _DATE_HELP = "YYYY-MM-DD, YYYY-MM-DD HH:MM or YYYY-MM-DD HH:MM:SS, local to the 
 _PERIOD_RE = re.compile(r"\s*(\d+)\s*([smhdw])\s*", re.IGNORECASE)
 _DATE_RE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LONGEST_PERIOD = 36500 * 86400
 
 
 class ScheduleError(DefinitionError):
@@ -151,10 +152,13 @@ class Trigger:
         if self.start is not None and after < self.start:
             after = self.start - 1  # keeps a slot exactly at start_date
         source = self._cron_forward(after) if self.rule is not None else self._every_forward(after)
-        for s in source:
-            if self.end is not None and s > self.end:
-                return
-            yield s
+        try:
+            for s in source:
+                if self.end is not None and s > self.end:
+                    return
+                yield s
+        except OverflowError:  # the next slot is past year 9999: there is none
+            return
 
     def _cron_forward(self, after: float) -> Iterator[float]:
         rule = self.rule
@@ -348,7 +352,10 @@ def parse_period(text: str) -> Period:
         raise ScheduleError(
             f"not a period: {text!r} (a positive whole number and a unit: 30s, 30m, 1h, 1d, 1w)"
         )
-    return Period(int(m.group(1)), m.group(2).lower())
+    period = Period(int(m.group(1)), m.group(2).lower())
+    if period.seconds > _LONGEST_PERIOD:  # its slots would be past any calendar's year
+        raise ScheduleError(f"period {text!r} is over 100 years: give at most 36500d (5214w)")
+    return period
 
 
 def _parse_naive(text: str) -> datetime | None:
