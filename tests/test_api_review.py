@@ -240,3 +240,11 @@ def test_a_job_scheduled_into_the_far_future_does_not_bring_the_server_down(
     assert remote.server.proc.poll() is None
     listed = remote.dagmill("jobs", "list")
     assert listed.returncode == 0 and "late" in listed.stdout, listed.stdout + listed.stderr
+
+
+def test_the_cli_says_no_such_token_as_it_does_locally(remote: Remote) -> None:
+    other_id = remote.other.partition(".")[0]
+    for command in ("show", "revoke"):
+        done = remote.dagmill("tokens", command, other_id)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"no token '{other_id}': see `dagmill tokens list`" in done.stderr

@@ -521,7 +521,11 @@ class RemoteClient:
 
         if project is not None:
             self._own_project(project)
-        return from_json(TokenInfo, self._json("GET", f"/tokens/{_seg(token_id)}"))
+        try:
+            found = self._json("GET", f"/tokens/{_seg(token_id)}")
+        except NotOnServer:  # said as here (the server's says GET /tokens)
+            raise NotOnServer(f"no token {token_id!r}: see `dagmill tokens list`") from None
+        return from_json(TokenInfo, found)
 
     def revoke_token(self, token_id: str, project: str | None = None) -> TokenInfo:
         info = self.get_token(token_id, project)
