@@ -248,3 +248,16 @@ def test_the_cli_says_no_such_token_as_it_does_locally(remote: Remote) -> None:
         done = remote.dagmill("tokens", command, other_id)
         assert done.returncode == 2, done.stdout + done.stderr
         assert f"no token '{other_id}': see `dagmill tokens list`" in done.stderr
+
+
+def test_a_remote_build_says_where_the_jobs_data_folder_is(remote: Remote) -> None:
+    folder = remote.root / "where"
+    folder.mkdir()
+    (folder / "pipeline.yaml").write_text(PIPELINE)
+    (folder / "make.py").write_text(MODULE)
+    done = remote.dagmill("jobs", "build", "pipeline.yaml", "--data", "data", cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().startswith("j")  # the id alone on stdout, for scripts
+    said = done.stderr
+    assert "its data folder is there:" in said and os.sep + "data" + os.sep in said
+    assert str(folder) not in said  # not the local folder

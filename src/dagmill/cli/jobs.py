@@ -119,6 +119,12 @@ def jobs_build(
         click.echo(dumps(job))
         return
     click.echo(job.id)
+    if remote_mode():  # nothing of this machine's data went up: say where the job's is
+        click.echo(
+            f"built on the server; its data folder is there: {job.data_dir} "
+            "(inputs the pipeline reads must be in it)",
+            err=True,
+        )
     if replaced is not None:
         click.echo(
             f"the schedule flags replace {target}'s own schedule ({replaced.describe()})",
