@@ -176,5 +176,8 @@ class SqliteStore(Store):
         ).fetchone()
         return row is not None
 
+    def _idle_connection(self) -> bool:
+        return not self._conn.in_transaction
+
     def _close(self) -> None:
         self._conn.close()
