@@ -7,7 +7,7 @@ within a second; it ends once the run has ended and every line has been read.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dagmill.model.runs import RunTaskInfo, TaskAttempt
@@ -72,8 +72,11 @@ def _started(tasks: list[RunTaskInfo], c: LogChunk) -> float:
     return 0.0
 
 
-def follow(store: Store, run_id: str, task: str | None = None) -> Iterator[LogChunk]:
-    """New output of a run as it is written, until the run has ended and all is read."""
+def follow(
+    store: Store, run_id: str, task: str | None = None, stop: Callable[[], bool] | None = None
+) -> Iterator[LogChunk]:
+    """New output of a run as it is written, until the run has ended and all is read, or
+    ``stop()`` is true (its reader went away while the run goes on)."""
     read_to: dict[tuple[str, int], int] = {}
     while True:
         run = store.get_run(run_id)
@@ -93,6 +96,6 @@ def follow(store: Store, run_id: str, task: str | None = None) -> Iterator[LogCh
             if data:
                 read_to[key] = start + len(data)
                 yield LogChunk(t.task_id, a.attempt, data.decode("utf-8", "replace"))
-        if done:
+        if done or (stop is not None and stop()):
             return
         time.sleep(_POLL_SECONDS)

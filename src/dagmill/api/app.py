@@ -70,15 +70,19 @@ class _Guard:
             self._access(scope, 413, started, rid)
             return
         seen = [0]
+        received = [False]  # the whole body: what is received next is the disconnect
 
         async def limited() -> Message:
             import asyncio
 
+            if received[0]:  # a streamed response waits for it as long as it streams
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.options.body_timeout)
             except TimeoutError:
                 raise ApiError("the request body was not sent in time", status=408) from None
             if message["type"] == "http.request":
+                received[0] = not message.get("more_body", False)
                 seen[0] += len(message.get("body", b""))
                 if seen[0] > limit:
                     raise ApiError(f"the request body is over {limit // 2**20} MiB", status=413)

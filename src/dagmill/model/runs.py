@@ -23,16 +23,23 @@ class RunTarget:
     # the slot a scheduled run was made for, ISO 8601 in the job's timezone
     # ("2022-03-01T10:05:00+01:00"): tasks get it as DAGMILL_SLOT / processor.slot()
     slot: str | None = None
+    # the uploaded bundle (its sha256) ``ref`` is relative to; None: ``ref`` is a local
+    # path or an importable module
+    bundle: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"kind": self.kind, "ref": self.ref, "params": dict(self.params), "data": self.data}
         if self.slot is not None:
             out["slot"] = self.slot
+        if self.bundle is not None:
+            out["bundle"] = self.bundle
         return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RunTarget:
-        return cls(d["kind"], d["ref"], d.get("params", {}), d.get("data"), d.get("slot"))
+        return cls(
+            d["kind"], d["ref"], d.get("params", {}), d.get("data"), d.get("slot"), d.get("bundle")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +68,11 @@ class JobInfo:
     last_slot_at: float | None = None
     # what its tasks that declare resources request, by task label (as built)
     requests: Mapping[str, Resources] = field(default_factory=dict)
+    # the uploaded bundle (sha256) it was built from: ``ref`` is relative to its root
+    bundle: str | None = None
 
     def target(self) -> RunTarget:
-        return RunTarget(self.kind, self.ref, self.params, self.data_dir)
+        return RunTarget(self.kind, self.ref, self.params, self.data_dir, bundle=self.bundle)
 
 
 @dataclass(frozen=True, slots=True)

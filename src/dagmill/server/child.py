@@ -75,6 +75,7 @@ def _run(work: dict[str, Any]) -> int:
         if not store.take_over(work["run_id"], work["claimed_by"]):
             print(f"run {work['run_id']} was taken by another process", file=sys.stderr)
             return 0
+    forced = bool(work.get("forced_all_upstream"))
     try:
         if work["action"] == "resume":
             result = resume_run(
@@ -82,11 +83,22 @@ def _run(work: dict[str, Any]) -> int:
                 RunOptions(workers=work["workers"], execution_summary=True),
                 taken_from=(work.get("taken_from"),),
             )
+        elif work["job_id"] is None:
+            # a queued rerun of a run of no job (``dagmill run MODULE:Task``): started as a
+            # resume starts a run it took over, from its target, under its id (it has no
+            # attempts yet for the resume to close)
+            result = resume_run(
+                work["run_id"],
+                RunOptions(workers=work["workers"], abort=False, forced_all_upstream=forced),
+                taken_from=(None,),
+            )
         else:
             result = run_job(
                 work["job_id"],
                 run_id=work["run_id"],
-                options=RunOptions(workers=work["workers"], abort=False),
+                options=RunOptions(
+                    workers=work["workers"], abort=False, forced_all_upstream=forced
+                ),
             )
     except DefinitionError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -251,6 +251,8 @@ class Server:
             claimed_by=owner,
             server_id=self.id,
             taken_from=run.owner,
+            # a queued run's options are its queuer's; a resumed one's, its engine's
+            forced_all_upstream=action == "run" and bool(run.options.get("forced_all_upstream")),
         )
         self.pool.start(assignment)
         # how late a slot's run starts (a resume's lateness says nothing)

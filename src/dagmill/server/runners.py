@@ -35,6 +35,8 @@ class Assignment:
     # a resume: the owner the run was taken from (None: it was handed back), for the
     # record of the attempts it left open
     taken_from: str | None = None
+    # a run: everything runs again, complete or not (a rerun queued so, in runs.options)
+    forced_all_upstream: bool = False
 
 
 @dataclass(slots=True)

@@ -69,6 +69,8 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
+from dagmill.services.bundles import bundle_dir, bundle_ref, default_data_dir, forget_bundle
+from dagmill.services.bundles import loadable as loadable_target
 from dagmill.services.execution import RunOptions, check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
 from dagmill.services.runs import server_of
@@ -88,6 +90,7 @@ __all__ = [
     "delete_job",
     "file_schedule",
     "get_job",
+    "job_target_ref",
     "job_view",
     "job_views",
     "list_jobs",
@@ -136,6 +139,7 @@ def build_job(
     schedule: ScheduleSpec | None = None,
     policy: JobPolicy | None = None,
     project: str | None = None,
+    bundle: str | None = None,
 ) -> JobInfo:
     """Validate a pipeline (``MODULE:Task`` or a pipeline file) completely (parameters,
     graph, resources, requirements, schedule, slot parameter) and record a job pinning its
@@ -143,14 +147,23 @@ def build_job(
     ``default``), which must exist, and none of its tasks may ask for more than the
     project's whole quota (it could never start).
 
+    With ``bundle`` (an uploaded bundle's id, :mod:`dagmill.services.bundles`), ``ref``
+    is inside it, and the job records both; its data folder is by default
+    ``$DAGMILL_HOME/data/<project>/<job name>``.
+
     A pipeline file's own ``schedule:`` is kept, unless ``schedule`` is given: it replaces
     it (:func:`file_schedule` tells what it replaced). Bad input raises DefinitionError
     (ScheduleError for the schedule) before anything is written."""
-    data = os.path.abspath(data_dir or "data")
     policy = policy or JobPolicy()
     project = project or settings.project()
     with open_store() as s:  # an unknown project: said first, before loading anything
         check_quota(s, project, [])
+        inner = ref
+        if bundle is not None:
+            ref = bundle_ref(bundle_dir(s, bundle), ref)
+    if bundle is not None and data_dir is None:
+        data_dir = default_data_dir(project, name or _default_name(ref))
+    data = os.path.abspath(data_dir or "data")
     if schedule is not None:
         make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
     if policy.slot_param is not None:
@@ -200,7 +213,7 @@ def build_job(
             "j" + new_run_id().rsplit("-", 1)[1] + os.urandom(2).hex(),
             name or default_name,
             kind,
-            ref,
+            ref if bundle is None else inner,
             version,
             dict(params),
             data,
@@ -210,9 +223,17 @@ def build_job(
             policy=policy,
             project=project,
             requests=requests,
+            bundle=bundle,
         )
     wake_server()
     return job
+
+
+def _default_name(ref: str) -> str:
+    """The name a job of ``ref`` gets by default (the file's, or its task's family)."""
+    if is_pipeline_file(ref):
+        return os.path.splitext(os.path.basename(ref))[0]
+    return load_task(ref).get_task_family()
 
 
 def file_schedule(ref: str) -> ScheduleSpec | None:
@@ -232,7 +253,7 @@ def _sample_slot_target(target: RunTarget, schedule: ScheduleSpec, name: str) ->
     trigger = make_trigger(schedule)
     slot = trigger.next_after(time.time()) or trigger.latest_at_or_before(time.time())
     when = format_slot(slot if slot is not None else time.time(), schedule.timezone)
-    return RunTarget(target.kind, target.ref, {**target.params, name: when}, target.data, slot=when)
+    return dataclasses.replace(target, params={**target.params, name: when}, slot=when)
 
 
 def _read(path: str) -> str:
@@ -261,15 +282,22 @@ def _file_versions(version: str) -> dict[str, str]:
     return {name: h for name, eq, h in pairs if eq}
 
 
-def _current_version(job: JobInfo) -> str:
+def job_target_ref(job: JobInfo, store: Store | None = None) -> str:
+    """The ref this process loads the job's definition from: its ref, or for a job built
+    from a bundle, its ref inside the bundle unpacked here."""
+    return loadable_target(job.target(), store).ref
+
+
+def _current_version(job: JobInfo, store: Store | None = None) -> str:
+    ref = job_target_ref(job, store)
     if job.kind == "yaml":
-        return _pipeline_version(validate(job.ref, job.data_dir))
-    return definition_version(job.ref)[0]
+        return _pipeline_version(validate(ref, job.data_dir))
+    return definition_version(ref)[0]
 
 
 def _what_changed(job: JobInfo, version: str) -> str:
     if job.kind != "yaml":
-        return f"{module_file(job.ref) or job.ref} changed"
+        return f"{module_file(job_target_ref(job)) or job.ref} changed"
     pinned, now = _file_versions(job.version), _file_versions(version)
     if not pinned:  # a job built before files were pinned one by one
         return "the pipeline file or one of its modules changed"
@@ -326,7 +354,7 @@ def _get_job(store: Store, job_id: str) -> JobInfo:
 def _runnable_job(store: Store, job_id: str) -> JobInfo:
     """The job, if its definition is still the version it pins."""
     job = _get_job(store, job_id)
-    version = _current_version(job)
+    version = _current_version(job, store)
     if version != job.version:
         raise DefinitionError(
             f"job {job.id} pins {job.ref} as it was when built, but "
@@ -471,10 +499,8 @@ def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
             f"job {job.id} runs the pipeline file {job.ref}: it takes no -p (put params in "
             "its process nodes)"
         )
-    merged = RunTarget(
-        target.kind, target.ref, {**target.params, **params}, target.data, target.slot
-    )
-    names = [n for n, _ in load_task(job.ref).get_params()]
+    merged = dataclasses.replace(target, params={**target.params, **params})
+    names = [n for n, _ in load_task(job_target_ref(job)).get_params()]
     for key in params:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
@@ -483,7 +509,7 @@ def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
                 f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; its "
                 f"parameters: {', '.join(names) or 'none'}"
             )
-    target_task(merged)  # bad values: raise with the task and parameter named
+    target_task(loadable_target(merged))  # bad values: raise with the task and parameter named
     return merged
 
 
@@ -750,11 +776,14 @@ def delete_job(job_id: str) -> list[str]:
                 f"job {job_id} has runs in progress ({', '.join(busy)}): cancel them first "
                 f"(`dagmill runs cancel {busy[0]}`)"
             )
+        job = store.get_job(job_id)
         gone = store.delete_job(job_id)
     finally:
         store.close()
     for run_id in gone:
         shutil.rmtree(settings.logs_dir(run_id), ignore_errors=True)
+    if job is not None and job.bundle is not None:
+        forget_bundle(job.bundle)  # if no other job is built from it
     wake_server()
     return gone
 

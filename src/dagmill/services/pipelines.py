@@ -216,7 +216,10 @@ def run_target(target: RunTarget, options: RunOptions) -> RunResult | None:
     """Run what a run target names, from whichever front door it came. (A pipeline file
     has no "given task" apart from its nodes: forcing the targets or everything upstream
     both mean every process node runs again.)"""
-    options = dataclasses.replace(options, target=target)
+    from dagmill.services.bundles import loadable
+
+    options = dataclasses.replace(options, target=target)  # recorded as given: portable
+    target = loadable(target)  # built from a bundle: its files, unpacked here
     if target.kind == "yaml":
         return run_pipeline(target.ref, target.data, slot=target.slot, options=options)
     return run_task_list([target_task(target)], options)

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from dagmill import settings
@@ -26,6 +26,7 @@ from dagmill.io.owners import owner_gone
 from dagmill.logs import LogChunk, follow, run_logs
 from dagmill.model.runs import RunInfo, RunTaskInfo
 from dagmill.model.servers import ServerInfo
+from dagmill.services.wake import wake_server
 from dagmill.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "get_run_tasks",
     "get_runs",
     "orphaned_runs",
+    "queue_rerun",
     "recover_orphans",
     "resume_run",
 ]
@@ -54,17 +56,24 @@ def get_runs(
     limit: int = 20,
     job_id: str | None = None,
     project: str | None = None,
+    since: float | None = None,
+    before: tuple[float, str] | None = None,
 ) -> list[RunInfo]:
     """The most recent runs first (``status``: PENDING, RUNNING, SUCCESS, FAILED, CANCELLED;
-    ``project``: only that project's)."""
+    ``project``: only that project's; ``since``: created then or later, seconds since the
+    epoch; ``before``: the (created_at, id) of the last run of the page before, for the
+    next page)."""
     with open_store() as s:
-        return s.list_runs(status=status, limit=limit, job_id=job_id, project=project)
+        return s.list_runs(
+            status=status, limit=limit, since=since, job_id=job_id, project=project, before=before
+        )
 
 
-def find_run(run_id: str) -> RunInfo | None:
-    """One run, by id or unique id prefix (None if there is none)."""
+def find_run(run_id: str, project: str | None = None) -> RunInfo | None:
+    """One run, by id or unique id prefix (``project``: among that project's runs only;
+    None if there is none)."""
     with open_store() as s:
-        return s.get_run(run_id)
+        return s.get_run(run_id, project)
 
 
 def get_run(run_id: str) -> RunInfo:
@@ -89,12 +98,14 @@ def get_run_logs_list(run_id: str, task: str | None = None) -> list[LogChunk]:
         return run_logs(s, run.id, task)
 
 
-def follow_run_logs(run_id: str, task: str | None = None) -> Iterator[LogChunk]:
+def follow_run_logs(
+    run_id: str, task: str | None = None, stop: Callable[[], bool] | None = None
+) -> Iterator[LogChunk]:
     """New output of a run (or of the tasks matching ``task``) as it is written, until the
-    run has ended and all of it is read."""
+    run has ended and all of it is read, or until ``stop()`` says the reader is gone."""
     run = get_run(run_id)
     with open_store() as s:
-        yield from follow(s, run.id, task)
+        yield from follow(s, run.id, task, stop)
 
 
 def get_run_logs(run_id: str, task: str | None = None) -> str:
@@ -113,6 +124,47 @@ def delete_run(run_id: str) -> bool:
         deleted = s.delete_run(run.id)
     shutil.rmtree(settings.logs_dir(run.id), ignore_errors=True)
     return deleted
+
+
+def queue_rerun(run_id: str, from_failed: bool = False) -> RunInfo:
+    """Queue a new run of what a run ran (its job, target, parameters and slot, in its
+    project), for a server to start: everything runs again, or with ``from_failed``
+    only what is not complete (what failed, or never ran). Returns the queued run."""
+    from dagmill.engine import new_run_id
+    from dagmill.services.execution import check_quota
+
+    info = get_run(run_id)
+    if info.target is None:
+        raise DefinitionError(
+            f"run {info.id} was started from Python, so dagmill cannot start it again: "
+            "run it again from your code"
+        )
+    with open_store() as s:
+        requests = {}
+        if info.job_id is not None:
+            job = s.get_job(info.job_id)
+            if job is None:  # deleting a job deletes its runs: deleted meanwhile
+                raise DefinitionError(f"no job {info.job_id!r}: it was just deleted")
+            requests = dict(job.requests)
+        # refused now, not when a server starts it: the project may have been deleted,
+        # or its quota lowered below what a task of the job requests
+        check_quota(s, info.project, requests.items())
+        new_id = new_run_id()
+        s.queue_run(
+            new_id,
+            info.name,
+            info.job_id,
+            info.target,
+            project=info.project,
+            # the server's runner reads it (``server.runners.Assignment``)
+            options={} if from_failed else {"forced_all_upstream": True},
+        )
+        if server_of(s) is not None:
+            s.bump_jobs()  # a server on PostgreSQL, maybe on another host: NOTIFY
+        queued = s.get_run(new_id)
+    wake_server()
+    assert queued is not None
+    return queued
 
 
 def _alive(owner: str | None) -> bool | None:

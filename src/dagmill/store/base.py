@@ -22,6 +22,7 @@ from dagmill.io.jsonenc import encoder
 from dagmill.model.resources import Resources
 from dagmill.model.runs import JobInfo, RunInfo, RunTarget, RunTaskInfo, TaskAttempt
 from dagmill.model.schedules import JobPolicy, ScheduleSpec
+from dagmill.store.bundles import BundleStore
 from dagmill.store.claims import TaskClaims
 from dagmill.store.ledger import ProjectLedger
 from dagmill.store.migrate import LATEST, upgrade
@@ -85,7 +86,7 @@ class _Outage:
     gave_up: bool = False
 
 
-class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, ABC):
+class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, BundleStore, ABC):
     """The repository: every function the rest of dagmill may call, in portable SQL.
 
     SQL is written with ``?`` placeholders; a backend translates them if it must, and
@@ -538,8 +539,10 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
         since: float | None = None,
         job_id: str | None = None,
         project: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunInfo]:
-        """Most recent runs first (``project``: only that project's)."""
+        """Most recent runs first, by (created_at, id) (``project``: only that project's;
+        ``before``: only runs after this (created_at, id) in that order, a page's keyset)."""
         where: list[str] = []
         args: list[Any] = []
         if job_id:
@@ -554,19 +557,30 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
         if since is not None:
             where.append("created_at >= ?")
             args.append(since)
+        if before is not None:
+            # the first term bounds the index range (runs_by_project* end in created_at,
+            # id); the second drops the ties already given
+            where.append("created_at <= ? AND (created_at < ? OR id < ?)")
+            args += [before[0], before[0], before[1]]
         sql = f"SELECT {RUN_COLS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC LIMIT ?"
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         args.append(limit)
         return [run_row(r) for r in self._execute(sql, args)]
 
-    def get_run(self, run_id: str) -> RunInfo | None:
-        """A run by id, or by a unique prefix of its id."""
-        row = self._execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    def get_run(self, run_id: str, project: str | None = None) -> RunInfo | None:
+        """A run by id, or by a unique prefix of its id (``project``: only among that
+        project's runs, so another project's never resolves nor makes a prefix ambiguous)."""
+        scope, args = ("", ()) if project is None else (" AND project = ?", (project,))
+        row = self._execute(
+            f"SELECT {RUN_COLS} FROM runs WHERE id = ?{scope}", (run_id, *args)
+        ).fetchone()
         if row is None:
+            prefix = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             rows = self._execute(
-                f"SELECT {RUN_COLS} FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)
+                f"SELECT {RUN_COLS} FROM runs WHERE id LIKE ? ESCAPE '\\'{scope} LIMIT 2",
+                (prefix + "%", *args),
             ).fetchall()
             row = rows[0] if len(rows) == 1 else None
         return run_row(row) if row else None
@@ -611,14 +625,16 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
         target: RunTarget | None = None,
         scheduled_for: float | None = None,
         project: str = "default",
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         """Record a PENDING run of ``project`` that a process is about to start
         (``create_run`` takes it), made for the slot ``scheduled_for`` if given (one run
-        per job and slot)."""
+        per job and slot); ``options``: how to run it (``forced_all_upstream``: a rerun
+        of everything), until its engine records its own."""
         with self._tx():
             self._execute(
                 "INSERT INTO runs (id, job_id, project, name, status, created_at, target,"
-                " scheduled_for) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?)",
+                " scheduled_for, options) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
                 (
                     run_id,
                     job_id,
@@ -627,6 +643,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
                     time.time(),
                     json.dumps(target.to_json()) if target else None,
                     scheduled_for,
+                    json.dumps(dict(options or {})),
                 ),
             )
 
@@ -738,15 +755,20 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
         policy: JobPolicy = _NO_POLICY,
         project: str = "default",
         requests: Mapping[str, Resources] | None = None,
+        bundle: str | None = None,
     ) -> JobInfo:
-        """Record a job and the pipeline version it pins (shared by jobs of one version),
-        with what its tasks request (``requests``, by task label); the schedulers sharing
-        the database learn of it (``jobs_changed``)."""
+        """Record a job and the pipeline version it pins (shared by jobs of one version
+        and ref), with what its tasks request (``requests``, by task label) and the bundle
+        its ref is relative to; the schedulers sharing the database learn of it
+        (``jobs_changed``)."""
         now = time.time()
         with self._tx():
+            # by ref too: a job uploaded (ref relative to its bundle) and one built here
+            # (an absolute path) of the same version are not the same files to load
             row = self._execute(
-                "SELECT id FROM pipelines WHERE project = ? AND name = ? AND version = ?",
-                (project, name, version),
+                "SELECT id FROM pipelines WHERE project = ? AND name = ? AND version = ?"
+                " AND ref = ?",
+                (project, name, version, ref),
             ).fetchone()
             pipeline_id = row[0] if row else f"p-{job_id}"
             if row is None:
@@ -757,8 +779,8 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
                 )
             self._execute(
                 "INSERT INTO jobs (id, project, name, pipeline_id, params, data_dir, schedule,"
-                " ttl, created_at, overlap, catchup, slot_param, requests)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ttl, created_at, overlap, catchup, slot_param, requests, bundle)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     project,
@@ -773,6 +795,7 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, A
                     policy.catchup,
                     policy.slot_param,
                     json.dumps({k: r.to_record() for k, r in (requests or {}).items()}),
+                    bundle,
                 ),
             )
             self._bump_jobs()

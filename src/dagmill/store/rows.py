@@ -46,7 +46,8 @@ JOB_COLS = (
     " j.ttl, j.schedule,"
     " (SELECT r.status FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
     " (SELECT r.id FROM runs r WHERE r.job_id = j.id ORDER BY r.created_at DESC LIMIT 1),"
-    " j.overlap, j.catchup, j.slot_param, j.paused, j.last_slot_at, j.requests"
+    " j.overlap, j.catchup, j.slot_param, j.paused, j.last_slot_at, j.requests,"
+    " j.bundle"
 )
 
 
@@ -69,4 +70,5 @@ def job_row(r: Sequence[Any]) -> JobInfo:
         paused=bool(r[16]),
         last_slot_at=r[17],
         requests={k: Resources.parse(v) for k, v in json.loads(r[18] or "{}").items()},
+        bundle=r[19],
     )

@@ -27,6 +27,7 @@ CREATE TABLE bundles (
 );
 ALTER TABLE jobs ADD COLUMN bundle TEXT;
 
--- A token sees its own project's runs only: every list is filtered by project.
-CREATE INDEX runs_by_project ON runs (project, created_at);
-CREATE INDEX runs_by_project_status ON runs (project, status, created_at);
+-- A token sees its own project's runs only: every list is filtered by project, newest
+-- first by (created_at, id), a page at a time after the last (created_at, id) seen.
+CREATE INDEX runs_by_project ON runs (project, created_at, id);
+CREATE INDEX runs_by_project_status ON runs (project, status, created_at, id);
