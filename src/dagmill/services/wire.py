@@ -50,15 +50,24 @@ def to_json(value: Any) -> Any:
     with their fields renamed to the scheme and ``*_at_iso`` beside their times; mappings
     and sequences are converted item by item (their keys, such as a task's parameters,
     are left as they are)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "to_json"):
+    kind = type(value)
+    if kind in _PLAIN:  # most values: checked first, as a list of runs is many of them
+        return value
+    if kind is dict:
+        return {str(k): to_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v) for v in value]
+    plan = _plans.get(kind)
+    if plan is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        plan = _plan(kind)
+    if plan is not None:
+        if plan is _OWN_JSON:
             return to_json(value.to_json())
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            name = _RENAMED.get(f.name, f.name)
-            out[name] = to_json(item)
-            if name.endswith("_at") or name in _TIMES:
+        for attr, name, timed in plan:
+            item = getattr(value, attr)
+            out[name] = item if type(item) in _PLAIN else to_json(item)
+            if timed:
                 out[f"{name}_iso"] = iso(item)
         return out
     if isinstance(value, Mapping):
@@ -66,6 +75,25 @@ def to_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
     return value
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_OWN_JSON: tuple[tuple[str, str, bool], ...] = ()  # a dataclass with its own to_json()
+# per dataclass: (attribute, JSON name, whether an _iso follows), worked out once
+_plans: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _plan(kind: type) -> tuple[tuple[str, str, bool], ...]:
+    if hasattr(kind, "to_json"):
+        plan = _OWN_JSON
+    else:
+        fields = []
+        for f in dataclasses.fields(kind):
+            name = _RENAMED.get(f.name, f.name)
+            fields.append((f.name, name, name.endswith("_at") or name in _TIMES))
+        plan = tuple(fields)
+    _plans[kind] = plan
+    return plan
 
 
 def dumps(value: Any) -> str:
