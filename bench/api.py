@@ -65,6 +65,7 @@ class Phase:
     latencies: list[float]  # seconds, every request of every client
     errors: int
     seconds: float  # wall time of the phase
+    server_cpu: float  # seconds of CPU the server process used in the phase
 
     def row(self) -> list[str]:
         ms = sorted(x * 1000 for x in self.latencies)
@@ -80,6 +81,7 @@ class Phase:
             f"{p50:.2f}",
             f"{p99:.2f}",
             f"{len(ms) / self.seconds:.0f}" if self.seconds else "-",
+            f"{self.server_cpu * 1000 / max(1, len(ms)):.2f}",
             verdict,
         ]
 
@@ -160,9 +162,22 @@ def seed(store: Any, job_id: str, runs: int) -> None:
 
 
 # -- the server ---------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Served:
+    root: str  # the API root
+    pid: int  # the server process (its runners are other processes)
+
+
 @contextmanager
-def server(env: dict[str, str], folder: str) -> Iterator[str]:
-    """A ``dagmill server`` on a free loopback port: its API root."""
+def server(env: dict[str, str], folder: str) -> Iterator[Served]:
+    """A ``dagmill server`` on a free loopback port."""
     log_path = os.path.join(folder, "server.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -186,7 +201,7 @@ def server(env: dict[str, str], folder: str) -> Iterator[str]:
                 for line in f:
                     if line.startswith("{") and '"api_listening"' in line:
                         url = json.loads(line)["url"]
-        yield url
+        yield Served(url, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -200,7 +215,7 @@ def server(env: dict[str, str], folder: str) -> Iterator[str]:
 def measure(
     backend: str,
     endpoint: str,
-    root: str,
+    served: Served,
     request: Callable[[], tuple[str, str, bytes | None]],
     headers: dict[str, str],
     clients: int,
@@ -210,7 +225,7 @@ def measure(
 ) -> Phase:
     """``clients`` threads, each with one keep-alive connection, making up to
     ``per_client`` requests (or until ``seconds`` have passed)."""
-    parts = urlsplit(root)
+    parts = urlsplit(served.root)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
@@ -242,13 +257,16 @@ def measure(
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
+    cpu0 = cpu_seconds(served.pid)
     t0 = time.perf_counter()
     stop_at[0] = t0 + seconds
     start.wait()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return Phase(backend, endpoint, clients, [x for m in latencies for x in m], sum(errors), wall)
+    cpu = cpu_seconds(served.pid) - cpu0
+    done = [x for m in latencies for x in m]
+    return Phase(backend, endpoint, clients, done, sum(errors), wall, cpu)
 
 
 def bench_backend(backend: str, url: str, folder: str, args: argparse.Namespace) -> list[Phase]:
@@ -265,12 +283,12 @@ def bench_backend(backend: str, url: str, folder: str, args: argparse.Namespace)
     job_id, bearer = prepare(env, folder, args.runs)
     headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
     phases = []
-    with server(env, folder) as root:
-        print(f"{backend}: server at {root}", flush=True)
+    with server(env, folder) as served:
+        print(f"{backend}: server at {served.root}", flush=True)
         get = ("GET /runs?limit=50", lambda: ("GET", "/runs?limit=50", None), 200)
         post = ("POST /jobs/{id}/run", lambda: ("POST", f"/jobs/{job_id}/run", b"{}"), 201)
         # warm up: imports, the first connections of the pool, the token's check
-        measure(backend, "warm", root, get[1], headers, 4, 25, 10, 200)
+        measure(backend, "warm", served, get[1], headers, 4, 25, 10, 200)
         for endpoint, request, ok in (get, post):
             for clients in (1, 20):
                 total = args.requests if clients == 1 else args.requests * 2
@@ -279,7 +297,7 @@ def bench_backend(backend: str, url: str, folder: str, args: argparse.Namespace)
                 phase = measure(
                     backend,
                     endpoint,
-                    root,
+                    served,
                     request,
                     headers,
                     clients,
@@ -308,7 +326,17 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 
 def table(phases: list[Phase]) -> str:
-    head = ["backend", "endpoint", "clients", "requests", "p50 ms", "p99 ms", "req/s", "target p99"]
+    head = [
+        "backend",
+        "endpoint",
+        "clients",
+        "requests",
+        "p50 ms",
+        "p99 ms",
+        "req/s",
+        "server CPU ms/req",
+        "target p99 ms",
+    ]
     rows = [head] + [p.row() for p in phases]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -344,7 +372,11 @@ def main() -> None:
     finally:
         shutil.rmtree(top, ignore_errors=True)
     print()
-    print(f"dagmill API, {args.runs:,} runs in the store, loopback, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"dagmill API, {args.runs:,} runs in the store, loopback, {os.cpu_count()} CPUs"
+        f" (load average now {load}: other work on the machine inflates the latencies)"
+    )
     print(table(phases))
     print(
         "for comparison (1 client, a handful of runs): Airflow 3.3 GET dagRuns?limit=50"

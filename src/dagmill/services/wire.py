@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,13 @@ def iso(ts: float | None) -> str | None:
     """``ts`` (seconds since the epoch) as ISO 8601 in UTC, or None."""
     if not ts:
         return None
+    return _iso(ts)
+
+
+# the same times are formatted again and again (a server lists the latest runs to every
+# poll of a dashboard): remembered, as formatting one is most of the cost of a run's JSON
+@functools.lru_cache(maxsize=16384)
+def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
