@@ -8,14 +8,17 @@ prefixes resolve among the token's project's runs only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import math
 import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from dagmill.api.auth import Admin, Operator, Viewer
 from dagmill.api.errors import ApiError, Conflict, NotFound
@@ -41,7 +44,8 @@ RunId = Annotated[
 
 def _run(run_id: str, project: str) -> RunInfo:
     """The project's run by id or unique prefix; 404 otherwise (another project's too)."""
-    info = runs.find_run(run_id, project)
+    # a NUL is in no id (and PostgreSQL refuses it in a query)
+    info = None if "\x00" in run_id else runs.find_run(run_id, project)
     if info is None:
         raise NotFound(
             f"no run {run_id!r} in project {project} (or more than one starts so): see GET /runs"
@@ -54,9 +58,12 @@ def _since(text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -75,7 +82,13 @@ def _keyset(cursor: str | None) -> tuple[float, str] | None:
     key = decode_cursor(cursor)
     if key is None:
         return None
-    if len(key) != 2 or not isinstance(key[0], int | float) or not isinstance(key[1], str):
+    if (
+        len(key) != 2
+        or not isinstance(key[0], int | float)
+        or not math.isfinite(key[0])
+        or not isinstance(key[1], str)
+        or "\x00" in key[1]
+    ):
         raise ApiError("cursor is not one this API gave: use next_cursor as given", "cursor")
     return float(key[0]), key[1]
 
@@ -101,6 +114,8 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the page before.")] = None,
 ) -> Any:
+    if job_id is not None and "\x00" in job_id:
+        raise ApiError("job_id: no job's id has a NUL character", "query.job_id", 422)
     found = runs.get_runs(
         status=status,
         limit=limit + 1,  # one more: is there a next page?
@@ -137,6 +152,7 @@ def get_run(run_id: RunId, caller: Viewer) -> Any:
     response_model=RunCancelOut,
     response_model_exclude_unset=True,
     summary="Cancel a run: its tasks and what they started stop",
+    responses={409: {"description": "The run runs on another host: cancel it there"}},
 )
 def cancel_run(run_id: RunId, caller: Operator) -> Any:
     info = _run(run_id, caller.project)
@@ -209,7 +225,8 @@ _SSE_EXAMPLE = (
     "`event: log` per new piece of output (`data`: a LogChunk as JSON), a comment line "
     f"every {_KEEP_ALIVE_SECONDS:g} s while nothing is new, and once the run has ended "
     'and all its output is sent, `event: end` with `data: {"status": "<run status>"}`; '
-    "then the stream ends.",
+    "then the stream ends. Should reading the logs fail on the server, `event: error` "
+    '(`data: {"message": ...}`) ends it instead.',
     responses={
         200: {
             "content": {
@@ -229,8 +246,6 @@ async def run_logs(
     ] = None,
     follow: Annotated[bool, Query(description="Stream new output until the run ends.")] = False,
 ) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
     info = await run_in_threadpool(_run, run_id, caller.project)
     if not follow:
         chunks = await run_in_threadpool(runs.get_run_logs_list, info.id, task)
@@ -251,7 +266,8 @@ async def _events(info: RunInfo, task: str | None) -> AsyncIterator[str]:
     gone = threading.Event()
 
     def put(kind: str, value: Any) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        with contextlib.suppress(RuntimeError):  # the server stopped: its loop is closed
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
     def follow() -> None:
         try:

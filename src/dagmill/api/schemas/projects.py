@@ -99,4 +99,4 @@ class ProjectIn(BaseModel):
     cpu: str | None = Field(default=None, examples=["4"])
     memory: str | None = Field(default=None, examples=["16Gi"])
     gpu: str | None = Field(default=None, examples=["1"])
-    description: str | None = Field(default=None, max_length=1000)
+    description: str | None = Field(default=None, max_length=1000, pattern=r"^[^\x00]*$")

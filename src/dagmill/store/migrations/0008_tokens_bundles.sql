@@ -31,3 +31,4 @@ ALTER TABLE jobs ADD COLUMN bundle TEXT;
 -- first by (created_at, id), a page at a time after the last (created_at, id) seen.
 CREATE INDEX runs_by_project ON runs (project, created_at, id);
 CREATE INDEX runs_by_project_status ON runs (project, status, created_at, id);
+CREATE INDEX runs_by_project_job ON runs (project, job_id, created_at, id);
