@@ -6,7 +6,8 @@ server uploads it):
 - a pipeline file: the file, the processor modules of its process nodes found beside it
   (``clean`` → ``clean.py``, ``pkg.clean`` → ``pkg/clean.py`` with the package's
   ``__init__.py``; a module found only as an installed package is not packed: the
-  server must have it installed), and its ``requirements*.txt``;
+  server must have it installed), and its ``requirements*.txt``; with a ``command``
+  node, the files of its folder as for a Python file (the command may run any);
 - a Python file (``flows.py:Train``): the ``.py`` files and packages of the file's folder,
   and their small text files (``.yaml .yml .txt .toml .json .cfg``), without hidden
   folders, ``__pycache__``, virtualenvs, ``data`` folders and the job's data folder;
@@ -39,6 +40,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -56,10 +58,13 @@ __all__ = [
     "BundleError",
     "BundleTooLarge",
     "bundle_dir",
+    "bundle_folder",
     "bundle_ref",
     "check_bundle",
+    "check_inner_ref",
     "default_data_dir",
     "forget_bundle",
+    "importing",
     "loadable",
     "pack",
     "store_bundle",
@@ -149,6 +154,9 @@ def _pipeline_files(ref: str, data: str | None) -> tuple[str, list[str], str]:
     for entry in os.listdir(root):
         if entry.startswith("requirements") and entry.endswith(".txt"):
             files.add(os.path.join(root, entry))
+    if any(node.command is not None for node in compiled.spec.processNodes.values()):
+        # a command runs in the file's folder and may run any script of it
+        files.update(_folder_files(root, os.path.abspath(data) if data else None))
     return root, sorted(files), os.path.basename(file)
 
 
@@ -262,6 +270,8 @@ def _safe_name(name: str) -> str:
 def _checked(tar: tarfile.TarFile, max_unpacked: int) -> list[tuple[str, tarfile.TarInfo]]:
     """The members of ``tar`` (safe names), if it is a bundle this server takes."""
     entries: list[tuple[str, tarfile.TarInfo]] = []
+    files: set[str] = set()
+    folders: set[str] = set()
     total = 0
     for member in tar:
         name = _safe_name(member.name)
@@ -276,8 +286,15 @@ def _checked(tar: tarfile.TarFile, max_unpacked: int) -> list[tuple[str, tarfile
                 f"the bundle unpacks to more than {_mib(max_unpacked)} or {MAX_ENTRIES} "
                 "files: bundles hold code, not data"
             )
-        if name not in (".", ""):
-            entries.append((name, member))
+        if name in (".", ""):
+            continue
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if parents & files or (member.isfile() and name in folders | files):
+            raise BundleError(f"the bundle holds {name!r} twice, or as a file and a folder")
+        folders |= parents | ({name} if member.isdir() else set())
+        if member.isfile():
+            files.add(name)
+        entries.append((name, member))
     return entries
 
 
@@ -308,12 +325,17 @@ def _bundles_home() -> str:
     return os.path.join(os.path.abspath(settings.home()), "bundles")
 
 
+def bundle_folder(bundle_id: str) -> str:
+    """Where this ``$DAGMILL_HOME`` has (or will have) the bundle unpacked."""
+    if not bundle_id.isalnum():  # a sha256 in hex: nothing else goes into a path
+        raise BundleError(f"{bundle_id!r} is not a bundle id")
+    return os.path.join(_bundles_home(), bundle_id)
+
+
 def bundle_dir(store: Store | None, bundle_id: str) -> str:
     """The folder the bundle is unpacked in (unpacked now, from the run record, if this
     ``$DAGMILL_HOME`` has not unpacked it yet)."""
-    if not bundle_id.isalnum():  # a sha256 in hex: nothing else goes into a path
-        raise BundleError(f"{bundle_id!r} is not a bundle id")
-    folder = os.path.join(_bundles_home(), bundle_id)
+    folder = bundle_folder(bundle_id)
     if os.path.isdir(folder):
         return folder
     if store is None:
@@ -328,17 +350,7 @@ def bundle_dir(store: Store | None, bundle_id: str) -> str:
     os.makedirs(_bundles_home(), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{bundle_id[:16]}-", dir=_bundles_home())
     try:
-        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
-            for name, member in _checked(tar, MAX_UNPACKED_BYTES):
-                path = os.path.join(tmp, *name.split("/"))
-                if member.isdir():
-                    os.makedirs(path, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None  # a regular file
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(source, out)
+        _unpack(content, tmp, bundle_id)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -347,6 +359,23 @@ def bundle_dir(store: Store | None, bundle_id: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _unpack(content: bytes, into: str, bundle_id: str) -> None:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+            for name, member in _checked(tar, MAX_UNPACKED_BYTES):
+                path = os.path.join(into, *name.split("/"))
+                if member.isdir():
+                    os.makedirs(path, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except OSError as e:  # a file and a folder of one name, say
+        raise BundleError(f"bundle {bundle_id} cannot be unpacked: {e}") from None
 
 
 def forget_bundle(bundle_id: str) -> None:
@@ -374,20 +403,45 @@ def bundle_ref(folder: str, ref: str) -> str:
     from dagmill.services.pipelines import is_pipeline_file
 
     check_inner_ref(ref)
-    if is_pipeline_file(ref):
-        return os.path.join(folder, ref)
-    module, _, name = ref.rpartition(":")
-    if module.endswith(".py") or "/" in module:
-        return f"{os.path.join(folder, module)}:{name}"
-    top = module.split(".")[0]
-    for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-        origin = getattr(sys.modules[loaded], "__file__", None) or ""
-        if not origin.startswith(folder + os.sep):
-            del sys.modules[loaded]
-    if folder in sys.path:
-        sys.path.remove(folder)
-    sys.path.insert(0, folder)
-    return ref
+    with _IMPORTS:
+        _forget_other_bundles(folder)
+        if is_pipeline_file(ref):
+            return os.path.join(folder, ref)
+        module, _, name = ref.rpartition(":")
+        if module.endswith(".py") or "/" in module:
+            return f"{os.path.join(folder, module)}:{name}"
+        top = module.split(".")[0]
+        for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            origin = getattr(sys.modules[loaded], "__file__", None) or ""
+            if not origin.startswith(folder + os.sep):
+                del sys.modules[loaded]
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+        return ref
+
+
+# held while this process changes sys.path / sys.modules for a bundle and imports its
+# modules: an API server validates bundles in several threads at once
+_IMPORTS = threading.RLock()
+
+
+def importing() -> threading.RLock:
+    """The lock to hold around loading a bundle's target and importing its modules."""
+    return _IMPORTS
+
+
+def _forget_other_bundles(folder: str) -> None:
+    """Forget the modules this process loaded from other bundles, and their folders on
+    ``sys.path``: a server validates many bundles, whose modules share names
+    (``flows``, ``helpers``) but not code; a second bundle must not import the first's."""
+    home = _bundles_home() + os.sep
+    inside = folder + os.sep
+    sys.path[:] = [p for p in sys.path if not p.startswith(home) or (p + os.sep).startswith(inside)]
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if origin.startswith(home) and not origin.startswith(inside):
+            del sys.modules[name]
 
 
 def loadable(target: RunTarget, store: Store | None = None) -> RunTarget:
@@ -402,4 +456,7 @@ def loadable(target: RunTarget, store: Store | None = None) -> RunTarget:
 def default_data_dir(project: str, name: str) -> str:
     """Where an uploaded job writes when its build gives no data folder:
     ``$DAGMILL_HOME/data/<project>/<job name>`` on the server."""
-    return os.path.join(os.path.abspath(settings.home()), "data", project, name)
+    folder = name.replace("/", "_").replace(os.sep, "_").strip() or "_"
+    return os.path.join(
+        os.path.abspath(settings.home()), "data", project, "_" if folder == ".." else folder
+    )

@@ -69,7 +69,13 @@ from dagmill.scheduler.triggers import (
     make_trigger,
     parse_local_date,
 )
-from dagmill.services.bundles import bundle_dir, bundle_ref, default_data_dir, forget_bundle
+from dagmill.services.bundles import (
+    bundle_dir,
+    bundle_ref,
+    default_data_dir,
+    forget_bundle,
+    importing,
+)
 from dagmill.services.bundles import loadable as loadable_target
 from dagmill.services.execution import RunOptions, check_quota, named_requests
 from dagmill.services.pipelines import is_pipeline_file, run_target, validate
@@ -158,11 +164,11 @@ def build_job(
     project = project or settings.project()
     with open_store() as s:  # an unknown project: said first, before loading anything
         check_quota(s, project, [])
-        inner = ref
+        inner, folder = ref, bundle_dir(s, bundle) if bundle is not None else ""
         if bundle is not None:
-            ref = bundle_ref(bundle_dir(s, bundle), ref)
+            ref = bundle_ref(folder, ref)
     if bundle is not None and data_dir is None:
-        data_dir = default_data_dir(project, name or _default_name(ref))
+        data_dir = default_data_dir(project, name or _default_name(folder, inner))
     data = os.path.abspath(data_dir or "data")
     if schedule is not None:
         make_trigger(schedule)  # bad cron, period, timezone or dates: raise here
@@ -186,22 +192,24 @@ def build_job(
             schedule = ScheduleSpec.from_json(compiled.spec.schedule.model_dump(exclude_none=True))
             make_trigger(schedule)
     else:
-        ref = _absolute(ref)
-        target = RunTarget("python", ref, dict(params), data)
-        checked = target
-        if policy.slot_param is not None and schedule is not None:
-            if policy.slot_param in params:
-                raise DefinitionError(
-                    f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
-                    f"slot gives {policy.slot_param} its value at each run; drop the -p"
-                )
-            check_slot_param(target, policy.slot_param)
-            checked = _sample_slot_target(target, schedule, policy.slot_param)
-        task = target_task(checked)
-        plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
-        graph, kind, default_name = plan.graph, "python", task.task_family
-        version, python_source = definition_version(ref)
-        source = python_source or ""
+        with importing():  # the task's modules (a bundle's: see importing)
+            # again under the lock: another thread may have loaded another bundle since
+            ref = _absolute(ref if bundle is None else bundle_ref(folder, inner))
+            target = RunTarget("python", ref, dict(params), data)
+            checked = target
+            if policy.slot_param is not None and schedule is not None:
+                if policy.slot_param in params:
+                    raise DefinitionError(
+                        f"-p {policy.slot_param}=... and --slot-param {policy.slot_param}: the "
+                        f"slot gives {policy.slot_param} its value at each run; drop the -p"
+                    )
+                check_slot_param(target, policy.slot_param)
+                checked = _sample_slot_target(target, schedule, policy.slot_param)
+            task = target_task(checked)
+            plan, _ = make_plan([task])  # cycles, duplicate outputs, bad definitions: raise here
+            graph, kind, default_name = plan.graph, "python", task.task_family
+            version, python_source = definition_version(ref)
+            source = python_source or ""
     # not this machine's size: the job runs where its project's servers are (the default
     # project's quota is this machine, which check_quota applies)
     strategy = dict(DEFAULT_TTL)
@@ -229,11 +237,13 @@ def build_job(
     return job
 
 
-def _default_name(ref: str) -> str:
-    """The name a job of ``ref`` gets by default (the file's, or its task's family)."""
+def _default_name(folder: str, ref: str) -> str:
+    """The name a job of ``ref`` (in the bundle unpacked in ``folder``) gets by default:
+    the file's, or its task's family."""
     if is_pipeline_file(ref):
         return os.path.splitext(os.path.basename(ref))[0]
-    return load_task(ref).get_task_family()
+    with importing():
+        return load_task(bundle_ref(folder, ref)).get_task_family()
 
 
 def file_schedule(ref: str) -> ScheduleSpec | None:
@@ -500,16 +510,17 @@ def _with_params(job: JobInfo, params: Mapping[str, str]) -> RunTarget:
             "its process nodes)"
         )
     merged = dataclasses.replace(target, params={**target.params, **params})
-    names = [n for n, _ in load_task(job_target_ref(job)).get_params()]
-    for key in params:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ParameterError(
-                f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; its "
-                f"parameters: {', '.join(names) or 'none'}"
-            )
-    target_task(loadable_target(merged))  # bad values: raise with the task and parameter named
+    with importing():
+        names = [n for n, _ in load_task(job_target_ref(job)).get_params()]
+        for key in params:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ParameterError(
+                    f"job {job.id}: -p {key}: {job.name} has no parameter {key!r}{hint}; "
+                    f"its parameters: {', '.join(names) or 'none'}"
+                )
+        target_task(loadable_target(merged))  # bad values: raise naming the parameter
     return merged
 
 
@@ -605,12 +616,14 @@ class JobView:
     queued: int = 0
 
 
-def job_views(now: float | None = None, project: str | None = None) -> list[JobView]:
-    """Every job (newest first; ``project``: only that project's) with its status and
+def job_views(
+    now: float | None = None, project: str | None = None, limit: int = 100
+) -> list[JobView]:
+    """The ``limit`` newest jobs (``project``: only that project's) with their status and
     next run."""
     now = time.time() if now is None else now
     with open_store() as store:
-        jobs = store.list_jobs(project=project)
+        jobs = store.list_jobs(limit=limit, project=project)
         activity = store.job_activity()
     return [_view(job, activity.get(job.id, (0, 0)), now) for job in jobs]
 

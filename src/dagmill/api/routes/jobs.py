@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from pydantic import ValidationError
 
 from dagmill.api.auth import Admin, Caller, Operator, Viewer
-from dagmill.api.errors import ApiError, NotFound, TooLarge
+from dagmill.api.errors import ApiError, BadRequest, NotFound, TooLarge
 from dagmill.api.pages import decode_cursor, encode_cursor
 from dagmill.api.schemas import Page
 from dagmill.api.schemas.jobs import (
@@ -31,6 +31,8 @@ from dagmill.services import jobs
 from dagmill.services.wire import iso, job_view_json, to_json
 
 router = APIRouter(tags=["jobs"])
+# a project's jobs are read whole, then filtered and paged (jobs are few; runs are many)
+_ALL_JOBS = 100_000
 
 JobId = Annotated[
     str, Path(description="The job's id (or a unique prefix of it)", min_length=1, max_length=200)
@@ -63,7 +65,7 @@ def list_jobs(
     after = decode_cursor(cursor)
     found = [
         job_view_json(v)
-        for v in jobs.job_views(project=caller.project)
+        for v in jobs.job_views(project=caller.project, limit=_ALL_JOBS)
         if (status is None or v.status == status.upper())
         and (name is None or name.lower() in v.job.name.lower())
         and (kind is None or v.job.kind == kind)
@@ -131,10 +133,12 @@ def build_job(
     bundle: Annotated[UploadFile, File(description="The tar.gz of the job's files")],
     spec: Annotated[str, Form(description="JSON of JobBuildIn", examples=['{"target": "p.yaml"}'])],
 ) -> Any:
+    from dagmill.errors import DefinitionError
     from dagmill.model.schedules import JobPolicy, ScheduleSpec
     from dagmill.services.bundles import (
         BundleError,
         BundleTooLarge,
+        bundle_folder,
         check_inner_ref,
         forget_bundle,
         store_bundle,
@@ -174,8 +178,13 @@ def build_job(
             project=caller.project,
             bundle=bundle_id,
         )
-    except BaseException:
+    except DefinitionError as e:
+        # paths inside the bundle as the client knows them, not where this server has it
+        message = str(e).replace(bundle_folder(bundle_id) + os.sep, "")
         forget_bundle(bundle_id)  # unless another job is built from it
+        raise BadRequest(message) from None
+    except BaseException:
+        forget_bundle(bundle_id)
         raise
     return job_view_json(jobs.job_view(job.id))
 
