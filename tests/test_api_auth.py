@@ -1,5 +1,6 @@
 """Who may do what through the API: every route x {no token, bad token, another project's
-token, viewer, operator, admin}, on one ``dagmill server`` subprocess for the module.
+token, viewer, operator, admin}, on one ``dagmill server`` subprocess per store backend
+(SQLite, PostgreSQL) for the module.
 
 Project ``alpha`` has a job and runs, and tokens of each role; project ``beta`` has its own
 job and run and an admin token. A route added to the app without a line in ``EXPECT``
@@ -116,10 +117,18 @@ def client_address() -> str:
     return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    from conftest import fresh_postgres_database
+
     root = tmp_path_factory.mktemp("api-auth")
-    project = _Project(root, f"sqlite:///{root}/.dagmill/dagmill.db")
+    if request.param == "sqlite":
+        url = f"sqlite:///{root}/.dagmill/dagmill.db"
+    else:
+        url = fresh_postgres_database(request)
+    project = _Project(root, url)
     try:
         for name in (A, B):
             made = project.dagmill("projects", "create", name, "-q")
