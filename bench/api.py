@@ -289,7 +289,8 @@ def bench_backend(backend: str, url: str, folder: str, args: argparse.Namespace)
         post = ("POST /jobs/{id}/run", lambda: ("POST", f"/jobs/{job_id}/run", b"{}"), 201)
         # warm up: imports, the first connections of the pool, the token's check
         measure(backend, "warm", served, get[1], headers, 4, 25, 10, 200)
-        for endpoint, request, ok in (get, post):
+        chosen = [(e, r, ok) for e, r, ok in (get, post) if e.split()[0].lower() in args.only]
+        for endpoint, request, ok in chosen:
             for clients in (1, 20):
                 total = args.requests if clients == 1 else args.requests * 2
                 if endpoint.startswith("POST"):
@@ -351,6 +352,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="GET requests at 1 client (default 2,000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="bound of each phase")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--only", default="get,post", help="get, post or both (get,post)")
     parser.add_argument("--pg", default=PG_ADMIN, help="PostgreSQL to create databases on")
     args = parser.parse_args()
     args.runs = args.runs or (10_000 if args.quick else 100_000)
