@@ -193,6 +193,12 @@ def cancel_run(run_id: str, wait: float = 10.0) -> str:
         if run.status == "PENDING" and s.set_run_status(run.id, "CANCELLED", only_if=["PENDING"]):
             return f"cancelled run {run.id} before it started"
     run = get_run(run.id)  # an engine may have taken it meanwhile
+    deadline = time.monotonic() + wait
+    while run.status == "RUNNING" and run.started_at is None and time.monotonic() < deadline:
+        # claimed by a server but not started: its owner may still be the server's fork
+        # server (which a signal would stop, with every run it forked), not the engine
+        time.sleep(0.05)
+        run = get_run(run.id)
     if run.status != "RUNNING":
         return f"run {run.id} already ended: {run.status}"
     alive = _alive(run.owner)
