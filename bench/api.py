@@ -1,6 +1,6 @@
 """The REST API of ``dagmill server``: latency and throughput, on SQLite and PostgreSQL.
 
-    python bench/api.py [--quick] [--runs 100000] [--backends sqlite,postgresql] [--pg URL]
+    python bench/api.py [--quick] [--runs N] [--backends B,B] [--only get,post] [--pg URL]
 
 For each backend: a fresh store (a temporary folder; PostgreSQL: a database
 ``dagmill_bench_<random>`` created through ``--pg`` and dropped at the end) with a
