@@ -104,3 +104,15 @@ def test_a_store_that_failed_mid_request_is_not_given_back(pooled: str) -> None:
         assert _conn(b) is conn
     finally:
         b.close()
+
+
+def test_a_store_closed_twice_is_lent_once(pooled: str) -> None:
+    a = open_store(pooled)
+    a.close()
+    a.close()
+    b, c = open_store(pooled), open_store(pooled)
+    try:
+        assert _conn(b) is not _conn(c)
+    finally:
+        b.close()
+        c.close()

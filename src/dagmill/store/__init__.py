@@ -63,6 +63,8 @@ class _Pool:
             return False
         with self._lock:
             idle = self._idle.setdefault(store.url, [])
+            if any(s is store for s, _ in idle):
+                return True  # closed twice: it is idle once, never lent to two callers
             if len(idle) >= self.max_idle:
                 return False
             idle.append((store, time.monotonic()))
