@@ -14,7 +14,7 @@ from dagmill.api.app import API_ROOT, ApiOptions, create_app
 from dagmill.errors import DefinitionError
 from dagmill.server.log import ServerLog
 from dagmill.server.main import Server, ServerOptions
-from dagmill.store import open_store
+from dagmill.store import open_store, reuse_connections
 
 __all__ = ["Listen", "serve"]
 
@@ -54,6 +54,7 @@ def serve(options: ServerOptions, listen: Listen) -> int:
     import uvicorn
 
     settings.force_local()  # the database's own process: never a client of a server
+    reuse_connections()  # a request borrows an open connection: no connect, no schema check
     log = ServerLog(as_json=options.log_json, level=options.log_level)
     sock = _bind(listen.host, listen.port) if listen.port is not None else None
     api: uvicorn.Server | None = None

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from dagmill.api.auth import Admin, Viewer
-from dagmill.api.errors import BadRequest
+from dagmill.api.errors import BadRequest, NotFound
 from dagmill.api.pages import page
 from dagmill.api.schemas import NewTokenOut, Page, TokenIn, TokenOut
+from dagmill.errors import DefinitionError
+from dagmill.model.tokens import TokenInfo
 from dagmill.services import tokens
 from dagmill.services.wire import to_json
 
@@ -44,12 +46,20 @@ def create_token(body: TokenIn, caller: Admin) -> Any:
     return {**to_json(made.info), "secret": made.secret, "bearer": made.bearer}
 
 
+def _own_token(token_id: str, caller: Admin) -> TokenInfo:
+    """The caller's project's token, or 404 (another project's too: no existence leak)."""
+    try:
+        return tokens.get_token(token_id, caller.project)
+    except DefinitionError:
+        raise NotFound(f"no token {token_id!r} in project {caller.project}") from None
+
+
 @router.get("/tokens/{token_id}", response_model=TokenOut, summary="One token")
 def get_token(token_id: str, caller: Admin) -> Any:
-    return to_json(tokens.get_token(token_id, caller.project))
+    return to_json(_own_token(token_id, caller))
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
 def revoke_token(token_id: str, caller: Admin) -> Response:
-    tokens.revoke_token(token_id, caller.project)
+    tokens.revoke_token(_own_token(token_id, caller).id, caller.project)
     return Response(status_code=204)
