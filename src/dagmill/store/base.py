@@ -626,12 +626,17 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, B
         scheduled_for: float | None = None,
         project: str = "default",
         options: Mapping[str, Any] | None = None,
+        notify: bool = False,
     ) -> None:
         """Record a PENDING run of ``project`` that a process is about to start
         (``create_run`` takes it), made for the slot ``scheduled_for`` if given (one run
         per job and slot); ``options``: how to run it (``forced_all_upstream``: a rerun
-        of everything), until its engine records its own."""
+        of everything), until its engine records its own. ``notify``: wake the servers
+        in the same transaction (one commit, not two: on PostgreSQL each waits for the
+        disk)."""
         with self._tx():
+            if notify:
+                self._bump_jobs()
             self._execute(
                 "INSERT INTO runs (id, job_id, project, name, status, created_at, target,"
                 " scheduled_for, options) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
