@@ -105,6 +105,21 @@ def _authenticate(request: Request, body: bytes) -> TokenInfo | None:
     return info if ok else None
 
 
+def _known_bearer(request: Request) -> TokenInfo | None:
+    """The token of a Bearer secret this process has already verified, checked here in
+    the event loop: one read of its row (revoked? expired?), which costs less than the
+    hand-off to a worker thread that the slow hash needs."""
+    from dagmill.services.tokens import check_bearer, verified
+
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    parts = split_bearer(value)
+    if parts is None or not verified(*parts):
+        return None
+    return check_bearer(*parts)
+
+
 def need(role: str):  # type: ignore[no-untyped-def]
     """A dependency giving the request's :class:`Caller`, if its token has ``role``."""
 
@@ -113,12 +128,11 @@ def need(role: str):  # type: ignore[no-untyped-def]
         if isinstance(cached, Caller):
             caller = cached
         else:
-            body = (
-                await request.body()
-                if request.headers.get("authorization", "").startswith("AWS4-")
-                else b""
-            )
-            info = await run_in_threadpool(_authenticate, request, body)
+            info = _known_bearer(request)
+            if info is None:
+                header = request.headers.get("authorization", "")
+                body = await request.body() if header.startswith("AWS4-") else b""
+                info = await run_in_threadpool(_authenticate, request, body)
             if info is None:
                 wait = throttle.delay(request.client.host if request.client else "?", time.time())
                 if wait:

@@ -368,6 +368,8 @@ def _get_job(store: Store, job_id: str) -> JobInfo:
 def _runnable_job(store: Store, job_id: str) -> JobInfo:
     """The job, if its definition is still the version it pins."""
     job = _get_job(store, job_id)
+    if job.bundle is not None:
+        return job  # a bundle is named by its sha256: its files are the ones built
     version = _current_version(job, store)
     if version != job.version:
         raise DefinitionError(
@@ -464,10 +466,11 @@ def start_job(job_id: str, params: Mapping[str, str] | None = None, workers: int
         # hold the command up)
         check_quota(store, job.project, job.requests.items())
         run_id = new_run_id()
-        store.queue_run(run_id, job.name, job.id, target, project=job.project)
         server = server_of(store)
-        if server is not None:
-            store.bump_jobs()  # a server on PostgreSQL, maybe on another host: NOTIFY
+        # a server on PostgreSQL, maybe on another host, is woken by NOTIFY
+        store.queue_run(
+            run_id, job.name, job.id, target, project=job.project, notify=server is not None
+        )
     finally:
         store.close()
     if server is not None:

@@ -216,6 +216,16 @@ def _note_use(store: Store, info: TokenInfo, now: float) -> TokenInfo:
     return info
 
 
+def verified(token_id: str, secret: str) -> bool:
+    """Whether this process has seen ``secret`` pass the slow hash for the token (then
+    :func:`check_bearer` costs one read of the token's row, no scrypt)."""
+    with _verified_lock:
+        known = _verified.get(token_id)
+    return known is not None and hmac.compare_digest(
+        known, hashlib.sha256(secret.encode()).digest()
+    )
+
+
 def check_bearer(token_id: str, secret: str, now: float | None = None) -> TokenInfo | None:
     """The token if ``secret`` is its secret and it is usable now; else None."""
     now = time.time() if now is None else now

@@ -56,6 +56,13 @@ def iso(ts: float | None) -> str | None:
     """``ts`` (seconds since the epoch) as ISO 8601 in UTC, or None."""
     if not ts:
         return None
+    return _iso(ts)
+
+
+# the same times are formatted again and again (a server lists the latest runs to every
+# poll of a dashboard): remembered, as formatting one is most of the cost of a run's JSON
+@functools.lru_cache(maxsize=16384)
+def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -64,15 +71,24 @@ def to_json(value: Any) -> Any:
     with their fields renamed to the scheme and ``*_at_iso`` beside their times; mappings
     and sequences are converted item by item (their keys, such as a task's parameters,
     are left as they are)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "to_json"):
+    kind = type(value)
+    if kind in _PLAIN:  # most values: checked first, as a list of runs is many of them
+        return value
+    if kind is dict:
+        return {str(k): to_json(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_json(v) for v in value]
+    plan = _plans.get(kind)
+    if plan is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        plan = _plan(kind)
+    if plan is not None:
+        if plan is _OWN_JSON:
             return to_json(value.to_json())
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            name = _RENAMED.get(f.name, f.name)
-            out[name] = to_json(item)
-            if name.endswith("_at") or name in _TIMES:
+        for attr, name, timed in plan:
+            item = getattr(value, attr)
+            out[name] = item if type(item) in _PLAIN else to_json(item)
+            if timed:
                 out[f"{name}_iso"] = iso(item)
         return out
     if isinstance(value, Mapping):
@@ -126,6 +142,25 @@ def _typed(hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int):
         return float(value)
     return value
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_OWN_JSON: tuple[tuple[str, str, bool], ...] = ()  # a dataclass with its own to_json()
+# per dataclass: (attribute, JSON name, whether an _iso follows), worked out once
+_plans: dict[type, tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _plan(kind: type) -> tuple[tuple[str, str, bool], ...]:
+    if hasattr(kind, "to_json"):
+        plan = _OWN_JSON
+    else:
+        fields = []
+        for f in dataclasses.fields(kind):
+            name = _RENAMED.get(f.name, f.name)
+            fields.append((f.name, name, name.endswith("_at") or name in _TIMES))
+        plan = tuple(fields)
+    _plans[kind] = plan
+    return plan
 
 
 def dumps(value: Any) -> str:

@@ -626,12 +626,17 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, B
         scheduled_for: float | None = None,
         project: str = "default",
         options: Mapping[str, Any] | None = None,
+        notify: bool = False,
     ) -> None:
         """Record a PENDING run of ``project`` that a process is about to start
         (``create_run`` takes it), made for the slot ``scheduled_for`` if given (one run
         per job and slot); ``options``: how to run it (``forced_all_upstream``: a rerun
-        of everything), until its engine records its own."""
+        of everything), until its engine records its own. ``notify``: wake the servers
+        in the same transaction (one commit, not two: on PostgreSQL each waits for the
+        disk)."""
         with self._tx():
+            if notify:
+                self._bump_jobs()
             self._execute(
                 "INSERT INTO runs (id, job_id, project, name, status, created_at, target,"
                 " scheduled_for, options) VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?, ?)",
@@ -842,6 +847,10 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, B
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # set by the pool that lent this store (``store.reuse_connections``): close() offers
+    # the store back to it, which keeps it (True) or lets it be closed (False)
+    _give_back: Callable[[Store], bool] | None = None
+
     def close(self) -> None:
         try:
             if not self._flush_failed:
@@ -852,7 +861,26 @@ class Store(TaskClaims, JobSchedules, ServerLedger, ProjectLedger, TokenStore, B
                 with contextlib.suppress(Exception):
                     self.flush()
         finally:
-            self._close()
+            if self._give_back is None or not self._give_back(self):
+                self._close()
+
+    def reusable(self) -> bool:
+        """Whether another caller may use this store as it is now: nothing buffered, no
+        outage, and a connection that is up with no transaction open."""
+        return (
+            self._outage is None
+            and not self._flush_failed
+            and not (self._task_status or self._attempts or self._heartbeats)
+            and self._idle_connection()
+        )
+
+    def _idle_connection(self) -> bool:
+        """The connection is up, outside any transaction (backends override)."""
+        return True
+
+    def alive(self) -> bool:
+        """Whether the connection still answers (one round trip; backends override)."""
+        return True
 
 
 def _hint(reason: str) -> str:

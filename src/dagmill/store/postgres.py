@@ -104,6 +104,18 @@ class PostgresStore(Store):
         row = self._conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
         return row is not None and row[0] is not None
 
+    def _idle_connection(self) -> bool:
+        conn = self._conn
+        idle = self._psycopg.pq.TransactionStatus.IDLE
+        return not conn.closed and not conn.broken and conn.info.transaction_status == idle
+
+    def alive(self) -> bool:
+        try:
+            self._conn.execute("SELECT 1")
+        except self._psycopg.Error:
+            return False
+        return True
+
     def _close(self) -> None:
         self._conn.close()
 

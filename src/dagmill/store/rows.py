@@ -19,6 +19,11 @@ RUN_COLS = (
 )
 
 
+def _object(text: str | None) -> Any:
+    # most runs have no counts or options: "{}" is not parsed (lists of runs read many)
+    return {} if not text or text == "{}" else json.loads(text)
+
+
 def run_row(r: Sequence[Any]) -> RunInfo:
     return RunInfo(
         id=r[0],
@@ -31,8 +36,8 @@ def run_row(r: Sequence[Any]) -> RunInfo:
         project=r[7],
         owner=r[8],
         error=r[9],
-        counts=json.loads(r[10] or "{}"),
-        options=json.loads(r[11] or "{}"),
+        counts=_object(r[10]),
+        options=_object(r[11]),
         target=RunTarget.from_json(json.loads(r[12])) if r[12] else None,
         heartbeat_at=r[13],
         scheduled_for=r[14],

@@ -176,5 +176,18 @@ class SqliteStore(Store):
         ).fetchone()
         return row is not None
 
+    def _idle_connection(self) -> bool:
+        try:
+            return not self._conn.in_transaction
+        except sqlite3.ProgrammingError:  # closed
+            return False
+
+    def alive(self) -> bool:
+        try:
+            self._conn.execute("SELECT 1")
+        except sqlite3.Error:
+            return False
+        return True
+
     def _close(self) -> None:
         self._conn.close()

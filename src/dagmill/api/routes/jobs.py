@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from dagmill.api.auth import Admin, Caller, Operator, Viewer
 from dagmill.api.errors import ApiError, BadRequest, NotFound, TooLarge
-from dagmill.api.pages import decode_cursor, encode_cursor
+from dagmill.api.pages import decode_cursor, encode_cursor, json_response
 from dagmill.api.schemas import Page
 from dagmill.api.schemas.jobs import (
     BackfillIn,
@@ -296,4 +296,4 @@ def run_job(
         run_id = jobs.start_job(job.id, body.params if body is not None else None)
     except ParameterError as e:
         raise ApiError(str(e), "body.params", 422) from None
-    return to_json(get_run(run_id))
+    return json_response(to_json(get_run(run_id)), 201)

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dagmill.api.auth import Admin, Operator, Viewer
 from dagmill.api.errors import ApiError, Conflict, NotFound
-from dagmill.api.pages import decode_cursor, encode_cursor
+from dagmill.api.pages import decode_cursor, encode_cursor, json_response
 from dagmill.api.schemas import Page
 from dagmill.api.schemas.runs import LogsOut, RunCancelOut, RunDetailOut, RunOut, RunStatus
 from dagmill.errors import DefinitionError
@@ -126,10 +126,12 @@ def list_runs(
     )
     chunk = found[:limit]
     more = len(found) > limit
-    return {
-        "items": [to_json(r) for r in chunk],
-        "next_cursor": encode_cursor((chunk[-1].created_at, chunk[-1].id)) if more else None,
-    }
+    return json_response(
+        {
+            "items": [to_json(r) for r in chunk],
+            "next_cursor": encode_cursor((chunk[-1].created_at, chunk[-1].id)) if more else None,
+        }
+    )
 
 
 @router.get(

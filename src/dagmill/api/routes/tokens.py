@@ -47,23 +47,20 @@ def create_token(body: TokenIn, caller: Admin) -> Any:
     return {**to_json(made.info), "secret": made.secret, "bearer": made.bearer}
 
 
-def _token(token_id: str, project: str) -> TokenInfo:
-    """The project's token; 404 otherwise (another project's too, as if it did not exist)."""
-    found = None
+def _own_token(token_id: str, caller: Admin) -> TokenInfo:
+    """The caller's project's token, or 404 (another project's too: no existence leak)."""
     if "\x00" not in token_id:  # a NUL is in no id (and PostgreSQL refuses it in a query)
         with contextlib.suppress(DefinitionError):
-            found = tokens.get_token(token_id, project)
-    if found is None:
-        raise NotFound(f"no token {token_id!r} in project {project}: see GET /tokens")
-    return found
+            return tokens.get_token(token_id, caller.project)
+    raise NotFound(f"no token {token_id!r} in project {caller.project}")
 
 
 @router.get("/tokens/{token_id}", response_model=TokenOut, summary="One token")
 def get_token(token_id: str, caller: Admin) -> Any:
-    return to_json(_token(token_id, caller.project))
+    return to_json(_own_token(token_id, caller))
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
 def revoke_token(token_id: str, caller: Admin) -> Response:
-    tokens.revoke_token(_token(token_id, caller.project).id, caller.project)
+    tokens.revoke_token(_own_token(token_id, caller).id, caller.project)
     return Response(status_code=204)
