@@ -261,3 +261,58 @@ def test_a_remote_build_says_where_the_jobs_data_folder_is(remote: Remote) -> No
     said = done.stderr
     assert "its data folder is there:" in said and os.sep + "data" + os.sep in said
     assert str(folder) not in said  # not the local folder
+
+
+# -- the guard around every request, in process ---------------------------------------------
+def _asgi_client(max_body: int = 2**20):  # type: ignore[no-untyped-def]
+    import httpx
+
+    from dagmill.api.app import ApiOptions, create_app
+
+    events: list[tuple[str, dict]] = []
+    app = create_app(ApiOptions(max_body_bytes=max_body), lambda e, **f: events.append((e, f)))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug inside")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://t"), events
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_a_bug_is_a_bare_500_logged_once() -> None:
+    import asyncio
+
+    async def main() -> None:
+        client, events = _asgi_client(max_body=2**20)
+        async with client:
+
+            async def chunks():  # type: ignore[no-untyped-def]
+                for _ in range(3):
+                    yield b"x" * 2**20
+
+            r = await client.post("/api/v1/jobs/j1/run", content=chunks())
+            assert r.status_code == 413, r.text
+            assert r.json()["error"] == "too_large" and "1 MiB" in r.json()["message"]
+            assert r.headers["x-request-id"] == r.json()["request_id"]
+
+            r = await client.get("/boom")
+            assert r.status_code == 500
+            body = r.json()
+            assert body["message"] == f"internal error (request id {body['request_id']})"
+            assert "a bug inside" not in r.text and "Traceback" not in r.text
+            assert int(r.headers["content-length"]) == len(r.content)
+
+            r = await client.post(
+                "/api/v1/jobs/j1/run",
+                content=b"{nope",
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 422
+            assert r.json()["field"] == "body" and "not valid JSON" in r.json()["message"]
+        statuses = [f["status"] for e, f in events if e == "request"]
+        assert statuses == [413, 500, 422]
+        failed = [f for e, f in events if e == "request_failed"]
+        assert len(failed) == 1 and "a bug inside" in failed[0]["error"]
+
+    asyncio.run(main())
