@@ -325,18 +325,9 @@ def jobs_backfill(job_id: str, start: str, end: str, yes: bool, as_json: bool) -
     if as_json:
         import json
 
-        from dagmill.services.wire import iso
+        from dagmill.services.wire import backfill_json
 
-        out = {
-            "job_id": result.job_id,
-            "slots": len(result.slots),
-            "queued": list(result.queued),
-            "already": result.already,
-            "until_at": result.until,
-            "until_at_iso": iso(result.until),
-            "clamped": result.clamped,
-        }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(backfill_json(result), indent=2))
         return
     assert job.schedule is not None
     from dagmill.cli.render import local_and_utc

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from dagmill.model.projects import Quota
     from dagmill.model.resources import Resources
-    from dagmill.services.jobs import JobView
+    from dagmill.services.jobs import BackfillResult, JobView
     from dagmill.services.projects import ProjectView
 
 __all__ = [
+    "backfill_json",
     "dumps",
     "from_json",
     "iso",
@@ -321,3 +322,18 @@ def project_from_json(data: Mapping[str, Any]) -> ProjectView:
         info, Quota.parse(data.get("limits") or {}), used(data.get("used") or {}), leases, waits
     )
     return ProjectView(usage, data.get("jobs", 0), data.get("open_runs", 0))
+
+
+def backfill_json(result: BackfillResult) -> dict[str, Any]:
+    """A backfill as ``jobs backfill --json`` prints it and the API returns it: how many
+    slots the range holds, the runs ``queued`` now, how many were ``already`` run, and
+    the end it was ``clamped`` to (``until_at``: the job's end or now)."""
+    return {
+        "job_id": result.job_id,
+        "slots": len(result.slots),
+        "queued": list(result.queued),
+        "already": result.already,
+        "until_at": result.until,
+        "until_at_iso": iso(result.until),
+        "clamped": result.clamped,
+    }

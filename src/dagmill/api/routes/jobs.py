@@ -28,7 +28,7 @@ from dagmill.api.schemas.runs import RunOut
 from dagmill.errors import ParameterError
 from dagmill.model.runs import JobInfo
 from dagmill.services import jobs
-from dagmill.services.wire import iso, job_view_json, to_json
+from dagmill.services.wire import backfill_json, iso, job_view_json, to_json
 
 router = APIRouter(tags=["jobs"])
 # a project's jobs are read whole, then filtered and paged (jobs are few; runs are many)
@@ -248,16 +248,7 @@ def skipped_slots(
     summary="Queue one run per past slot in a range",
 )
 def backfill_job(job_id: JobId, body: BackfillIn, caller: Operator) -> Any:
-    result = jobs.backfill_job(_own_job(caller, job_id).id, body.start, body.end)
-    return {
-        "job_id": result.job_id,
-        "slots": len(result.slots),
-        "queued": list(result.queued),
-        "already": result.already,
-        "until_at": result.until,
-        "until_at_iso": iso(result.until),
-        "clamped": result.clamped,
-    }
+    return backfill_json(jobs.backfill_job(_own_job(caller, job_id).id, body.start, body.end))
 
 
 @router.delete(
