@@ -78,7 +78,8 @@ for r in json.load(sys.stdin):
     show = json.loads(subprocess.run([sys.argv[1], 'runs', 'show', r['id'], '--json'],
                                      capture_output=True, text=True, check=True).stdout)
     if any(a.get('waited') for t in show['tasks'] for a in t['history']):
-        print(r['id'])" "$dagmill" | head -1)
+        print(r['id'])
+        break" "$dagmill")
 [ -n "$waited" ] && "$dagmill" runs show "$waited"   # its Train: "waited ...s for resources"
 
 step "9. the REST API: a token, the job run over HTTP (curl) and by the CLI as a client of the server"
@@ -87,14 +88,15 @@ log=$(mktemp)
 server=$!
 url=""
 for _ in $(seq 1 100); do
-  url=$(sed -n 's/.*api_listening url=\([^ ]*\).*/\1/p' "$log" | head -1)
+  url=$(sed -n 's/.*api_listening url=\([^ ]*\).*/\1/p;T;q' "$log")
   [ -n "$url" ] && break; sleep 0.1
 done
 token=$("$dagmill" tokens create --project default --role operator --name demo --expires 1d --json \
   | "$python" -c "import json, sys; print(json.load(sys.stdin)['bearer'])")
 echo "API root: $url   token: ${token%%.*}.…"
-curl -sS -X POST -H "Authorization: Bearer $token" "$url/jobs/$job/run" | "$python" -m json.tool \
-  | head -8
+curl -sS -X POST -H "Authorization: Bearer $token" "$url/jobs/$job/run" | "$python" -c "import json, sys
+run = json.load(sys.stdin)  # the queued run, as \`runs list --json\` shows it
+print(json.dumps({k: run[k] for k in ('id', 'job_id', 'status', 'created_at_iso')}, indent=2))"
 DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" jobs run "$job" --wait -p seed=9 --quiet \
   && echo "run by the CLI, through the API: SUCCESS"
 DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" runs list --limit 3
