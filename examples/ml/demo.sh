@@ -86,6 +86,7 @@ step "9. the REST API: a token, the job run over HTTP (curl) and by the CLI as a
 log=$(mktemp)
 "$dagmill" server --port 0 --max-runs 1 2>"$log" &
 server=$!
+trap 'kill -TERM "$server" 2>/dev/null || true' EXIT   # also if a step below fails
 url=""
 for _ in $(seq 1 100); do
   url=$(sed -n 's/.*api_listening url=\([^ ]*\).*/\1/p;T;q' "$log")
@@ -102,5 +103,6 @@ DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" jobs run "$job" --wait -p se
 DAGMILL_SERVER=$url DAGMILL_TOKEN=$token "$dagmill" runs list --limit 3
 kill -TERM "$server"
 wait "$server"
+trap - EXIT
 grep -c ' request ' "$log" | xargs -I{} echo "the server logged {} API requests (one line each)"
 rm -f "$log"
