@@ -37,10 +37,14 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
 
 
 def page(
-    items: Sequence[T], limit: int, cursor: str | None, key: Callable[[T], Sequence[Any]]
+    items: Sequence[T],
+    limit: int,
+    cursor: str | None,
+    key: Callable[[T], Sequence[Any]],
+    render: Callable[[T], Any] = to_json,
 ) -> dict[str, Any]:
-    """A page of ``items`` (sorted newest first by ``key``) after ``cursor``: for lists
-    small enough to read whole (tokens, projects, jobs)."""
+    """A page of ``items`` (sorted newest first by ``key``) after ``cursor``, each as
+    ``render`` makes it: for lists small enough to read whole (tokens, jobs)."""
     after = decode_cursor(cursor)
     ordered = sorted(items, key=lambda x: list(key(x)), reverse=True)
     if after is not None:
@@ -48,7 +52,7 @@ def page(
     chunk = ordered[:limit]
     more = len(ordered) > limit
     return {
-        "items": [to_json(x) for x in chunk],
+        "items": [render(x) for x in chunk],
         "next_cursor": encode_cursor(key(chunk[-1])) if more and chunk else None,
     }
 

@@ -69,11 +69,6 @@ class TokenInfo:
         """Neither revoked nor expired at ``now``."""
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
-    @property
-    def state(self) -> str:
-        """revoked, or active (an expired one reads as active here: see ``usable``)."""
-        return "revoked" if self.revoked_at is not None else "active"
-
 
 @dataclass(frozen=True, slots=True)
 class NewToken:

@@ -602,5 +602,4 @@ def remote_ok(fn: F) -> F:
             return fn(*args, **kwargs)
         return getattr(remote, fn.__name__)(*args, **kwargs)
 
-    wrapper.__wrapped_local__ = fn  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

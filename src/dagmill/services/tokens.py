@@ -53,6 +53,7 @@ _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 _verified: dict[str, bytes] = {}  # token id -> sha256 of a secret that passed scrypt
 _verified_lock = threading.Lock()
+_file_keys: dict[str, bytes] = {}  # key file -> the key it holds
 
 
 class ServerKeyError(DefinitionError):
@@ -74,6 +75,8 @@ def server_key() -> bytes:
             )
         return hashlib.sha256(text.strip().encode()).digest()
     path = _key_file()
+    if path in _file_keys:  # read once per process: each SigV4 request needs it
+        return _file_keys[path]
     try:
         with open(path, "rb") as f:
             raw = f.read().strip()
@@ -90,7 +93,8 @@ def server_key() -> bytes:
                 f.write(raw + b"\n")
     if len(raw) < 32:
         raise ServerKeyError(f"{path} holds no key (expected 64 hex digits): delete it to make one")
-    return hashlib.sha256(raw).digest()
+    key = _file_keys[path] = hashlib.sha256(raw).digest()
+    return key
 
 
 def _hash(secret: str) -> str:

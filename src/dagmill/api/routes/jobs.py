@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from dagmill.api.auth import Admin, Caller, Operator, Viewer
 from dagmill.api.errors import ApiError, BadRequest, NotFound, TooLarge
-from dagmill.api.pages import decode_cursor, encode_cursor, json_response
+from dagmill.api.pages import json_response, page
 from dagmill.api.schemas import Page
 from dagmill.api.schemas.jobs import (
     BackfillIn,
@@ -62,25 +62,17 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> Any:
-    after = decode_cursor(cursor)
     found = [
-        job_view_json(v)
+        v
         for v in jobs.job_views(project=caller.project, limit=_ALL_JOBS)
         if (status is None or v.status == status.upper())
         and (name is None or name.lower() in v.job.name.lower())
         and (kind is None or v.job.kind == kind)
         and (trigger is None or v.trigger == trigger)
     ]
-    found.sort(key=lambda j: [j["created_at"], j["id"]], reverse=True)
-    if after is not None:
-        found = [j for j in found if [j["created_at"], j["id"]] < after]
-    chunk = found[:limit]
-    more = len(found) > limit
-    last = chunk[-1] if chunk else None
-    return {
-        "items": chunk,
-        "next_cursor": encode_cursor([last["created_at"], last["id"]]) if more and last else None,
-    }
+    return page(
+        found, limit, cursor, key=lambda v: (v.job.created_at, v.job.id), render=job_view_json
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job")
