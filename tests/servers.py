@@ -203,6 +203,25 @@ class Project:
                 server.kill()
 
 
+CLIENT_VARS = ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE")
+
+
+@dataclass
+class ServerHome(Project):
+    """A project whose commands and servers share one DAGMILL_HOME (so the server's key:
+    tokens made by its commands work on its servers), and that is never a client of a
+    server. ``secret_key``: DAGMILL_SECRET_KEY too (tokens made in this process work)."""
+
+    secret_key: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in super().env().items() if k not in CLIENT_VARS}
+        env["DAGMILL_HOME"] = os.fspath(self.root / ".dagmill")
+        if self.secret_key is not None:
+            env["DAGMILL_SECRET_KEY"] = self.secret_key
+        return env
+
+
 def ticks(log: Path) -> list[dict[str, float]]:
     """The lines the ``tick`` module appended to ``log``."""
     if not log.exists():

@@ -27,7 +27,7 @@ import pytest
 
 from dagmill.model.tokens import NewToken
 from helpers import wait_for
-from servers import Project
+from servers import ServerHome
 
 SECRET_KEY = "k" * 40  # the server's key (DAGMILL_SECRET_KEY): tokens made here work there
 A, B = "alpha", "beta"
@@ -42,23 +42,13 @@ ROLES = ("viewer", "operator", "admin")
 
 
 # -- the module's server and objects ------------------------------------------------------------
-class _Project(Project):
-    """The test project with a fixed home and server key (the module's tests share it)."""
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env["DAGMILL_HOME"] = str(self.root / ".dagmill")
-        env["DAGMILL_SECRET_KEY"] = SECRET_KEY
-        for name in ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE"):
-            env.pop(name, None)
-        return env
 
 
 @dataclass
 class World:
     """The server, its API root, and what each project holds."""
 
-    project: _Project
+    project: ServerHome
     root: str  # the API root: http://127.0.0.1:PORT/api/v1
     job: dict[str, str]  # project -> a manual job
     scheduled: str  # a scheduled job of alpha (slots, backfill)
@@ -128,7 +118,7 @@ def world(
         url = f"sqlite:///{root}/.dagmill/dagmill.db"
     else:
         url = fresh_postgres_database(request)
-    project = _Project(root, url)
+    project = ServerHome(root, url, secret_key=SECRET_KEY)
     try:
         for name in (A, B):
             made = project.dagmill("projects", "create", name, "-q")

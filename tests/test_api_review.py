@@ -32,7 +32,7 @@ from dagmill.model.schedules import ScheduleSpec
 from dagmill.scheduler.triggers import ScheduleError, make_trigger, parse_period
 from dagmill.server.log import ServerLog
 from helpers import wait_for
-from servers import Project, ServerProcess
+from servers import ServerHome, ServerProcess
 
 PIPELINE = """\
 dataNodes:
@@ -87,18 +87,10 @@ class Remote:
         )
 
 
-class _ServerProject(Project):
-    def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in super().env().items() if k not in ("DAGMILL_SERVER", "DAGMILL_TOKEN")
-        }
-        return {**env, "DAGMILL_HOME": str(self.root / ".dagmill")}
-
-
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     root = tmp_path_factory.mktemp("review")
-    project = _ServerProject(root / "server", f"sqlite:///{root}/server/.dagmill/dagmill.db")
+    project = ServerHome(root / "server", f"sqlite:///{root}/server/.dagmill/dagmill.db")
     project.root.mkdir()
     made = project.dagmill("tokens", "create", "--role", "admin", "--name", "t", "--json")
     assert made.returncode == 0, made.stderr

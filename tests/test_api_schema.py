@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from servers import Project
+from servers import ServerHome
 
 MAX_EXAMPLES = 25  # per operation: ~25 operations, well under a minute in all
 SECRET_KEY = "s" * 40
@@ -35,16 +35,6 @@ processNodes:
 HELLO = "from dagmill import processor\n\nprocessor.params()\nprint('hello')\n"
 
 
-class _Project(Project):
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env["DAGMILL_HOME"] = str(self.root / ".dagmill")
-        env["DAGMILL_SECRET_KEY"] = SECRET_KEY
-        for name in ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE"):
-            env.pop(name, None)
-        return env
-
-
 @dataclass(frozen=True)
 class Live:
     base: str  # http://127.0.0.1:PORT
@@ -54,7 +44,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("api-schema")
-    project = _Project(root, f"sqlite:///{root}/.dagmill/dagmill.db")
+    project = ServerHome(root, f"sqlite:///{root}/.dagmill/dagmill.db", secret_key=SECRET_KEY)
     try:
         assert project.dagmill("projects", "create", "team", "-q").returncode == 0
         pipeline = project.pipeline("hello", PIPELINE, {"hello": HELLO})

@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
+import servers
 from helpers import wait_for
-from servers import Project, ServerProcess
+from servers import ServerProcess
 
 FLOW = textwrap.dedent(
     '''
@@ -70,12 +71,8 @@ _CLIENT_VARS = ("DAGMILL_SERVER", "DAGMILL_TOKEN", "DAGMILL_PROFILE", "DAGMILL_D
 
 # -- the server, and a runner of `dagmill` commands per mode -----------------------------
 @dataclass
-class ServerHome(Project):
-    """The server's side: its folder, home and database (a project folder of servers.py)."""
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in super().env().items() if k not in _CLIENT_VARS[:3]}
-        return {**env, "DAGMILL_HOME": os.fspath(self.root / ".dagmill")}
+class ServerHome(servers.ServerHome):
+    """The server's side: its folder, home and database, and its tokens."""
 
     def admin_token(self, project: str, role: str = "admin") -> str:
         """A token of ``project`` (created if need be), made as on the server's machine
